@@ -1,0 +1,82 @@
+# workerd — the two commands a new user needs are `make run` and `make test`.
+# Every target installs the Debian packages it needs when they are missing (apt-get; sudo
+# when not root), configures with CMake and builds. Nothing is downloaded otherwise.
+
+BUILD_DIR      ?= build
+ASAN_BUILD_DIR ?= build-asan
+BUILD_TYPE     ?= RelWithDebInfo
+JOBS           ?= $(shell nproc)
+SPEC           ?= config/workerd.yaml
+
+# Build: compiler, CMake, and the libraries the user asked for.
+BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
+  libboost-dev libboost-system-dev libboost-filesystem-dev \
+  libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev doctest-dev
+# Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3).
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi
+# Benchmarks: the load generator and the peers workerd is compared with.
+BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi
+
+# Warnings are errors in CI.
+ifneq ($(CI),)
+  CMAKE_FLAGS += -DWORKERD_WERROR=ON
+endif
+
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# install-packages PACKAGES: installs those that are missing, silently when none is.
+define install-packages
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+.PHONY: all deps test-deps bench-deps build run test test-sanitize bench check clean
+
+all: build
+
+deps:
+	$(call install-packages,$(BUILD_PACKAGES))
+
+test-deps: deps
+	$(call install-packages,$(TEST_PACKAGES))
+
+bench-deps: deps
+	$(call install-packages,$(BENCH_PACKAGES))
+
+$(BUILD_DIR)/build.ninja: | deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
+
+build: deps $(BUILD_DIR)/build.ninja
+	@cmake --build $(BUILD_DIR) -j $(JOBS) -- --quiet
+
+## make run: the bundled worker serving config/public on 127.0.0.1:8000, in the foreground.
+run: build
+	exec $(BUILD_DIR)/bin/workerd start $(SPEC)
+
+check: build
+	$(BUILD_DIR)/bin/workerd check $(SPEC)
+
+## make test: the whole suite through ctest; non-zero exit on any failure.
+test: test-deps build
+	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 300 -j $(JOBS)
+
+## make test-sanitize: the unit and process tests under AddressSanitizer + UBSan.
+test-sanitize: test-deps
+	@[ -f $(ASAN_BUILD_DIR)/build.ninja ] || cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=Debug -DWORKERD_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) -- --quiet
+	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure --timeout 600 -j $(JOBS) -L 'daemon|http'
+
+## make bench: side-by-side benchmarks (workerd vs nginx, vs gunicorn); prints ratios.
+bench: bench-deps build
+	tests/bench/bench_core.sh
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)

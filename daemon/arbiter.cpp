@@ -1,0 +1,323 @@
+#include "daemon/arbiter.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "daemon/logging.hpp"
+#include "daemon/output_pipe.hpp"
+#include "daemon/spawn.hpp"
+#include "daemon/version.hpp"
+#include "daemon/worker_command.hpp"
+
+namespace workerd {
+namespace {
+
+std::string describe_status(int status) {
+    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return "was killed by " + signal_name(WTERMSIG(status));
+    return "changed state " + std::to_string(status);
+}
+
+std::string seconds_text(Clock::duration d) {
+    return format_duration(std::chrono::duration_cast<Duration>(d));
+}
+
+}  // namespace
+
+Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_exe)
+    : spec_(std::move(spec)),
+      listeners_(std::move(listeners)),
+      self_exe_(std::move(self_exe)),
+      signals_(io_),
+      timer_(io_),
+      rng_(static_cast<unsigned>(::getpid()) ^
+           static_cast<unsigned>(Clock::now().time_since_epoch().count())),
+      desired_(spec_.workers),
+      base_env_(current_environment()) {
+    for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1}) {
+        signals_.add(sig);
+    }
+}
+
+int Arbiter::run() {
+    // A worker that closes a pipe must not kill the daemon.
+    ::signal(SIGPIPE, SIG_IGN);
+    std::string where;
+    for (const auto& l : listeners_) where += (where.empty() ? "" : ", ") + l.address().to_string();
+    spdlog::info("workerd {} (pid {}) listening on {} with {} worker{} (generation {})", kVersion,
+                 ::getpid(), where, desired_, desired_ == 1 ? "" : "s", generation_);
+    wait_for_signal();
+    tick();
+    io_.run();
+    spdlog::info("all workers stopped; exiting");
+    return 0;
+}
+
+void Arbiter::wait_for_signal() {
+    // The signal handler itself (asio's) only queues; the work happens in tick().
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        pending_signals_.push_back(sig);
+        wait_for_signal();
+        tick();
+    });
+}
+
+void Arbiter::tick() {
+    // One turn of the supervision loop, run after every event:
+    // 1. handle queued signals (TERM, INT, QUIT, HUP, TTIN, TTOU, USR1);
+    // 2. reap exited children and schedule their slots' restarts;
+    // 3. expire deadlines: SIGKILL workers that outlived graceful_timeout after SIGTERM;
+    // 4. reconcile: start workers for empty slots whose backoff has passed, drain surplus;
+    // 5. exit the loop once a stopping fleet is empty, else arm the timer for the next deadline.
+    const auto now = Clock::now();
+    handle_signals();
+    reap_children();
+    expire_deadlines(now);
+    reconcile(now);
+    if (mode_ != Mode::running && workers_.empty()) {
+        timer_.cancel();
+        signals_.cancel();
+        io_.stop();
+        return;
+    }
+    arm_timer(now);
+}
+
+void Arbiter::handle_signals() {
+    const auto now = Clock::now();
+    while (!pending_signals_.empty()) {
+        const int sig = pending_signals_.front();
+        pending_signals_.pop_front();
+        switch (sig) {
+            case SIGCHLD:
+                break;  // reaping follows in this tick
+            case SIGTERM:
+                begin_stop(mode_ == Mode::running ? Mode::stopping_graceful : Mode::stopping_fast,
+                           now);
+                break;
+            case SIGINT:
+            case SIGQUIT:
+                begin_stop(Mode::stopping_fast, now);
+                break;
+            case SIGTTIN:
+                if (mode_ != Mode::running) break;
+                ++desired_;
+                spdlog::info("SIGTTIN: scaling up to {} workers", desired_);
+                break;
+            case SIGTTOU:
+                if (mode_ != Mode::running) break;
+                if (desired_ > 1) --desired_;
+                spdlog::info("SIGTTOU: scaling down to {} workers", desired_);
+                break;
+            case SIGHUP:
+                spdlog::warn("SIGHUP: reloading is not available in this version; nothing changed");
+                break;
+            case SIGUSR1:
+                spdlog::info("SIGUSR1: the log goes to stderr; there is no file to reopen");
+                break;
+            default:
+                spdlog::debug("ignoring {}", signal_name(sig));
+        }
+    }
+}
+
+void Arbiter::reap_children() {
+    // The one place that reaps: every child of the daemon ends here.
+    while (true) {
+        int status = 0;
+        const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        if (pid == 0) return;
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            if (errno != ECHILD) spdlog::error("waitpid failed: {}", std::strerror(errno));
+            return;
+        }
+        handle_exit(pid, status, Clock::now());
+    }
+}
+
+void Arbiter::handle_exit(pid_t pid, int status, Clock::time_point now) {
+    auto it = workers_.find(pid);
+    if (it == workers_.end()) {
+        // A child whose exec failed: spawn_worker already reported it.
+        spdlog::debug("reaped pid {} ({})", pid, describe_status(status));
+        return;
+    }
+    Worker worker = it->second;
+    workers_.erase(it);
+    transition(worker, WorkerEvent::exited);
+    const auto uptime = now - worker.started_at;
+    const std::string who = fmt::format("worker {} (pid {}, gen {})", worker.slot, pid,
+                                        worker.generation);
+    const bool wanted = mode_ == Mode::running && worker.slot < desired_;
+    Slot& slot = slots_[worker.slot];
+    if (!wanted) {
+        spdlog::info("{} stopped: {} after {}", who, describe_status(status), seconds_text(uptime));
+        return;
+    }
+    const Duration delay = slot.backoff.on_exit(
+        spec_.backoff, std::chrono::duration_cast<Duration>(uptime),
+        std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+    slot.not_before = now + delay;
+    spdlog::warn("{} {} after {}; restarting {}", who, describe_status(status),
+                 seconds_text(uptime),
+                 delay == Duration::zero() ? std::string("now") : "in " + format_duration(delay));
+}
+
+void Arbiter::expire_deadlines(Clock::time_point now) {
+    for (auto& [pid, worker] : workers_) {
+        if (worker.kill_at && *worker.kill_at <= now) {
+            spdlog::warn("worker {} (pid {}, gen {}) still running {} after SIGTERM; sending SIGKILL",
+                         worker.slot, pid, worker.generation, format_duration(spec_.graceful_timeout));
+            kill_now(worker);
+        }
+    }
+}
+
+void Arbiter::reconcile(Clock::time_point now) {
+    if (mode_ != Mode::running) return;
+    for (int slot = 0; slot < desired_; ++slot) {
+        if (live_workers_in_slot(slot) == 0 && now >= slots_[slot].not_before) {
+            spawn_worker(slot, now);
+        }
+    }
+    // Surplus after a scale-down: the highest slots drain gracefully.
+    for (auto& [pid, worker] : workers_) {
+        if (worker.slot >= desired_ && worker.state != WorkerState::draining) drain(worker, now);
+    }
+}
+
+void Arbiter::arm_timer(Clock::time_point now) {
+    std::optional<Clock::time_point> next;
+    auto consider = [&](Clock::time_point t) {
+        if (!next || t < *next) next = t;
+    };
+    for (const auto& [pid, worker] : workers_) {
+        if (worker.kill_at) consider(*worker.kill_at);
+    }
+    if (mode_ == Mode::running) {
+        for (int slot = 0; slot < desired_; ++slot) {
+            if (live_workers_in_slot(slot) == 0) consider(std::max(now, slots_[slot].not_before));
+        }
+    }
+    if (!next) {
+        timer_.cancel();
+        return;
+    }
+    timer_.expires_at(*next);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) tick();
+    });
+}
+
+void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
+    Slot& slot = slots_[slot_index];
+    const auto addresses = listen_addresses();
+    PipePair out, err;
+    SpawnRequest request;
+    pid_t pid = 0;
+    try {
+        out = make_pipe();
+        err = make_pipe();
+        request.argv = worker_argv(spec_.app, addresses, self_exe_);
+        request.cwd = spec_.app.cwd;
+        request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_);
+        for (const auto& l : listeners_) request.listen_fds.push_back(l.fd());
+        request.stdout_fd = out.write_end.get();
+        request.stderr_fd = err.write_end.get();
+        pid = spawn_process(request);
+    } catch (const std::exception& e) {
+        // SpawnError (exec failed, bad cwd) or a resource failure (pipe2: EMFILE): the slot
+        // backs off and tries again; the daemon keeps serving with the workers it has.
+        const Duration delay = slot.backoff.on_spawn_failure(
+            spec_.backoff, std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+        slot.not_before = now + delay;
+        // Said once, plainly; repeats of the same failure go to the debug log.
+        const auto level = e.what() == slot.last_spawn_error ? spdlog::level::debug
+                                                              : spdlog::level::err;
+        spdlog::log(level, "worker {}: {}; retrying in {}", slot_index, e.what(),
+                    format_duration(delay));
+        slot.last_spawn_error = e.what();
+        return;
+    }
+    slot.last_spawn_error.clear();
+
+    Worker worker;
+    worker.slot = slot_index;
+    worker.generation = generation_;
+    worker.pid = pid;
+    worker.started_at = now;
+    transition(worker, WorkerEvent::started);
+    // Without the worker protocol a running process counts as ready.
+    transition(worker, WorkerEvent::ready);
+    workers_[pid] = worker;
+    spdlog::info("worker {} (pid {}, gen {}) started: {}", slot_index, pid, generation_,
+                 request.argv.front());
+
+    for (auto [pipe, stream] : {std::pair{&out, "stdout"}, std::pair{&err, "stderr"}}) {
+        OutputPipe::start(io_, std::move(pipe->read_end),
+                          [slot_index, pid, stream](std::string_view line) {
+                              spdlog::info("worker {} (pid {}) {}: {}", slot_index, pid, stream, line);
+                          });
+    }
+}
+
+void Arbiter::drain(Worker& worker, Clock::time_point now) {
+    if (::kill(worker.pid, SIGTERM) != 0 && errno != ESRCH) {
+        spdlog::error("kill SIGTERM worker {} (pid {}) failed: {}", worker.slot, worker.pid,
+                      std::strerror(errno));
+    }
+    transition(worker, WorkerEvent::drain);
+    worker.kill_at = now + spec_.graceful_timeout;
+    spdlog::info("worker {} (pid {}, gen {}) draining: sent SIGTERM, SIGKILL in {}", worker.slot,
+                 worker.pid, worker.generation, format_duration(spec_.graceful_timeout));
+}
+
+void Arbiter::kill_now(Worker& worker) {
+    if (::kill(worker.pid, SIGKILL) != 0 && errno != ESRCH) {
+        spdlog::error("kill SIGKILL worker {} (pid {}) failed: {}", worker.slot, worker.pid,
+                      std::strerror(errno));
+    }
+    worker.kill_at.reset();
+}
+
+void Arbiter::begin_stop(Mode mode, Clock::time_point now) {
+    if (mode_ == mode || mode_ == Mode::stopping_fast) return;
+    mode_ = mode;
+    if (mode == Mode::stopping_graceful) {
+        spdlog::info("stopping gracefully: {} worker(s) get SIGTERM, SIGKILL after {}",
+                     workers_.size(), format_duration(spec_.graceful_timeout));
+        for (auto& [pid, worker] : workers_) {
+            if (worker.state != WorkerState::draining) drain(worker, now);
+        }
+        return;
+    }
+    spdlog::info("stopping now: sending SIGKILL to {} worker(s)", workers_.size());
+    for (auto& [pid, worker] : workers_) kill_now(worker);
+}
+
+void Arbiter::transition(Worker& worker, WorkerEvent event) {
+    worker.state = next_state(worker.state, event);
+}
+
+std::vector<ListenAddress> Arbiter::listen_addresses() const {
+    std::vector<ListenAddress> out;
+    for (const auto& l : listeners_) out.push_back(l.address());
+    return out;
+}
+
+int Arbiter::live_workers_in_slot(int slot) const {
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& entry) {
+        return entry.second.slot == slot && entry.second.state != WorkerState::draining;
+    }));
+}
+
+}  // namespace workerd

@@ -1,0 +1,89 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "daemon/backoff.hpp"
+#include "daemon/listener.hpp"
+#include "daemon/spec.hpp"
+#include "daemon/worker_state.hpp"
+
+namespace workerd {
+
+using Clock = std::chrono::steady_clock;
+
+/// The daemon's supervisor: one event loop, one thread. It keeps `workers` processes of the
+/// current generation running on the listeners, replaces those that exit (with per-slot
+/// backoff), and stops the fleet on TERM (graceful) or INT/QUIT (fast).
+class Arbiter {
+public:
+    /// `self_exe` is the workerd binary, run as `serve-builtin` for the bundled worker.
+    Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_exe);
+
+    /// Runs until the fleet is stopped; returns the daemon's exit code.
+    int run();
+
+private:
+    enum class Mode { running, stopping_graceful, stopping_fast };
+
+    struct Worker {
+        int slot = 0;
+        long generation = 0;
+        pid_t pid = 0;
+        WorkerState state = WorkerState::spawning;
+        Clock::time_point started_at;
+        std::optional<Clock::time_point> kill_at;  ///< SIGKILL if still alive then
+    };
+
+    struct Slot {
+        Backoff backoff;
+        Clock::time_point not_before;   ///< earliest next start
+        std::string last_spawn_error;   ///< logged once while it repeats
+    };
+
+    // The loop: every event (signal, timer) ends in tick().
+    void tick();
+    void handle_signals();
+    void reap_children();
+    void expire_deadlines(Clock::time_point now);
+    void reconcile(Clock::time_point now);
+    void arm_timer(Clock::time_point now);
+
+    void wait_for_signal();
+    void handle_exit(pid_t pid, int status, Clock::time_point now);
+    void spawn_worker(int slot, Clock::time_point now);
+    void drain(Worker& worker, Clock::time_point now);
+    void kill_now(Worker& worker);
+    void begin_stop(Mode mode, Clock::time_point now);
+    void transition(Worker& worker, WorkerEvent event);
+    std::vector<ListenAddress> listen_addresses() const;
+    int live_workers_in_slot(int slot) const;
+
+    Spec spec_;
+    std::vector<Listener> listeners_;
+    std::string self_exe_;
+    boost::asio::io_context io_;
+    boost::asio::signal_set signals_;
+    boost::asio::steady_timer timer_;
+    std::deque<int> pending_signals_;
+    std::map<pid_t, Worker> workers_;
+    std::map<int, Slot> slots_;
+    std::minstd_rand rng_;
+    Mode mode_ = Mode::running;
+    int desired_ = 0;
+    long generation_ = 1;
+    std::vector<std::string> base_env_;  ///< the daemon's environment, for workers
+};
+
+}  // namespace workerd

@@ -1,0 +1,109 @@
+#include "daemon/http/builtin_worker.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "daemon/http/server.hpp"
+
+namespace workerd::http {
+namespace {
+
+long long parse_number(const std::string& flag, const std::string& value, long long min) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+        v = std::stoll(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != value.size() || v < min) {
+        throw std::invalid_argument(flag + " needs a number >= " + std::to_string(min) + ", not '" + value + "'");
+    }
+    return v;
+}
+
+const char* env(const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+}  // namespace
+
+BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& args) {
+    BuiltinWorkerOptions o;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& flag = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) throw std::invalid_argument(flag + " needs a value");
+            return args[++i];
+        };
+        if (flag == "--root") {
+            o.root = value();
+        } else if (flag == "--demo") {
+            o.demo = true;
+        } else if (flag == "--max-connections") {
+            o.max_connections = static_cast<int>(parse_number(flag, value(), 1));
+        } else if (flag == "--keepalive-timeout") {
+            o.keepalive_timeout = std::chrono::milliseconds(parse_number(flag, value(), 0));
+        } else if (flag == "--max-header-size") {
+            o.max_header_size = static_cast<std::uint64_t>(parse_number(flag, value(), 1024));
+        } else if (flag == "--max-body-size") {
+            o.max_body_size = static_cast<std::uint64_t>(parse_number(flag, value(), 0));
+        } else if (flag == "--listen-fd") {
+            o.listen_fds.push_back(static_cast<int>(parse_number(flag, value(), 0)));
+        } else {
+            throw std::invalid_argument("unknown flag " + flag);
+        }
+    }
+    // The systemd convention: LISTEN_FDS sockets start at fd 3 and are ours only when
+    // LISTEN_PID names this process.
+    const char* fds = env("LISTEN_FDS");
+    const char* pid = env("LISTEN_PID");
+    if (o.listen_fds.empty() && fds != nullptr && (pid == nullptr || std::atol(pid) == ::getpid())) {
+        const long long n = parse_number("LISTEN_FDS", fds, 0);
+        for (long long i = 0; i < n; ++i) o.listen_fds.push_back(3 + static_cast<int>(i));
+    }
+    ::unsetenv("LISTEN_FDS");
+    ::unsetenv("LISTEN_PID");
+    ::unsetenv("LISTEN_FDNAMES");
+    if (o.listen_fds.empty()) throw std::invalid_argument("no listen sockets (LISTEN_FDS or --listen-fd)");
+    if (const char* slot = env("WORKERD_SLOT")) o.slot = std::atoi(slot);
+    if (const char* gen = env("WORKERD_GENERATION")) o.generation = std::atol(gen);
+    return o;
+}
+
+int run_builtin_worker(const BuiltinWorkerOptions& options) {
+    ::signal(SIGPIPE, SIG_IGN);
+    for (int fd : options.listen_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    boost::asio::io_context io(1);  // one thread: asio skips its locking
+    Server server(io, options);
+    server.start(options.listen_fds);
+
+    // TERM/INT: drain (finish in-flight requests, close keep-alive connections without racing
+    // the client), then exit 0. QUIT: exit at once.
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGQUIT);
+    std::function<void()> wait_signal = [&] {
+        signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+            if (ec) return;
+            if (sig == SIGQUIT) {
+                io.stop();
+                return;
+            }
+            server.drain([&] { io.stop(); });
+            wait_signal();
+        });
+    };
+    wait_signal();
+    io.run();
+    return 0;
+}
+
+}  // namespace workerd::http

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace workerd::http {
+
+/// Settings of one bundled-worker process. The daemon passes them as command-line flags of
+/// `workerd serve-builtin`; the listeners arrive as inherited fds (LISTEN_FDS, from fd 3).
+struct BuiltinWorkerOptions {
+    std::vector<int> listen_fds;          ///< already-listening sockets to accept on
+    std::string root;                     ///< static files; empty = no static files
+    bool demo = false;                    ///< serve /demo/*
+    int max_connections = 1024;           ///< open connections past this get a 503 and close
+    std::chrono::milliseconds keepalive_timeout{5000};
+    std::uint64_t max_header_size = 16 * 1024;  ///< 431 past this
+    std::uint64_t max_body_size = 1024 * 1024;  ///< 413 past this
+    int slot = -1;                        ///< from WORKERD_SLOT, for /demo/whoami
+    long generation = -1;                 ///< from WORKERD_GENERATION, for /demo/whoami
+};
+
+/// Parses `serve-builtin` flags (argv after the subcommand) and the environment
+/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION). Throws std::invalid_argument
+/// with a one-line message on bad input.
+BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& args);
+
+/// Runs the worker until SIGTERM/SIGINT (graceful drain) or SIGQUIT (immediate). Returns the
+/// process exit code.
+int run_builtin_worker(const BuiltinWorkerOptions& options);
+
+}  // namespace workerd::http

@@ -1,0 +1,295 @@
+#include "daemon/http/connection.hpp"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include <boost/beast/http/file_body.hpp>
+#include <fmt/format.h>
+
+#include "daemon/http/http_date.hpp"
+#include "daemon/http/static_files.hpp"
+
+namespace workerd::http {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr long kMaxDemoMs = 60'000;
+constexpr std::uint64_t kMaxRangeBytes = 16 * 1024 * 1024;
+
+// ms=N for the demo endpoints; nullopt when absent or not a number.
+std::optional<long> demo_ms(const Target& target) {
+    auto text = query_param(target.query, "ms");
+    if (!text || text->empty() || text->size() > 9 ||
+        text->find_first_not_of("0123456789") != std::string::npos) {
+        return std::nullopt;
+    }
+    return std::min(std::stol(*text), kMaxDemoMs);
+}
+
+std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+}  // namespace
+
+Connection::Connection(Server& server, Socket socket)
+    : server_(server), socket_(std::move(socket)), last_activity_(Clock::now()) {
+    server_.add(this);
+}
+
+Connection::~Connection() { server_.remove(this); }
+
+void Connection::start() { read_request(); }
+
+void Connection::read_request() {
+    phase_ = Phase::reading;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_size));
+    parser_->body_limit(server_.options().max_body_size);
+    bhttp::async_read(socket_, buffer_, *parser_,
+                      [self = shared_from_this()](const beast::error_code& ec, std::size_t) {
+                          self->on_read(ec);
+                      });
+}
+
+void Connection::on_read(const beast::error_code& ec) {
+    if (ec == bhttp::error::header_limit) return send_error(bhttp::status::request_header_fields_too_large, true);
+    if (ec == bhttp::error::body_limit) return send_error(bhttp::status::payload_too_large, true);
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || ec == asio::error::eof || ec == asio::error::bad_descriptor) {
+        return close();
+    }
+    if (ec) return send_error(bhttp::status::bad_request, true);
+    phase_ = Phase::processing;
+    last_activity_ = Clock::now();
+    const Request& req = parser_->get();
+    version_ = req.version();
+    head_ = req.method() == bhttp::verb::head;
+    // While draining, every response says Connection: close: the client reconnects to a
+    // worker that is not going away, and nothing is reset under it.
+    keep_alive_ = req.keep_alive() && !server_.draining();
+    route(req);
+}
+
+void Connection::route(const Request& req) {
+    auto target = parse_target(sv(req.target()));
+    if (!target) return send_error(bhttp::status::bad_request, false);
+    const bool get_or_head = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+    if (target->path == "/healthz") {
+        if (!get_or_head) return send_error(bhttp::status::method_not_allowed, false);
+        return send_text(bhttp::status::ok, "ok\n", "text/plain; charset=utf-8");
+    }
+    if (server_.options().demo && target->path.rfind("/demo/", 0) == 0) return serve_demo(req, *target);
+    if (!server_.canonical_root().empty()) {
+        if (!get_or_head) return send_error(bhttp::status::method_not_allowed, false);
+        return serve_static(req, *target);
+    }
+    send_error(bhttp::status::not_found, false);
+}
+
+void Connection::serve_demo(const Request& req, const Target& target) {
+    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+        return send_error(bhttp::status::method_not_allowed, false);
+    }
+    const auto& o = server_.options();
+    if (target.path == "/demo/whoami") {
+        return send_text(bhttp::status::ok,
+                         fmt::format("{{\"pid\":{},\"slot\":{},\"generation\":{}}}\n", ::getpid(),
+                                     o.slot, o.generation),
+                         "application/json");
+    }
+    const bool io = target.path == "/demo/io";
+    const bool block = target.path == "/demo/block";
+    const bool cpu = target.path == "/demo/cpu";
+    if (!io && !block && !cpu) return send_error(bhttp::status::not_found, false);
+    const auto ms = demo_ms(target);
+    if (!ms) {
+        return send_text(bhttp::status::bad_request,
+                         "ms must be a whole number of milliseconds, e.g. ?ms=100\n",
+                         "text/plain; charset=utf-8");
+    }
+    const std::string body = fmt::format("{{\"{}_ms\":{},\"pid\":{}}}\n",
+                                         io ? "waited" : block ? "blocked" : "burned", *ms, ::getpid());
+    if (io) {
+        // Waits on a timer: the loop keeps serving other connections meanwhile.
+        timer_.emplace(socket_.get_executor(), std::chrono::milliseconds(*ms));
+        timer_->async_wait([self = shared_from_this(), body](const beast::error_code& ec) {
+            if (ec) return self->close();
+            self->send_text(bhttp::status::ok, body, "application/json");
+        });
+        return;
+    }
+    if (block) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(*ms));  // on purpose: blocks the loop
+    } else {
+        const auto until = Clock::now() + std::chrono::milliseconds(*ms);
+        volatile std::uint64_t spin = 0;
+        while (Clock::now() < until) {
+            for (int i = 0; i < 1000; ++i) spin = spin + static_cast<std::uint64_t>(i);
+        }
+    }
+    send_text(bhttp::status::ok, body, "application/json");
+}
+
+void Connection::serve_static(const Request& req, const Target& target) {
+    const StaticLookup found = lookup_static(server_.canonical_root(), target.path);
+    if (found.kind == StaticLookup::Kind::redirect) {
+        bhttp::response<bhttp::string_body> res{bhttp::status::moved_permanently, version_};
+        res.set(bhttp::field::location, found.location + (target.query.empty() ? "" : "?" + target.query));
+        res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+        res.body() = "moved to " + found.location + "\n";
+        return send(std::move(res));
+    }
+    if (found.kind != StaticLookup::Kind::file) return send_error(bhttp::status::not_found, false);
+    const StaticFile& file = found.file;
+    const std::string etag = make_etag(file);
+    const std::string last_modified = format_http_date(file.mtime);
+    auto validators = [&](auto& res) {
+        res.set(bhttp::field::etag, etag);
+        res.set(bhttp::field::last_modified, last_modified);
+    };
+
+    // If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    bool not_modified = false;
+    if (auto inm = req.find(bhttp::field::if_none_match); inm != req.end()) {
+        not_modified = etag_matches(sv(inm->value()), etag);
+    } else if (auto ims = req.find(bhttp::field::if_modified_since); ims != req.end()) {
+        const auto since = parse_http_date(sv(ims->value()));
+        not_modified = since && file.mtime <= *since;
+    }
+    if (not_modified) {
+        bhttp::response<bhttp::empty_body> res{bhttp::status::not_modified, version_};
+        validators(res);
+        return send(std::move(res));
+    }
+
+    const std::string_view type = content_type_for(file.path);
+    ByteRange range;
+    RangeKind kind = RangeKind::full;
+    if (auto r = req.find(bhttp::field::range); r != req.end()) kind = parse_range(sv(r->value()), file.size, range);
+    if (kind == RangeKind::unsatisfiable) {
+        bhttp::response<bhttp::string_body> res{bhttp::status::range_not_satisfiable, version_};
+        res.set(bhttp::field::content_range, fmt::format("bytes */{}", file.size));
+        res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+        res.body() = "range not satisfiable\n";
+        return send(std::move(res));
+    }
+
+    beast::error_code ec;
+    bhttp::file_body::value_type body;
+    body.open(file.path.c_str(), beast::file_mode::scan, ec);
+    if (ec) return send_error(bhttp::status::not_found, false);
+
+    if (kind == RangeKind::partial) {
+        // Ranges are read into memory, at most 16 MiB at a time: the Content-Range says what
+        // was sent and clients ask for the rest.
+        range.last = std::min(range.last, range.first + kMaxRangeBytes - 1);
+        std::string bytes(range.last - range.first + 1, '\0');
+        body.file().seek(range.first, ec);
+        std::size_t got = 0;
+        while (!ec && got < bytes.size()) {
+            const std::size_t n = body.file().read(bytes.data() + got, bytes.size() - got, ec);
+            if (n == 0) break;
+            got += n;
+        }
+        if (ec || got != bytes.size()) return send_error(bhttp::status::internal_server_error, true);
+        bhttp::response<bhttp::string_body> res{bhttp::status::partial_content, version_};
+        validators(res);
+        res.set(bhttp::field::content_type, beast::string_view(type.data(), type.size()));
+        res.set(bhttp::field::accept_ranges, "bytes");
+        res.set(bhttp::field::content_range, fmt::format("bytes {}-{}/{}", range.first, range.last, file.size));
+        res.body() = std::move(bytes);
+        return send(std::move(res));
+    }
+
+    if (head_) {
+        bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version_};
+        validators(res);
+        res.set(bhttp::field::content_type, beast::string_view(type.data(), type.size()));
+        res.set(bhttp::field::accept_ranges, "bytes");
+        res.content_length(file.size);
+        return send(std::move(res));
+    }
+    bhttp::response<bhttp::file_body> res{bhttp::status::ok, version_};
+    validators(res);
+    res.set(bhttp::field::content_type, beast::string_view(type.data(), type.size()));
+    res.set(bhttp::field::accept_ranges, "bytes");
+    res.body() = std::move(body);
+    res.prepare_payload();
+    send(std::move(res));
+}
+
+void Connection::send_error(bhttp::status status, bool close_after) {
+    if (close_after) keep_alive_ = false;
+    bhttp::response<bhttp::string_body> res{status, version_};
+    if (status == bhttp::status::method_not_allowed) res.set(bhttp::field::allow, "GET, HEAD");
+    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    res.body() = std::string(bhttp::obsolete_reason(status)) + "\n";
+    send(std::move(res));
+}
+
+void Connection::send_text(bhttp::status status, std::string body, const char* content_type) {
+    bhttp::response<bhttp::string_body> res{status, version_};
+    res.set(bhttp::field::content_type, content_type);
+    res.body() = std::move(body);
+    send(std::move(res));
+}
+
+template <class Body>
+void Connection::finish_headers(bhttp::response<Body>& res) {
+    res.set(bhttp::field::server, "workerd");
+    res.set(bhttp::field::date, server_.date().now());
+    res.keep_alive(keep_alive_);
+    if constexpr (std::is_same_v<Body, bhttp::string_body>) {
+        res.prepare_payload();
+        if (head_) {
+            // HEAD: the GET's headers, Content-Length included, and no body.
+            const auto length = res.body().size();
+            res.body().clear();
+            res.content_length(length);
+        }
+    } else if constexpr (std::is_same_v<Body, bhttp::empty_body>) {
+        if (res.result() == bhttp::status::not_modified) res.erase(bhttp::field::content_length);
+    }
+}
+
+template <class Body>
+void Connection::send(bhttp::response<Body>&& res) {
+    phase_ = Phase::writing;
+    finish_headers(res);
+    auto message = std::make_shared<bhttp::response<Body>>(std::move(res));
+    response_ = message;
+    const bool close_after = !keep_alive_ || message->need_eof();
+    bhttp::async_write(socket_, *message,
+                       [self = shared_from_this(), close_after](const beast::error_code& ec, std::size_t) {
+                           self->on_write(ec, close_after);
+                       });
+}
+
+void Connection::on_write(const beast::error_code& ec, bool close_after) {
+    response_.reset();
+    if (ec || close_after) return close();
+    last_activity_ = Clock::now();
+    read_request();
+}
+
+void Connection::expire(Clock::time_point now) {
+    if (phase_ != Phase::reading) return;
+    if (server_.draining()) {
+        const auto since = std::max(last_activity_, server_.drain_started());
+        if (now - since >= Server::kDrainIdleWindow) close();
+    } else if (now - last_activity_ >= server_.options().keepalive_timeout) {
+        close();
+    }
+}
+
+void Connection::close() {
+    beast::error_code ignored;
+    if (socket_.is_open()) {
+        socket_.shutdown(Socket::shutdown_send, ignored);
+        socket_.close(ignored);
+    }
+}
+
+}  // namespace workerd::http

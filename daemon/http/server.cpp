@@ -1,0 +1,128 @@
+#include "daemon/http/server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include "daemon/http/connection.hpp"
+
+namespace workerd::http {
+
+namespace asio = boost::asio;
+
+Server::Server(asio::io_context& io, const BuiltinWorkerOptions& options)
+    : io_(io), options_(options), sweep_timer_(io) {
+    if (!options_.root.empty()) {
+        char buf[PATH_MAX];
+        if (::realpath(options_.root.c_str(), buf) == nullptr) {
+            throw std::invalid_argument("--root " + options_.root + ": cannot resolve the directory");
+        }
+        canonical_root_ = buf;
+    }
+}
+
+void Server::start(const std::vector<int>& listen_fds) {
+    for (int fd : listen_fds) {
+        sockaddr_storage addr{};
+        socklen_t len = sizeof addr;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+            throw std::invalid_argument("fd " + std::to_string(fd) + " is not a socket");
+        }
+        const bool tcp = addr.ss_family == AF_INET || addr.ss_family == AF_INET6;
+        auto l = std::make_unique<Listener>(Listener{asio::basic_socket_acceptor<asio::generic::stream_protocol>(io_), tcp});
+        l->acceptor.assign(asio::generic::stream_protocol(addr.ss_family, tcp ? IPPROTO_TCP : 0), fd);
+        listeners_.push_back(std::move(l));
+    }
+    for (auto& l : listeners_) accept(*l);
+    sweep();
+}
+
+void Server::accept(Listener& listener) {
+    listener.acceptor.async_accept([this, &listener](const boost::system::error_code& ec, Socket socket) {
+        if (draining_) return;
+        if (ec) {
+            if (ec == asio::error::operation_aborted) return;
+            // EMFILE and friends: say so, back off briefly, keep serving what is open.
+            std::fprintf(stderr, "workerd-http[%d]: accept failed: %s\n", ::getpid(), ec.message().c_str());
+            auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+            retry->async_wait([this, &listener, retry](const boost::system::error_code&) {
+                if (!draining_) accept(listener);
+            });
+            return;
+        }
+        on_accepted(listener, std::move(socket));
+        // One connection per turn: other processes sharing this accept queue get their chance
+        // before this one asks for the next connection, which keeps the load spread.
+        asio::post(io_, [this, &listener] {
+            if (!draining_) accept(listener);
+        });
+    });
+}
+
+void Server::on_accepted(Listener& listener, Socket socket) {
+    if (listener.tcp) {
+        int one = 1;
+        ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (static_cast<int>(connections_.size()) >= options_.max_connections) {
+        reject_busy(std::move(socket));
+        return;
+    }
+    std::make_shared<Connection>(*this, std::move(socket))->start();
+}
+
+void Server::reject_busy(Socket socket) {
+    static const std::string kBusy =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: workerd\r\nContent-Type: text/plain\r\n"
+        "Content-Length: 20\r\nConnection: close\r\nRetry-After: 1\r\n\r\nserver is too busy.\n";
+    auto s = std::make_shared<Socket>(std::move(socket));
+    asio::async_write(*s, asio::buffer(kBusy), [s](const boost::system::error_code&, std::size_t) {
+        boost::system::error_code ignored;
+        s->shutdown(Socket::shutdown_send, ignored);
+        s->close(ignored);
+    });
+}
+
+void Server::drain(std::function<void()> on_done) {
+    if (draining_) return;
+    draining_ = true;
+    drain_started_ = Clock::now();
+    on_drained_ = std::move(on_done);
+    for (auto& l : listeners_) {
+        boost::system::error_code ignored;
+        l->acceptor.close(ignored);  // this process's copy only; the daemon keeps the socket
+    }
+    if (connections_.empty()) {
+        asio::post(io_, [this] { on_drained_(); });
+        return;
+    }
+    sweep();
+}
+
+void Server::remove(Connection* c) {
+    connections_.erase(c);
+    if (draining_ && connections_.empty() && on_drained_) asio::post(io_, [this] { on_drained_(); });
+}
+
+void Server::sweep() {
+    // One timer for all connections: idle keep-alive connections past their time are closed
+    // here instead of arming a timer per request.
+    const auto now = Clock::now();
+    std::vector<Connection*> snapshot(connections_.begin(), connections_.end());
+    for (Connection* c : snapshot) c->expire(now);
+    sweep_timer_.expires_after(std::chrono::milliseconds(draining_ ? 50 : 250));
+    sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) sweep();
+    });
+}
+
+}  // namespace workerd::http

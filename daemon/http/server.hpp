@@ -1,0 +1,73 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "daemon/http/builtin_worker.hpp"
+#include "daemon/http/http_date.hpp"
+
+namespace workerd::http {
+
+using Clock = std::chrono::steady_clock;
+using Socket = boost::asio::generic::stream_protocol::socket;
+class Connection;
+
+/// The bundled worker's server: accepts on the inherited listeners, owns the set of open
+/// connections, closes idle ones, and drains gracefully. Single-threaded.
+class Server {
+public:
+    /// How long an idle keep-alive connection is kept open once draining starts, so a request
+    /// the client has already sent is answered (with Connection: close) instead of reset.
+    static constexpr std::chrono::milliseconds kDrainIdleWindow{1000};
+
+    Server(boost::asio::io_context& io, const BuiltinWorkerOptions& options);
+
+    /// Starts accepting on every listener fd (they stay owned by this process until drain).
+    void start(const std::vector<int>& listen_fds);
+
+    /// Stops accepting at once; busy connections finish their request and close, idle ones
+    /// close after kDrainIdleWindow. `on_done` runs once no connection is left.
+    void drain(std::function<void()> on_done);
+
+    bool draining() const { return draining_; }
+    Clock::time_point drain_started() const { return drain_started_; }
+    const BuiltinWorkerOptions& options() const { return options_; }
+    const std::string& canonical_root() const { return canonical_root_; }
+    DateCache& date() { return date_; }
+
+    // Connections register themselves for the idle sweep.
+    void add(Connection* c) { connections_.insert(c); }
+    void remove(Connection* c);
+
+private:
+    struct Listener {
+        boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> acceptor;
+        bool tcp = false;
+    };
+
+    void accept(Listener& listener);
+    void on_accepted(Listener& listener, Socket socket);
+    void reject_busy(Socket socket);
+    void sweep();
+
+    boost::asio::io_context& io_;
+    BuiltinWorkerOptions options_;
+    std::string canonical_root_;
+    DateCache date_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::unordered_set<Connection*> connections_;
+    boost::asio::steady_timer sweep_timer_;
+    bool draining_ = false;
+    Clock::time_point drain_started_;
+    std::function<void()> on_drained_;
+};
+
+}  // namespace workerd::http

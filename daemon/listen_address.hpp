@@ -1,0 +1,30 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace workerd {
+
+/// One address from the spec's `listen` list.
+struct ListenAddress {
+    enum class Kind { tcp, unix_path };
+    Kind kind = Kind::tcp;
+    std::string host;    ///< tcp: "127.0.0.1", "::1", "0.0.0.0", "::", or a name like "localhost"
+    std::uint16_t port = 0;  ///< tcp: 0 asks the kernel for a free port
+    std::string path;    ///< unix_path: absolute after spec loading
+    std::string text;    ///< as written in the spec, for messages
+    /// Name passed to workers in LISTEN_FDNAMES and usable as {fd:NAME}. Defaults to
+    /// "listen0", "listen1", ... by position.
+    std::string name;
+
+    /// "127.0.0.1:8000", "[::1]:8000" or "unix:/run/app.sock".
+    std::string to_string() const;
+};
+
+/// Parses "HOST:PORT", "[IPV6]:PORT", ":PORT" (all IPv4 interfaces) or "unix:/PATH".
+/// On failure returns nullopt and sets `error` to a one-line reason ("port 70000 is out of
+/// range 0-65535", "IPv6 addresses need brackets: [::1]:8000", ...).
+std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error);
+
+}  // namespace workerd

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "daemon/listen_address.hpp"
+#include "daemon/unique_fd.hpp"
+
+namespace workerd {
+
+/// A failure to open a listener; what() reads like
+/// "bind 127.0.0.1:8000 failed: Address already in use".
+struct ListenError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A bound, listening socket the daemon keeps open for its whole life, so the accept queue
+/// survives any worker's death. A Unix socket's file is removed when the Listener is destroyed.
+class Listener {
+public:
+    Listener(ListenAddress address, UniqueFd fd, int backlog, bool owns_path);
+    Listener(Listener&&) noexcept = default;
+    Listener& operator=(Listener&&) noexcept = default;
+    ~Listener();
+
+    /// The address actually bound (a requested port 0 is replaced by the kernel's choice).
+    const ListenAddress& address() const { return address_; }
+    int fd() const { return fd_.get(); }
+    int backlog() const { return backlog_; }
+
+private:
+    ListenAddress address_;
+    UniqueFd fd_;
+    int backlog_ = 0;
+    bool owns_path_ = false;
+};
+
+/// The backlog to pass to listen(2): `requested`, clamped to `somaxconn` (the kernel would
+/// clamp silently; we say so). Pure.
+int clamp_backlog(int requested, int somaxconn);
+
+/// net.core.somaxconn from /proc, or 4096 (the Linux default since 5.4) if unreadable.
+int read_somaxconn();
+
+/// Binds and listens on `address` (SO_REUSEADDR, close-on-exec, IPV6_V6ONLY for IPv6).
+/// A Unix socket path that exists is replaced when stale (nothing accepts on it) and refused
+/// when live or when it is not a socket. Throws ListenError.
+Listener open_listener(const ListenAddress& address, int backlog);
+
+/// Opens every listener in order; on any failure closes those already opened and rethrows.
+std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses, int backlog);
+
+}  // namespace workerd

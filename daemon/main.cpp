@@ -1,0 +1,117 @@
+// workerd: the daemon. `workerd start SPEC` supervises a fleet; `workerd check SPEC` only
+// validates; `workerd serve-builtin ...` is the bundled HTTP worker the daemon runs.
+//
+// Exit codes (stable, documented in docs/operations.md):
+//   0  stopped cleanly / spec is valid
+//   1  the spec is invalid
+//   2  usage error
+//   3  the daemon could not start (listener, permissions, ...)
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "daemon/arbiter.hpp"
+#include "daemon/http/builtin_worker.hpp"
+#include "daemon/listener.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/sizing.hpp"
+#include "daemon/spec.hpp"
+#include "daemon/version.hpp"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitBadSpec = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitStartFailed = 3;
+
+int usage(FILE* out) {
+    std::fprintf(out,
+                 "usage: workerd start SPEC     run the fleet described by SPEC (foreground)\n"
+                 "       workerd check SPEC     validate SPEC and exit 0 (valid) or 1\n"
+                 "       workerd --version\n"
+                 "\n"
+                 "Signals: TERM graceful stop, INT/QUIT fast stop, TTIN/TTOU one worker more/less.\n"
+                 "Spec reference: docs/spec.md\n");
+    return out == stdout ? kExitOk : kExitUsage;
+}
+
+// Loads the spec, printing every error as FILE:LINE:COLUMN: KEY: MESSAGE.
+std::optional<workerd::Spec> load_or_report(const std::string& path) {
+    auto result = workerd::load_spec_file(path, workerd::available_cpus());
+    for (const auto& error : result.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
+    return result.spec;
+}
+
+std::string self_executable() {
+    char buf[PATH_MAX];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("workerd");
+}
+
+int check(const std::string& path) {
+    auto spec = load_or_report(path);
+    if (!spec) return kExitBadSpec;
+    std::printf("%s: ok (%d worker%s, %zu listener%s)\n", path.c_str(), spec->workers,
+                spec->workers == 1 ? "" : "s", spec->listen.size(),
+                spec->listen.size() == 1 ? "" : "s");
+    return kExitOk;
+}
+
+int start(const std::string& path) {
+    // 1. Read and validate the whole spec; nothing starts from an invalid one.
+    auto spec = load_or_report(path);
+    if (!spec) return kExitBadSpec;
+    // 2. Log to stderr at the spec's level (journald and terminals both read it there).
+    workerd::setup_logging(spec->log.level);
+    // 3. Bind every listener; the daemon holds them for its whole life.
+    std::vector<workerd::Listener> listeners;
+    try {
+        listeners = workerd::open_listeners(spec->listen, spec->backlog);
+    } catch (const workerd::ListenError& e) {
+        spdlog::critical("{}", e.what());
+        return kExitStartFailed;
+    }
+    // 4. Supervise until stopped by a signal.
+    workerd::Arbiter arbiter(std::move(*spec), std::move(listeners), self_executable());
+    return arbiter.run();
+}
+
+int serve_builtin(const std::vector<std::string>& args) {
+    try {
+        return workerd::http::run_builtin_worker(workerd::http::parse_builtin_worker_args(args));
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "workerd serve-builtin: %s\n", e.what());
+        return kExitUsage;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty()) return usage(stderr);
+    const std::string& command = args[0];
+    if (command == "--version" || command == "version") {
+        std::printf("workerd %s\n", workerd::kVersion);
+        return kExitOk;
+    }
+    if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
+    if (command == "serve-builtin") return serve_builtin({args.begin() + 1, args.end()});
+    if ((command == "start" || command == "check") && args.size() == 2) {
+        try {
+            return command == "start" ? start(args[1]) : check(args[1]);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "workerd: %s\n", e.what());
+            return kExitStartFailed;
+        }
+    }
+    return usage(stderr);
+}

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace workerd {
+
+/// Why a spawn failed before the child's program could start. what() is one plain line,
+/// e.g. "cannot execute /opt/app/run: No such file or directory".
+struct SpawnError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// Everything needed to start one worker process.
+struct SpawnRequest {
+    std::vector<std::string> argv;  ///< argv[0] is a path or a name looked up in the env's PATH
+    std::string cwd;                ///< working directory; empty = the daemon's
+    std::vector<std::string> env;   ///< "KEY=VALUE" entries, the child's whole environment
+    std::vector<int> listen_fds;    ///< become fd 3, 4, ... in the child (LISTEN_FDS convention)
+    int stdout_fd = -1;             ///< becomes the child's fd 1 (-1: /dev/null)
+    int stderr_fd = -1;             ///< becomes the child's fd 2 (-1: /dev/null)
+};
+
+/// Starts a child and returns its pid once its program is running (execve succeeded).
+///
+/// The child gets exactly fds 0 (/dev/null), 1, 2 and the listeners as 3, 4, ...; every other
+/// descriptor is closed at exec. LISTEN_FDS and LISTEN_FDNAMES are taken from `env`, and
+/// LISTEN_PID is set to the child's own pid between fork and exec (add "LISTEN_FDS=..." to
+/// `env` yourself; any LISTEN_PID entry in `env` is replaced). The child runs in its own
+/// process group (a terminal's Ctrl-C reaches only the daemon, which stops the workers), with
+/// default signal dispositions and an empty signal mask, and is killed with SIGKILL if the
+/// daemon dies (PR_SET_PDEATHSIG).
+///
+/// Never reaps: a child whose exec failed has already exited and is left for the one reaper.
+/// Throws SpawnError when the program cannot be found or executed, or the cwd is unusable.
+pid_t spawn_process(const SpawnRequest& request);
+
+/// Resolves a command name the way execvp would, using `path_env` (a PATH value). Returns
+/// the name unchanged when it contains a '/'. Empty when nothing executable is found.
+std::string resolve_executable(const std::string& name, const std::string& path_env);
+
+}  // namespace workerd

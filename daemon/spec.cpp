@@ -1,0 +1,443 @@
+#include "daemon/spec.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "daemon/spec_keys.hpp"
+#include "daemon/worker_command.hpp"
+
+namespace workerd {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kMaxWorkers = 1024;
+
+// Walks the YAML tree once, filling a Spec and collecting every error with its position.
+// Each bad value yields one error; the walk goes on so that all errors are reported.
+class SpecReader {
+public:
+    SpecReader(std::string file, std::vector<SpecError>& errors)
+        : file_(std::move(file)), dir_(fs::path(file_).parent_path().string()), errors_(errors) {}
+
+    void read(const YAML::Node& root, int cpu_count, Spec& spec);
+
+private:
+    using KeyHandler = std::function<void(const std::string& path, const YAML::Node& value)>;
+
+    void error(const YAML::Node& at, const std::string& key, const std::string& message) {
+        const YAML::Mark m = at.Mark();
+        errors_.push_back({file_, m.line >= 0 ? m.line + 1 : 0, m.column >= 0 ? m.column + 1 : 0,
+                           key, message});
+    }
+
+    // Calls `handlers[key]` for each key of the mapping `node`; reports unknown and repeated
+    // keys (with the nearest known key suggested) and a node that is not a mapping.
+    void for_each_key(const YAML::Node& node, const std::string& path,
+                      const std::vector<std::pair<const char*, KeyHandler>>& handlers);
+
+    std::string child(const std::string& path, const std::string& key) {
+        return path.empty() ? key : path + "." + key;
+    }
+    std::string absolute(const std::string& p) const {
+        return fs::path(p).is_absolute() ? fs::path(p).lexically_normal().string()
+                                         : (fs::path(dir_) / p).lexically_normal().string();
+    }
+
+    std::optional<std::string> scalar(const YAML::Node& n, const std::string& key, const char* expected);
+    std::optional<long long> integer(const YAML::Node& n, const std::string& key, long long min, long long max);
+    std::optional<bool> boolean(const YAML::Node& n, const std::string& key);
+    std::optional<Duration> duration(const YAML::Node& n, const std::string& key);
+    std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& key);
+    std::optional<ListenAddress> address(const YAML::Node& n, const std::string& key);
+
+    void read_listen(const YAML::Node& n, std::vector<ListenAddress>& out);
+    void read_workers(const YAML::Node& n, int cpu_count, Spec& spec);
+    void read_app(const YAML::Node& n, AppSpec& app, bool& app_seen);
+    void read_builtin(const YAML::Node& n, BuiltinAppSpec& b);
+    void read_command(const YAML::Node& n, std::vector<std::string>& command);
+    void check_command_fds(const Spec& spec);
+    void existing_dir(const YAML::Node& n, const std::string& key, std::string& out);
+
+    std::string file_;
+    std::string dir_;
+    std::vector<SpecError>& errors_;
+    YAML::Node command_node_;
+};
+
+void SpecReader::for_each_key(const YAML::Node& node, const std::string& path,
+                              const std::vector<std::pair<const char*, KeyHandler>>& handlers) {
+    if (node.IsNull()) return;  // "app:" with nothing under it: all defaults
+    if (!node.IsMap()) {
+        error(node, path, "must be a mapping of keys to values");
+        return;
+    }
+    std::vector<std::string> known;
+    for (const auto& [name, handler] : handlers) known.emplace_back(name);
+    std::set<std::string> seen;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+        const YAML::Node& key_node = it->first;
+        const std::string key = key_node.IsScalar() ? key_node.Scalar() : std::string("?");
+        const std::string key_path = child(path, key);
+        if (!seen.insert(key).second) {
+            error(key_node, key_path, "appears twice");
+            continue;
+        }
+        auto found = std::find_if(handlers.begin(), handlers.end(),
+                                  [&](const auto& h) { return key == h.first; });
+        if (found == handlers.end()) {
+            error(key_node, key_path, unknown_key_message(key, known));
+            continue;
+        }
+        found->second(key_path, it->second);
+    }
+}
+
+std::optional<std::string> SpecReader::scalar(const YAML::Node& n, const std::string& key,
+                                              const char* expected) {
+    if (!n.IsScalar()) {
+        error(n, key, fmt::format("must be {}", expected));
+        return std::nullopt;
+    }
+    return n.Scalar();
+}
+
+std::optional<long long> SpecReader::integer(const YAML::Node& n, const std::string& key,
+                                             long long min, long long max) {
+    auto text = scalar(n, key, "an integer");
+    if (!text) return std::nullopt;
+    long long value = 0;
+    try {
+        std::size_t used = 0;
+        value = std::stoll(*text, &used);
+        if (used != text->size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+        error(n, key, fmt::format("must be an integer, not '{}'", *text));
+        return std::nullopt;
+    }
+    if (value < min) {
+        error(n, key, fmt::format("must be at least {}", min));
+        return std::nullopt;
+    }
+    if (value > max) {
+        error(n, key, fmt::format("must be at most {}", max));
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<bool> SpecReader::boolean(const YAML::Node& n, const std::string& key) {
+    bool value = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, value)) {
+        error(n, key, fmt::format("must be true or false, not '{}'", n.IsScalar() ? n.Scalar() : "a collection"));
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<Duration> SpecReader::duration(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "a duration such as 30s or 500ms");
+    if (!text) return std::nullopt;
+    std::string why;
+    auto d = parse_duration(*text, why);
+    if (!d) error(n, key, why);
+    return d;
+}
+
+std::optional<std::uint64_t> SpecReader::size(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "a size such as 16KiB or 1MiB");
+    if (!text) return std::nullopt;
+    std::string why;
+    auto s = parse_size(*text, why);
+    if (!s) error(n, key, why);
+    return s;
+}
+
+std::optional<ListenAddress> SpecReader::address(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "an address: \"HOST:PORT\", \"[IPV6]:PORT\" or \"unix:/PATH\"");
+    if (!text) return std::nullopt;
+    std::string why;
+    auto a = parse_listen_address(*text, why);
+    if (!a) {
+        error(n, key, why);
+        return std::nullopt;
+    }
+    if (a->kind == ListenAddress::Kind::unix_path) a->path = absolute(a->path);
+    return a;
+}
+
+void SpecReader::read_listen(const YAML::Node& n, std::vector<ListenAddress>& out) {
+    if (n.IsScalar()) {
+        if (auto a = address(n, "listen")) out.push_back(*a);
+    } else if (n.IsSequence()) {
+        if (n.size() == 0) error(n, "listen", "needs at least one address");
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            const std::string key = fmt::format("listen[{}]", i);
+            const YAML::Node item = n[i];
+            if (item.IsMap()) {
+                std::optional<ListenAddress> a;
+                std::string name;
+                for_each_key(item, key, {{"address", [&](auto& k, auto& v) { a = address(v, k); }},
+                                         {"name", [&](auto& k, auto& v) {
+                                              if (auto s = scalar(v, k, "a name")) name = *s;
+                                          }}});
+                if (!a && !item["address"]) error(item, key, "needs an 'address'");
+                if (!a) continue;
+                a->name = name;
+                out.push_back(*a);
+            } else if (auto a = address(item, key)) {
+                out.push_back(*a);
+            }
+        }
+    } else {
+        error(n, "listen", "must be an address or a list of addresses, e.g. [\"127.0.0.1:8000\"]");
+    }
+    std::set<std::string> names, places;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        if (out[i].name.empty()) out[i].name = fmt::format("listen{}", i);
+        const YAML::Node at = n.IsSequence() && i < n.size() ? n[i] : n;
+        if (out[i].name.find_first_of(":= ") != std::string::npos) {
+            error(at, fmt::format("listen[{}].name", i), "must not contain ':', '=' or spaces");
+        } else if (!names.insert(out[i].name).second) {
+            error(at, fmt::format("listen[{}].name", i), fmt::format("'{}' is used twice", out[i].name));
+        }
+        if (!places.insert(out[i].to_string()).second) {
+            error(at, fmt::format("listen[{}]", i), fmt::format("{} is listed twice", out[i].to_string()));
+        }
+    }
+}
+
+void SpecReader::read_workers(const YAML::Node& n, int cpu_count, Spec& spec) {
+    if (n.IsScalar() && n.Scalar() == "auto") {
+        spec.workers_auto = true;
+        spec.workers = std::max(1, cpu_count);
+        return;
+    }
+    if (n.IsScalar() && !n.Scalar().empty() &&
+        n.Scalar().find_first_not_of("-0123456789") != std::string::npos) {
+        error(n, "workers", fmt::format("must be an integer or \"auto\", not '{}'", n.Scalar()));
+        return;
+    }
+    if (auto v = integer(n, "workers", 1, kMaxWorkers)) spec.workers = static_cast<int>(*v);
+}
+
+void SpecReader::existing_dir(const YAML::Node& n, const std::string& key, std::string& out) {
+    auto text = scalar(n, key, "a directory path");
+    if (!text) return;
+    const std::string path = absolute(*text);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        error(n, key, fmt::format("{}: {}", path, std::strerror(errno)));
+    } else if (!S_ISDIR(st.st_mode)) {
+        error(n, key, fmt::format("{} is not a directory", path));
+    } else {
+        out = path;
+    }
+}
+
+void SpecReader::read_builtin(const YAML::Node& n, BuiltinAppSpec& b) {
+    const std::string p = "app.builtin";
+    for_each_key(n, p, {
+        {"root", [&](auto& k, auto& v) { existing_dir(v, k, b.root); }},
+        {"demo", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) b.demo = *x; }},
+        {"max_connections", [&](auto& k, auto& v) {
+             if (auto x = integer(v, k, 1, 1'000'000)) b.max_connections = static_cast<int>(*x);
+         }},
+        {"keepalive_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) b.keepalive_timeout = *x; }},
+        {"max_header_size", [&](auto& k, auto& v) {
+             if (auto x = size(v, k)) {
+                 if (*x < 1024) error(v, k, "must be at least 1KiB");
+                 else b.max_header_size = *x;
+             }
+         }},
+        {"max_body_size", [&](auto& k, auto& v) { if (auto x = size(v, k)) b.max_body_size = *x; }},
+    });
+}
+
+void SpecReader::read_command(const YAML::Node& n, std::vector<std::string>& command) {
+    if (n.IsScalar()) {
+        error(n, "app.command",
+              "must be a list of arguments (argv), not a string: commands never run through a "
+              "shell; write e.g. [\"/usr/bin/python3\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\"]");
+        return;
+    }
+    if (!n.IsSequence()) {
+        error(n, "app.command", "must be a list of arguments (argv)");
+        return;
+    }
+    if (n.size() == 0) {
+        error(n, "app.command", "is empty; give the program and its arguments");
+        return;
+    }
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        const std::string key = fmt::format("app.command[{}]", i);
+        if (auto s = scalar(n[i], key, "a string")) command.push_back(*s);
+    }
+    if (!command.empty() && command[0].empty()) error(n[0], "app.command[0]", "the program is empty");
+    command_node_ = n;
+}
+
+void SpecReader::read_app(const YAML::Node& n, AppSpec& app, bool& app_seen) {
+    app_seen = true;
+    bool has_builtin = false;
+    bool has_command = false;
+    for_each_key(n, "app", {
+        {"builtin", [&](auto&, auto& v) {
+             has_builtin = true;
+             app.builtin.emplace();
+             read_builtin(v, *app.builtin);
+         }},
+        {"command", [&](auto&, auto& v) {
+             has_command = true;
+             read_command(v, app.command);
+         }},
+        {"cwd", [&](auto& k, auto& v) { existing_dir(v, k, app.cwd); }},
+        {"env", [&](auto& k, auto& v) {
+             if (!v.IsMap()) {
+                 error(v, k, "must be a mapping of variable names to values");
+                 return;
+             }
+             for (auto it = v.begin(); it != v.end(); ++it) {
+                 const std::string name = it->first.Scalar();
+                 const std::string key = k + "." + name;
+                 if (name.empty() || name.find('=') != std::string::npos) {
+                     error(it->first, key, "is not a valid variable name");
+                 } else if (auto value = scalar(it->second, key, "a string")) {
+                     app.env[name] = *value;
+                 }
+             }
+         }},
+    });
+    if (has_builtin && has_command) {
+        error(n, "app", "has both 'builtin' and 'command'; choose one");
+    } else if (!has_builtin && !has_command && n.IsMap()) {
+        error(n, "app", "needs either 'builtin' (the bundled worker) or 'command' (an argv list)");
+    }
+    if (has_builtin && has_command) app.builtin.reset();
+}
+
+void SpecReader::check_command_fds(const Spec& spec) {
+    if (!command_node_ || spec.listen.empty()) return;
+    for (std::size_t i = 0; i < spec.app.command.size() && i < command_node_.size(); ++i) {
+        try {
+            substitute_fds(spec.app.command[i], spec.listen);
+        } catch (const std::invalid_argument& e) {
+            error(command_node_[i], fmt::format("app.command[{}]", i), e.what());
+        }
+    }
+}
+
+void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
+    if (!root.IsMap()) {
+        error(root, "", root.IsNull() ? "the spec is empty; it needs at least 'listen' and 'app'"
+                                      : "the spec must be a mapping of keys to values");
+        return;
+    }
+    bool app_seen = false;
+    bool listen_seen = false;
+    for_each_key(root, "", {
+        {"listen", [&](auto&, auto& v) { listen_seen = true; read_listen(v, spec.listen); }},
+        {"backlog", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1 << 20)) spec.backlog = static_cast<int>(*x); }},
+        {"workers", [&](auto&, auto& v) { read_workers(v, cpu_count, spec); }},
+        {"app", [&](auto&, auto& v) { read_app(v, spec.app, app_seen); }},
+        {"graceful_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.graceful_timeout = *x; }},
+        {"backoff", [&](auto& k, auto& v) {
+             bool bad = false;
+             for_each_key(v, k, {
+                 {"initial", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) spec.backoff.initial = *x; else bad = true; }},
+                 {"max", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) spec.backoff.max = *x; else bad = true; }},
+                 {"reset_after", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) spec.backoff.reset_after = *x; else bad = true; }},
+             });
+             if (!bad && spec.backoff.initial > spec.backoff.max) {
+                 error(v, k, fmt::format("initial ({}) is longer than max ({})",
+                                         format_duration(spec.backoff.initial), format_duration(spec.backoff.max)));
+             }
+         }},
+        {"control", [&](auto& k, auto& v) {
+             for_each_key(v, k, {{"socket", [&](auto& kk, auto& vv) {
+                                      if (auto s = scalar(vv, kk, "a path")) spec.control.socket = absolute(*s);
+                                  }}});
+         }},
+        {"metrics", [&](auto& k, auto& v) {
+             for_each_key(v, k, {{"listen", [&](auto& kk, auto& vv) {
+                                      auto a = address(vv, kk);
+                                      if (a && a->kind != ListenAddress::Kind::tcp) {
+                                          error(vv, kk, "must be a TCP address (HOST:PORT)");
+                                      } else if (a) {
+                                          spec.metrics.listen = a;
+                                      }
+                                  }}});
+         }},
+        {"log", [&](auto& k, auto& v) {
+             for_each_key(v, k, {{"level", [&](auto& kk, auto& vv) {
+                                     auto s = scalar(vv, kk, "a level name");
+                                     static const std::vector<std::string> levels = {
+                                         "trace", "debug", "info", "warn", "error", "critical", "off"};
+                                     if (s && std::find(levels.begin(), levels.end(), *s) == levels.end()) {
+                                         error(vv, kk, fmt::format("'{}' is not a level; use one of trace, debug, info, warn, error, critical, off", *s));
+                                     } else if (s) {
+                                         spec.log.level = *s;
+                                     }
+                                 }}});
+         }},
+    });
+    if (!listen_seen) error(root, "listen", "is missing; e.g. listen: [\"127.0.0.1:8000\"]");
+    if (!app_seen) error(root, "app", "is missing; use app: {builtin: {}} or app: {command: [...]}");
+    if (spec.app.cwd.empty()) spec.app.cwd = dir_;
+    check_command_fds(spec);
+}
+
+}  // namespace
+
+std::string SpecError::to_string() const {
+    std::string out = file;
+    if (line > 0) out += fmt::format(":{}:{}", line, column);
+    out += ": ";
+    if (!key.empty()) out += key + ": ";
+    return out + message;
+}
+
+SpecLoadResult load_spec_text(const std::string& text, const std::string& file, int cpu_count) {
+    SpecLoadResult result;
+    const std::string absolute_file = fs::absolute(file).lexically_normal().string();
+    YAML::Node root;
+    try {
+        root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+        result.errors.push_back({file, e.mark.line + 1, e.mark.column + 1, "",
+                                 "invalid YAML: " + e.msg});
+        return result;
+    }
+    Spec spec;
+    spec.file = absolute_file;
+    SpecReader(absolute_file, result.errors).read(root, cpu_count, spec);
+    // Messages name the file as the user gave it.
+    for (auto& e : result.errors) e.file = file;
+    if (result.errors.empty()) result.spec = std::move(spec);
+    return result;
+}
+
+SpecLoadResult load_spec_file(const std::string& path, int cpu_count) {
+    std::ifstream in(path);
+    if (!in) {
+        SpecLoadResult result;
+        result.errors.push_back({path, 0, 0, "", fmt::format("cannot read the spec: {}", std::strerror(errno))});
+        return result;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return load_spec_text(text.str(), path, cpu_count);
+}
+
+}  // namespace workerd

@@ -1,0 +1,92 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/listen_address.hpp"
+#include "daemon/units.hpp"
+
+namespace workerd {
+
+/// `app.builtin`: the bundled C++ HTTP worker.
+struct BuiltinAppSpec {
+    std::string root;                    ///< static files; absolute after loading; empty = none
+    bool demo = false;                   ///< serve /demo/* endpoints
+    int max_connections = 1024;          ///< per worker; past it new connections get 503
+    Duration keepalive_timeout{std::chrono::seconds(5)};
+    std::uint64_t max_header_size = 16 * 1024;  ///< larger request heads get 431
+    std::uint64_t max_body_size = 1024 * 1024;  ///< larger bodies get 413
+};
+
+/// `app`: what each worker runs. Exactly one of builtin / command is set.
+struct AppSpec {
+    std::optional<BuiltinAppSpec> builtin;
+    std::vector<std::string> command;    ///< argv; {fd} and {fd:NAME} are substituted per worker
+    std::string cwd;                     ///< absolute after loading (defaults to the spec's dir)
+    std::map<std::string, std::string> env;  ///< added to the daemon's environment
+};
+
+/// `backoff`: delays before restarting a slot whose worker keeps exiting.
+struct BackoffSpec {
+    Duration initial{std::chrono::seconds(1)};   ///< first delay after a quick exit
+    Duration max{std::chrono::seconds(30)};      ///< cap
+    Duration reset_after{std::chrono::seconds(10)};  ///< uptime that counts as stable
+};
+
+struct ControlSpec {
+    std::string socket;  ///< absolute after loading; empty = default location (later issue)
+};
+
+struct MetricsSpec {
+    std::optional<ListenAddress> listen;  ///< unset = no metrics endpoint
+};
+
+struct LogSpec {
+    std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+};
+
+/// The whole spec, validated. Every path in it is absolute.
+struct Spec {
+    std::string file;                    ///< the spec file this came from (absolute)
+    std::vector<ListenAddress> listen;   ///< at least one
+    int backlog = 2048;                  ///< requested; clamped to somaxconn when binding
+    bool workers_auto = false;           ///< `workers: auto`
+    int workers = 1;                     ///< the count (resolved when workers_auto)
+    AppSpec app;
+    Duration graceful_timeout{std::chrono::seconds(30)};
+    BackoffSpec backoff;
+    ControlSpec control;
+    MetricsSpec metrics;
+    LogSpec log;
+};
+
+/// One problem found in a spec file, with where it is.
+struct SpecError {
+    std::string file;
+    int line = 0;    ///< 1-based; 0 when unknown (e.g. file not readable)
+    int column = 0;  ///< 1-based
+    std::string key; ///< dotted path of the key, e.g. "app.builtin.root"; may be empty
+    std::string message;
+
+    /// "FILE:LINE:COLUMN: KEY: MESSAGE" (parts that are unknown are left out).
+    std::string to_string() const;
+};
+
+/// Either a valid Spec or every error found. Validation is complete: nothing is started from
+/// a spec with errors.
+struct SpecLoadResult {
+    std::optional<Spec> spec;
+    std::vector<SpecError> errors;
+    bool ok() const { return spec.has_value(); }
+};
+
+/// Reads and validates the spec at `path`. `cpu_count` resolves `workers: auto`.
+SpecLoadResult load_spec_file(const std::string& path, int cpu_count);
+
+/// Same, from text; `file` names it in errors and anchors relative paths (its directory).
+SpecLoadResult load_spec_text(const std::string& text, const std::string& file, int cpu_count);
+
+}  // namespace workerd

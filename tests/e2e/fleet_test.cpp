@@ -1,0 +1,150 @@
+// End-to-end: the real workerd binary supervising the bundled worker on loopback.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+
+namespace {
+
+struct Fleet {
+    TempDir dir;
+    int port = free_tcp_port();
+    std::unique_ptr<Daemon> daemon;
+
+    explicit Fleet(int workers, const std::string& extra_listen = "") {
+        dir.write("site/index.html", "<h1>home</h1>\n");
+        dir.write("site/hello.txt", "hello, workerd\n");
+        daemon = std::make_unique<Daemon>(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"{}]
+workers: {}
+app:
+  builtin:
+    root: ./site
+    demo: true
+graceful_timeout: 5s
+)",
+                                                           port, extra_listen, workers));
+        REQUIRE_MESSAGE(daemon->wait_for_workers(workers, 10s), daemon->log());
+        REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s),
+                        daemon->log());
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the bundled fleet serves /healthz, a static file, and answers from several workers") {
+    Fleet fleet(3);
+    auto health = http_get(fleet.port, "/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 200);
+
+    auto file = http_get(fleet.port, "/hello.txt");
+    REQUIRE(file);
+    CHECK(file->status == 200);
+    CHECK(file->body == "hello, workerd\n");
+    CHECK(file->headers["content-type"].find("text/plain") == 0);
+
+    auto index = http_get(fleet.port, "/");
+    REQUIRE(index);
+    CHECK(index->body == "<h1>home</h1>\n");
+
+    const auto workers = fleet.daemon->workers();
+    std::set<std::string> pids;
+    for (int i = 0; i < 150 && pids.size() < 2; ++i) {
+        auto who = http_get(fleet.port, "/demo/whoami");
+        REQUIRE(who);
+        REQUIRE(who->status == 200);
+        const auto at = who->body.find("\"pid\":");
+        REQUIRE(at != std::string::npos);
+        pids.insert(who->body.substr(at + 6, who->body.find_first_of(",}", at) - at - 6));
+    }
+    CHECK(pids.size() >= 2);
+    for (const auto& pid : pids) {
+        CHECK(std::find(workers.begin(), workers.end(), std::stoi(pid)) != workers.end());
+    }
+}
+
+TEST_CASE("a worker's open fds are only 0, 1, 2 and the listeners") {
+    // A command that opens nothing itself shows exactly what the daemon handed over.
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}", {{address: "unix:./app.sock", name: admin}}]
+workers: 2
+app:
+  command: ["sleep", "600"]
+)",
+                                   port));
+    REQUIRE(daemon.wait_for_workers(2, 10s));
+    REQUIRE(eventually([&] {
+        for (pid_t w : daemon.workers()) {
+            if (!settled_in(w, "sleep")) return false;
+        }
+        return true;
+    }, 5s));
+    std::set<std::string> daemon_links;
+    for (const auto& [fd, link] : open_fds(daemon.pid())) daemon_links.insert(link);
+    for (pid_t worker : daemon.workers()) {
+        const auto fds = open_fds(worker);
+        CAPTURE(worker);
+        CHECK(fds.size() == 5);
+        CHECK(fds.at(0) == "/dev/null");
+        CHECK(fds.at(1).rfind("pipe:", 0) == 0);
+        CHECK(fds.at(2).rfind("pipe:", 0) == 0);
+        // fd 3 and 4 are the daemon's own listening sockets, in spec order.
+        CHECK(fds.at(3).rfind("socket:", 0) == 0);
+        CHECK(fds.at(4).rfind("socket:", 0) == 0);
+        CHECK(daemon_links.count(fds.at(3)) == 1);
+        CHECK(daemon_links.count(fds.at(4)) == 1);
+        const auto env = environment_of(worker);
+        CHECK(env.at("LISTEN_PID") == std::to_string(worker));
+        CHECK(env.at("LISTEN_FDS") == "2");
+        CHECK(env.at("LISTEN_FDNAMES") == "listen0:admin");
+    }
+}
+
+TEST_CASE("the bundled worker holds the listeners at fd 3 and leaks no daemon descriptor") {
+    Fleet fleet(1);
+    const pid_t worker = fleet.daemon->workers().front();
+    const auto fds = open_fds(worker);
+    CHECK(fds.at(0) == "/dev/null");
+    CHECK(fds.at(3).rfind("socket:", 0) == 0);
+    // Everything past the listener is the worker's own event loop (epoll, eventfd, timerfd,
+    // its signal pipe), never one of the daemon's descriptors.
+    std::set<std::string> daemon_links;
+    for (const auto& [fd, link] : open_fds(fleet.daemon->pid())) daemon_links.insert(link);
+    for (const auto& [fd, link] : fds) {
+        // anon_inode links carry no inode number to compare; the spawn test covers them.
+        if (fd > 3 && link.rfind("anon_inode:", 0) != 0) CHECK_MESSAGE(daemon_links.count(link) == 0, link);
+    }
+}
+
+TEST_CASE("kill -9 of a worker: its slot is refilled within 2 s and requests keep succeeding") {
+    Fleet fleet(3);
+    const auto before = fleet.daemon->workers();
+    REQUIRE(before.size() == 3);
+    const pid_t victim = before[1];
+    REQUIRE(::kill(victim, SIGKILL) == 0);
+    const auto killed_at = std::chrono::steady_clock::now();
+    // The daemon keeps the listen socket open: the remaining workers take every request.
+    int ok = 0;
+    for (int i = 0; i < 30; ++i) {
+        auto r = http_get(fleet.port, "/healthz", 2s);
+        ok += r && r->status == 200;
+    }
+    CHECK(ok == 30);
+    const bool refilled = eventually(
+        [&] {
+            const auto now = fleet.daemon->workers();
+            return now.size() == 3 && std::find(now.begin(), now.end(), victim) == now.end();
+        },
+        2s - std::chrono::duration_cast<Ms>(std::chrono::steady_clock::now() - killed_at));
+    CHECK_MESSAGE(refilled, fleet.daemon->log());
+    CHECK(fleet.daemon->wait_for_log(fmt::format("(pid {}, gen 1) was killed by SIGKILL", victim), 2s));
+}

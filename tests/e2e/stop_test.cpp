@@ -1,0 +1,146 @@
+// End-to-end: stopping the real daemon with signals.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <future>
+
+#include <fmt/format.h>
+
+#include "daemon/listener.hpp"
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+
+namespace {
+
+std::string builtin_spec(int port, int workers, const std::string& graceful) {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: {}
+app:
+  builtin: {{demo: true}}
+graceful_timeout: {}
+)",
+                       port, workers, graceful);
+}
+
+std::size_t total_fds(const std::vector<pid_t>& pids) {
+    std::size_t n = 0;
+    for (pid_t p : pids) n += open_fds(p).size();
+    return n;
+}
+
+// Starts a request in the background and returns once a worker has accepted it (a worker
+// holds one more descriptor), so the request is really in flight.
+std::future<std::optional<HttpResponse>> request_in_flight(const Daemon& daemon, int port,
+                                                           const std::string& path) {
+    const auto workers = daemon.workers();
+    const auto baseline = total_fds(workers);
+    auto future = std::async(std::launch::async, [port, path] { return http_get(port, path, 30s); });
+    REQUIRE(eventually([&] { return total_fds(workers) > baseline; }, 5s));
+    return future;
+}
+
+bool all_gone(const std::vector<pid_t>& pids) {
+    for (pid_t p : pids) {
+        if (process_alive(p)) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("SIGTERM: the in-flight request completes, the daemon exits 0, no worker is left") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2, "10s"));
+    REQUIRE(daemon.wait_for_workers(2, 10s));
+    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+    const auto workers = daemon.workers();
+
+    auto pending = request_in_flight(daemon, port, "/demo/io?ms=1500");
+    daemon.process().signal(SIGTERM);
+    const auto response = pending.get();
+    REQUIRE_MESSAGE(response, daemon.log());
+    CHECK(response->status == 200);
+
+    const auto status = daemon.process().wait_exit(10s);
+    REQUIRE_MESSAGE(status, daemon.log());
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(all_gone(workers));
+    CHECK(daemon.count_in_log("stopping gracefully") == 1);
+}
+
+TEST_CASE("a second SIGTERM during a graceful stop makes it fast") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 1, "60s"));
+    REQUIRE(daemon.wait_for_workers(1, 10s));
+    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+    const auto workers = daemon.workers();
+    auto pending = request_in_flight(daemon, port, "/demo/io?ms=30000");
+    daemon.process().signal(SIGTERM);
+    REQUIRE(daemon.wait_for_log("stopping gracefully", 5s));
+    daemon.process().signal(SIGTERM);
+    const auto status = daemon.process().wait_exit(5s);
+    REQUIRE_MESSAGE(status, daemon.log());
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(all_gone(workers));
+    CHECK_FALSE(pending.get().has_value());  // cut short: that is what fast means
+}
+
+TEST_CASE("SIGINT and SIGQUIT stop at once") {
+    for (int sig : {SIGINT, SIGQUIT}) {
+        CAPTURE(sig);
+        TempDir dir;
+        const int port = free_tcp_port();
+        Daemon daemon(dir, builtin_spec(port, 2, "60s"));
+        REQUIRE(daemon.wait_for_workers(2, 10s));
+        const auto workers = daemon.workers();
+        daemon.process().signal(sig);
+        const auto status = daemon.process().wait_exit(5s);
+        REQUIRE_MESSAGE(status, daemon.log());
+        CHECK(WEXITSTATUS(*status) == 0);
+        CHECK(all_gone(workers));
+        CHECK(daemon.count_in_log("stopping now") == 1);
+    }
+}
+
+TEST_CASE("a worker that ignores SIGTERM is killed after graceful_timeout") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"]
+graceful_timeout: 500ms
+)",
+                                   port));
+    REQUIRE(daemon.wait_for_log("stdout: ready", 10s));
+    const auto workers = daemon.workers();
+    daemon.process().signal(SIGTERM);
+    const auto status = daemon.process().wait_exit(5s);
+    REQUIRE_MESSAGE(status, daemon.log());
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(all_gone(workers));
+    CHECK(daemon.count_in_log("still running 500ms after SIGTERM; sending SIGKILL") == 1);
+}
+
+TEST_CASE("SIGKILL of the daemon leaves no worker behind and frees the port") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 3, "30s"));
+    REQUIRE(daemon.wait_for_workers(3, 10s));
+    const auto workers = daemon.workers();
+    daemon.process().signal(SIGKILL);
+    REQUIRE(daemon.process().wait_exit(5s));
+    CHECK(eventually([&] { return all_gone(workers); }, 1s));
+    workerd::ListenAddress again;
+    again.host = "127.0.0.1";
+    again.port = static_cast<std::uint16_t>(port);
+    again.name = "listen0";
+    CHECK_NOTHROW(workerd::open_listener(again, 8));
+}

@@ -1,0 +1,114 @@
+// End-to-end: crash recovery with backoff, and commands that cannot run.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+
+namespace {
+
+// The delays in "restarting in 400ms" / "restarting now" log lines, in order, in ms.
+std::vector<long> restart_delays(const std::string& log) {
+    std::vector<long> out;
+    const std::regex re(R"(restarting (now|in ([0-9.]+)(ms|s)))");
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);) {
+        std::smatch m;
+        if (!std::regex_search(line, m, re)) continue;
+        if (m[1] == "now") {
+            out.push_back(0);
+        } else {
+            const double v = std::stod(m[2]);
+            out.push_back(static_cast<long>(m[3] == "s" ? v * 1000 : v));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("an app that exits at once is restarted with growing delays, not in a loop") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["/bin/sh", "-c", "echo booting; exit 3"]
+backoff: {{initial: 100ms, max: 800ms, reset_after: 10s}}
+)",
+                                   port));
+    REQUIRE_MESSAGE(daemon.wait_for_log("restarting", 10s, 6), daemon.log());
+    const auto log = daemon.log();
+    const auto delays = restart_delays(log);
+    REQUIRE(delays.size() >= 6);
+    CHECK(delays[0] == 0);            // one crash costs nothing
+    CHECK(delays[1] >= 80);           // then 100ms +-20%
+    CHECK(delays[2] > delays[1]);     // ... doubling
+    CHECK(delays[3] > delays[2]);
+    CHECK(delays[5] >= 640);          // at the cap (800ms, -20% jitter at most)
+    CHECK(delays[5] <= 800);
+    // The daemon says why, with the exit status, and shows the app's own output.
+    CHECK(log.find("exited with status 3 after") != std::string::npos);
+    CHECK(log.find("worker 0 (pid ") != std::string::npos);
+    CHECK(log.find("stdout: booting") != std::string::npos);
+    // Not a fork storm: over the next second at most 2 more starts (800ms cap).
+    const int started = daemon.count_in_log(") started:");
+    std::this_thread::sleep_for(1s);  // measuring a rate over a window, not synchronising
+    CHECK(daemon.count_in_log(") started:") - started <= 2);
+    CHECK(process_alive(daemon.pid()));
+}
+
+TEST_CASE("a command that cannot be executed is reported once, plainly, and retried quietly") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  command: ["/nonexistent/app", "--fd", "{{fd}}"]
+backoff: {{initial: 50ms, max: 100ms}}
+log: {{level: debug}}
+)",
+                                   port));
+    // Debug lines show the quiet retries; each slot's first failure is an error, once.
+    REQUIRE_MESSAGE(daemon.wait_for_log("cannot execute /nonexistent/app: No such file or directory",
+                                        10s, 8),
+                    daemon.log());
+    std::istringstream in(daemon.log());
+    int errors = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (line.find("cannot execute") != std::string::npos && line.find(" error ") != std::string::npos) ++errors;
+    }
+    CHECK(errors == 2);  // one per slot
+    CHECK(process_alive(daemon.pid()));
+}
+
+TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  builtin: {{}}
+)",
+                                   port));
+    REQUIRE(daemon.wait_for_workers(2, 10s));
+    daemon.process().signal(SIGTTIN);
+    CHECK_MESSAGE(daemon.wait_for_workers(3, 5s), daemon.log());
+    // Signals of one kind do not queue: send the second after the first was handled.
+    daemon.process().signal(SIGTTOU);
+    REQUIRE(daemon.wait_for_log("scaling down to 2 workers", 5s));
+    daemon.process().signal(SIGTTOU);
+    REQUIRE(daemon.wait_for_log("scaling down to 1 workers", 5s));
+    CHECK_MESSAGE(daemon.wait_for_workers(1, 10s), daemon.log());
+    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 5s));
+}

@@ -1,0 +1,289 @@
+// Process tests: a real bundled worker (run_builtin_worker in a forked child) on a loopback
+// socket, spoken to over real connections.
+#include "daemon/http/builtin_worker.hpp"
+
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <future>
+#include <thread>
+
+#include "daemon/listener.hpp"
+#include "tests/support/test_support.hpp"
+
+using namespace workerd;
+using namespace workerd::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// A bundled worker in a child process, SIGKILLed and reaped on destruction.
+struct Worker {
+    TempDir dir;
+    std::optional<Listener> listener;
+    pid_t pid = -1;
+    int port = 0;
+
+    explicit Worker(http::BuiltinWorkerOptions options = {}) {
+        dir.write("site/index.html", "<h1>hi</h1>\n");
+        dir.write("site/data.txt", "0123456789abcdefghij");
+        dir.write("outside.txt", "secret");
+        ListenAddress a;
+        a.host = "127.0.0.1";
+        a.name = "listen0";
+        listener.emplace(open_listener(a, 64));
+        port = listener->address().port;
+        options.listen_fds = {listener->fd()};
+        if (options.root.empty()) options.root = dir.path() + "/site";
+        options.slot = 4;
+        options.generation = 7;
+        const pid_t parent = ::getpid();
+        pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(1);
+            ::_exit(http::run_builtin_worker(options));
+        }
+        REQUIRE(eventually([&] { return http_get(port, "/healthz", 1s).has_value(); }, 5s));
+    }
+    ~Worker() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+    }
+    std::optional<int> wait_exit(Ms timeout) {
+        int status = 0;
+        if (eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout)) {
+            pid = -1;
+            return status;
+        }
+        return std::nullopt;
+    }
+};
+
+http::BuiltinWorkerOptions demo_options() {
+    http::BuiltinWorkerOptions o;
+    o.demo = true;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("flags and LISTEN_FDS") {
+    ::setenv("LISTEN_FDS", "2", 1);
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    ::setenv("WORKERD_SLOT", "3", 1);
+    auto o = http::parse_builtin_worker_args({"--root", "/srv", "--demo", "--max-connections", "7",
+                                              "--keepalive-timeout", "1500", "--max-body-size", "10"});
+    CHECK(o.listen_fds == std::vector<int>{3, 4});
+    CHECK(o.root == "/srv");
+    CHECK(o.demo);
+    CHECK(o.max_connections == 7);
+    CHECK(o.keepalive_timeout == std::chrono::milliseconds(1500));
+    CHECK(o.max_body_size == 10);
+    CHECK(o.slot == 3);
+    CHECK(::getenv("LISTEN_FDS") == nullptr);  // consumed, as sd_listen_fds(1) does
+    ::setenv("LISTEN_FDS", "1", 1);
+    ::setenv("LISTEN_PID", "1", 1);  // someone else's: ignored
+    CHECK_THROWS_AS(http::parse_builtin_worker_args({}), std::invalid_argument);
+    CHECK_THROWS_AS(http::parse_builtin_worker_args({"--listen-fd", "3", "--bogus"}), std::invalid_argument);
+    CHECK_THROWS_AS(http::parse_builtin_worker_args({"--listen-fd", "3", "--max-connections", "0"}),
+                    std::invalid_argument);
+}
+
+TEST_CASE("keep-alive, HEAD, headers") {
+    Worker w;
+    HttpConnection c(w.port);
+    REQUIRE(c.request("/data.txt"));
+    auto first = c.read_response();
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    CHECK(first->body == "0123456789abcdefghij");
+    CHECK(first->headers["content-length"] == "20");
+    CHECK(first->headers["server"] == "workerd");
+    CHECK(first->headers["date"].size() == 29);
+    CHECK(first->headers["content-type"] == "text/plain; charset=utf-8");
+    REQUIRE(c.request("/data.txt", "HEAD"));
+    auto head = c.read_response(5s, true);
+    REQUIRE(head);
+    CHECK(head->status == 200);
+    CHECK(head->headers["content-length"] == "20");
+    CHECK(head->body.empty());
+    REQUIRE(c.request("/healthz"));  // same connection, third request
+    auto health = c.read_response();
+    REQUIRE(health);
+    CHECK(health->body == "ok\n");
+
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    HttpConnection old(w.port);
+    REQUIRE(old.send("GET /healthz HTTP/1.0\r\n\r\n"));
+    auto r = old.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(old.wait_closed(2s));
+}
+
+TEST_CASE("statuses: 404, 405, 301, 400 for traversal") {
+    Worker w;
+    CHECK(http_get(w.port, "/nope")->status == 404);
+    auto post = http_request(w.port, "/data.txt", "POST");
+    REQUIRE(post);
+    CHECK(post->status == 405);
+    CHECK(post->headers["allow"] == "GET, HEAD");
+    CHECK(http_get(w.port, "/")->body == "<h1>hi</h1>\n");
+    for (const char* bad : {"/../outside.txt", "/%2e%2e/outside.txt", "/..%2foutside.txt"}) {
+        CAPTURE(bad);
+        auto r = http_get(w.port, bad);
+        REQUIRE(r);
+        CHECK(r->status == 400);
+        CHECK(r->body.find("secret") == std::string::npos);
+    }
+    CHECK(http_get(w.port, "/demo/whoami")->status == 404);  // demo off
+}
+
+TEST_CASE("conditional requests and ranges") {
+    Worker w;
+    auto full = http_get(w.port, "/data.txt");
+    REQUIRE(full);
+    const std::string etag = full->headers["etag"];
+    const std::string modified = full->headers["last-modified"];
+    REQUIRE(!etag.empty());
+    HttpConnection c(w.port);
+    REQUIRE(c.request("/data.txt", "GET", "If-None-Match: " + etag + "\r\n"));
+    auto not_modified = c.read_response();
+    REQUIRE(not_modified);
+    CHECK(not_modified->status == 304);
+    CHECK(not_modified->body.empty());
+    REQUIRE(c.request("/data.txt", "GET", "If-Modified-Since: " + modified + "\r\n"));
+    CHECK(c.read_response()->status == 304);
+    REQUIRE(c.request("/data.txt", "GET", "If-None-Match: \"stale\"\r\n"));
+    CHECK(c.read_response()->status == 200);
+    REQUIRE(c.request("/data.txt", "GET", "Range: bytes=2-5\r\n"));
+    auto partial = c.read_response();
+    REQUIRE(partial);
+    CHECK(partial->status == 206);
+    CHECK(partial->body == "2345");
+    CHECK(partial->headers["content-range"] == "bytes 2-5/20");
+    REQUIRE(c.request("/data.txt", "GET", "Range: bytes=-3\r\n"));
+    CHECK(c.read_response()->body == "hij");
+    REQUIRE(c.request("/data.txt", "GET", "Range: bytes=50-\r\n"));
+    auto unsatisfiable = c.read_response();
+    REQUIRE(unsatisfiable);
+    CHECK(unsatisfiable->status == 416);
+    CHECK(unsatisfiable->headers["content-range"] == "bytes */20");
+}
+
+TEST_CASE("limits: 431 for a large head, 413 for a large body, 503 past max_connections") {
+    http::BuiltinWorkerOptions o;
+    o.max_header_size = 2048;
+    o.max_body_size = 100;
+    o.max_connections = 2;
+    Worker w(o);
+    {
+        HttpConnection c(w.port);
+        REQUIRE(c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4096, 'a') + "\r\n\r\n"));
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->status == 431);
+        CHECK(c.wait_closed(2s));
+    }
+    {
+        HttpConnection c(w.port);
+        REQUIRE(c.send("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'b')));
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->status == 413);
+    }
+    HttpConnection a(w.port), b(w.port);
+    REQUIRE(a.request("/healthz"));
+    REQUIRE(a.read_response());
+    REQUIRE(b.request("/healthz"));
+    REQUIRE(b.read_response());
+    HttpConnection third(w.port);
+    REQUIRE(third.request("/healthz"));
+    auto busy = third.read_response();
+    REQUIRE(busy);
+    CHECK(busy->status == 503);
+    CHECK(third.wait_closed(2s));
+}
+
+TEST_CASE("demo endpoints: whoami, io does not block the loop, block does") {
+    Worker w(demo_options());
+    auto who = http_get(w.port, "/demo/whoami");
+    REQUIRE(who);
+    CHECK(who->body == "{\"pid\":" + std::to_string(w.pid) + ",\"slot\":4,\"generation\":7}\n");
+    CHECK(http_get(w.port, "/demo/io?ms=abc")->status == 400);
+
+    // Two /demo/io waits overlap; two /demo/block calls queue behind each other.
+    auto pair_time = [&](const std::string& path) {
+        const auto start = Clock::now();
+        auto a = std::async(std::launch::async, [&] { return http_get(w.port, path, 10s); });
+        auto b = std::async(std::launch::async, [&] { return http_get(w.port, path, 10s); });
+        auto ra = a.get();
+        auto rb = b.get();
+        CHECK((ra && ra->status == 200));
+        CHECK((rb && rb->status == 200));
+        return Clock::now() - start;
+    };
+    const auto io = pair_time("/demo/io?ms=400");
+    const auto block = pair_time("/demo/block?ms=400");
+    CHECK(io < std::chrono::milliseconds(780));    // concurrent: about 400 ms
+    CHECK(block >= std::chrono::milliseconds(790));  // serialised: at least 800 ms
+    auto cpu = http_get(w.port, "/demo/cpu?ms=50");
+    REQUIRE(cpu);
+    CHECK(cpu->body.find("\"burned_ms\":50") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM drains: in-flight requests finish, keep-alive connections close without a race") {
+    Worker w(demo_options());
+    auto in_flight = std::async(std::launch::async, [&] { return http_get(w.port, "/demo/io?ms=500", 10s); });
+    HttpConnection idle(w.port);
+    REQUIRE(idle.request("/healthz"));
+    REQUIRE(idle.read_response());
+    HttpConnection reuse(w.port);
+    REQUIRE(reuse.request("/healthz"));
+    REQUIRE(reuse.read_response());
+    // Give the in-flight request time to be accepted by the worker (it has no other work).
+    REQUIRE(eventually([&] { return open_fds(w.pid).size() >= 8; }, 2s));
+
+    const std::string listening = open_fds(::getpid()).at(w.listener->fd());
+    auto holds_listener = [&] {
+        for (const auto& [fd, link] : open_fds(w.pid)) {
+            if (link == listening) return true;
+        }
+        return false;
+    };
+    REQUIRE(holds_listener());
+    const auto term_at = Clock::now();
+    ::kill(w.pid, SIGTERM);
+    // Draining starts by closing the worker's copy of the listening socket.
+    REQUIRE(eventually([&] { return !holds_listener(); }, 2s));
+    // A request sent on a kept-alive connection just after TERM is answered, with close.
+    REQUIRE(reuse.request("/healthz"));
+    auto late = reuse.read_response();
+    REQUIRE(late);
+    CHECK(late->status == 200);
+    CHECK(late->headers["connection"] == "close");
+    CHECK(reuse.wait_closed(2s));
+
+    auto done = in_flight.get();
+    REQUIRE(done);
+    CHECK(done->status == 200);
+
+    // The idle connection stays open for the idle window, then the worker closes it.
+    CHECK(idle.wait_closed(5s));
+    CHECK(Clock::now() - term_at >= std::chrono::milliseconds(900));
+    const auto status = w.wait_exit(5s);
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    // New connections are no longer accepted by this worker (the queue is the daemon's).
+}

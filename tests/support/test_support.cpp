@@ -1,0 +1,376 @@
+#include "tests/support/test_support.hpp"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "daemon/unique_fd.hpp"
+
+namespace workerd::test {
+
+namespace fs = std::filesystem;
+
+std::string bin_path(const std::string& name) { return std::string(WORKERD_BIN_DIR) + "/" + name; }
+std::string source_path(const std::string& relative) {
+    return std::string(WORKERD_SOURCE_DIR) + "/" + relative;
+}
+
+bool eventually(const std::function<bool()>& condition, Ms timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+        if (condition()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
+TempDir::TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "workerd-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& content) const {
+    const fs::path p = fs::path(path_) / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << content;
+    return p.string();
+}
+
+int free_tcp_port() {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        throw std::runtime_error("bind for a free port failed");
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+    return ntohs(addr.sin_port);
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                           const std::vector<std::string>& env) {
+    std::vector<std::string> env_storage;
+    for (char** e = ::environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+    env_storage.insert(env_storage.end(), env.begin(), env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_storage) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> argv_storage = argv;
+    std::vector<char*> args;
+    for (auto& a : argv_storage) args.push_back(a.data());
+    args.push_back(nullptr);
+    const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) throw std::runtime_error("cannot open " + log_path);
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
+        ::dup2(log_fd, 1);
+        ::dup2(log_fd, 2);
+        ::execve(args[0], args.data(), envp.data());
+        ::_exit(127);
+    }
+    ::close(log_fd);
+}
+
+ChildProcess::~ChildProcess() {
+    if (!status_ && pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+    }
+}
+
+void ChildProcess::signal(int sig) const {
+    if (!status_) ::kill(pid_, sig);
+}
+
+std::optional<int> ChildProcess::wait_exit(Ms timeout) {
+    eventually(
+        [&] {
+            if (status_) return true;
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) status_ = status;
+            return status_.has_value();
+        },
+        timeout);
+    return status_;
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> out;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const std::string stat = read_file("/proc/" + name + "/stat");
+        // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+        const auto close = stat.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(stat.substr(close + 1));
+        std::string state;
+        pid_t ppid = 0;
+        rest >> state >> ppid;
+        if (ppid == parent && state != "Z") out.push_back(std::stoi(name));
+    }
+    return out;
+}
+
+bool process_alive(pid_t pid) {
+    const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    const auto close = stat.rfind(')');
+    return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] != 'Z';
+}
+
+bool settled_in(pid_t pid, const std::string& comm) {
+    const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || stat.size() < close + 3) return false;
+    return stat.substr(open + 1, close - open - 1) == comm && stat[close + 2] == 'S';
+}
+
+std::map<int, std::string> open_fds(pid_t pid) {
+    std::map<int, std::string> out;
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        std::error_code link_ec;
+        out[std::stoi(entry.path().filename())] = fs::read_symlink(entry.path(), link_ec).string();
+    }
+    return out;
+}
+
+std::map<std::string, std::string> environment_of(pid_t pid) {
+    std::map<std::string, std::string> out;
+    const std::string raw = read_file("/proc/" + std::to_string(pid) + "/environ");
+    std::size_t start = 0;
+    while (start < raw.size()) {
+        const std::size_t end = raw.find('\0', start);
+        const std::string entry = raw.substr(start, end - start);
+        const auto eq = entry.find('=');
+        if (eq != std::string::npos) out[entry.substr(0, eq)] = entry.substr(eq + 1);
+        if (end == std::string::npos) break;
+        start = end + 1;
+    }
+    return out;
+}
+
+Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml)
+    : log_path_(dir.path() + "/daemon.log") {
+    const std::string spec = dir.write("workerd.yaml", spec_yaml);
+    process_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{bin_path("workerd"), "start", spec}, log_path_);
+}
+
+Daemon::~Daemon() {
+    // Workers die with the daemon (PR_SET_PDEATHSIG); kill the ones we can see anyway, by pid.
+    const auto left = process_->exited() ? std::vector<pid_t>{} : workers();
+    process_.reset();
+    for (pid_t pid : left) ::kill(pid, SIGKILL);
+}
+
+std::string Daemon::log() const { return read_file(log_path_); }
+
+int Daemon::count_in_log(const std::string& needle) const {
+    std::istringstream in(log());
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+    return n;
+}
+
+bool Daemon::wait_for_log(const std::string& needle, Ms timeout, int times) const {
+    return eventually([&] { return count_in_log(needle) >= times; }, timeout);
+}
+
+bool Daemon::wait_for_workers(std::size_t n, Ms timeout) const {
+    return eventually([&] { return workers().size() == n; }, timeout);
+}
+
+namespace {
+
+bool wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    return ::poll(&p, 1, static_cast<int>(left.count())) == 1;
+}
+
+std::optional<HttpResponse> parse_response(const std::string& raw) {
+    const auto head_end = raw.find("\r\n\r\n");
+    if (head_end == std::string::npos) return std::nullopt;
+    std::istringstream head(raw.substr(0, head_end));
+    std::string line;
+    std::getline(head, line);
+    HttpResponse r;
+    if (std::sscanf(line.c_str(), "HTTP/%*d.%*d %d", &r.status) != 1) return std::nullopt;
+    while (std::getline(head, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string name = line.substr(0, colon);
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        r.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+    r.body = raw.substr(head_end + 4);
+    return r;
+}
+
+// A whole response read until the server closed: nullopt when cut short.
+std::optional<HttpResponse> parse_complete_response(const std::string& raw) {
+    auto r = parse_response(raw);
+    if (!r) return r;
+    if (auto it = r->headers.find("content-length"); it != r->headers.end()) {
+        if (r->body.size() < std::stoul(it->second)) return std::nullopt;
+    }
+    return r;
+}
+
+}  // namespace
+
+HttpConnection::HttpConnection(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        fd_ = fd;
+    } else {
+        ::close(fd);
+    }
+}
+
+HttpConnection::~HttpConnection() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool HttpConnection::send(const std::string& raw) {
+    std::size_t sent = 0;
+    while (sent < raw.size()) {
+        const ssize_t n = ::send(fd_, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) return false;
+        sent += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+bool HttpConnection::request(const std::string& path, const std::string& method,
+                             const std::string& extra_headers) {
+    return send(method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers + "\r\n");
+}
+
+std::optional<HttpResponse> HttpConnection::read_response(Ms timeout, bool head) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[16384];
+    while (true) {
+        const auto head_end = buffered_.find("\r\n\r\n");
+        if (head_end != std::string::npos) {
+            auto r = parse_response(buffered_.substr(0, head_end + 4));
+            if (!r) return std::nullopt;
+            std::size_t length = 0;
+            if (auto it = r->headers.find("content-length"); it != r->headers.end() && !head &&
+                                                              r->status != 304) {
+                length = std::stoul(it->second);
+            }
+            if (buffered_.size() >= head_end + 4 + length) {
+                r->body = buffered_.substr(head_end + 4, length);
+                buffered_.erase(0, head_end + 4 + length);
+                return r;
+            }
+        }
+        if (!wait_fd(fd_, POLLIN, deadline)) return std::nullopt;
+        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n <= 0) return std::nullopt;
+        buffered_.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+bool HttpConnection::wait_closed(Ms timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[4096];
+    while (wait_fd(fd_, POLLIN, deadline)) {
+        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n <= 0) return true;
+        buffered_.append(buf, static_cast<std::size_t>(n));
+    }
+    return false;
+}
+
+std::optional<HttpResponse> http_request(int port, const std::string& path,
+                                         const std::string& method, Ms timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        if (errno != EINPROGRESS || !wait_fd(fd.get(), POLLOUT, deadline)) return std::nullopt;
+        int err = 0;
+        socklen_t len = sizeof err;
+        ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) return std::nullopt;
+    }
+    const std::string request =
+        method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    std::size_t sent = 0;
+    while (sent < request.size()) {
+        const ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+        } else if (n < 0 && errno == EAGAIN) {
+            if (!wait_fd(fd.get(), POLLOUT, deadline)) return std::nullopt;
+        } else {
+            return std::nullopt;
+        }
+    }
+    std::string raw;
+    char buf[16384];
+    while (true) {
+        if (!wait_fd(fd.get(), POLLIN, deadline)) return std::nullopt;
+        const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) continue;
+            return std::nullopt;  // reset
+        }
+        raw.append(buf, static_cast<std::size_t>(n));
+    }
+    return parse_complete_response(raw);
+}
+
+}  // namespace workerd::test

@@ -1,0 +1,144 @@
+#pragma once
+
+// Helpers for tests that run real processes: temporary directories, free ports, a child
+// process that is always stopped (by pid) and reaped, the real workerd daemon on a spec, and a
+// small blocking HTTP client. Every wait is bounded.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace workerd::test {
+
+using namespace std::chrono_literals;
+using Ms = std::chrono::milliseconds;
+
+/// Path of a built binary (build/bin/NAME).
+std::string bin_path(const std::string& name);
+/// Path inside the source tree.
+std::string source_path(const std::string& relative);
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes. Returns whether it held.
+bool eventually(const std::function<bool()>& condition, Ms timeout);
+
+/// A fresh directory under /tmp, removed with its contents on destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    /// Writes `content` to path()/name and returns the full path.
+    std::string write(const std::string& name, const std::string& content) const;
+
+private:
+    std::string path_;
+};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_tcp_port();
+
+std::string read_file(const std::string& path);
+
+/// A child process started by a test. Stopped with SIGKILL (by pid) and reaped on
+/// destruction if still running, so a failing test leaves nothing behind. It also dies if
+/// the test process dies (PR_SET_PDEATHSIG).
+class ChildProcess {
+public:
+    /// Starts argv with stdout and stderr appended to `log_path`, and `env` added to the
+    /// test's environment.
+    ChildProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                 const std::vector<std::string>& env = {});
+    ~ChildProcess();
+    ChildProcess(const ChildProcess&) = delete;
+    ChildProcess& operator=(const ChildProcess&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void signal(int sig) const;
+    /// Waits up to `timeout` for the exit; returns the raw wait status, or nullopt.
+    std::optional<int> wait_exit(Ms timeout);
+    bool exited() const { return status_.has_value(); }
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+/// Pids whose parent is `parent` (read from /proc).
+std::vector<pid_t> children_of(pid_t parent);
+bool process_alive(pid_t pid);
+/// True once `pid` runs the program named `comm` and is asleep in it (state S): past exec,
+/// with its close-on-exec descriptors already gone.
+bool settled_in(pid_t pid, const std::string& comm);
+/// /proc/PID/fd entries: fd number -> link target ("socket:[123]", "/dev/null", "pipe:[9]").
+std::map<int, std::string> open_fds(pid_t pid);
+/// /proc/PID/environ as KEY -> VALUE.
+std::map<std::string, std::string> environment_of(pid_t pid);
+
+/// The real `workerd start SPEC` on a spec written to a temporary directory. On destruction
+/// the daemon and any worker it still has are SIGKILLed by pid and the daemon is reaped.
+class Daemon {
+public:
+    /// Writes `spec_yaml` to DIR/workerd.yaml and starts the daemon; stderr goes to
+    /// DIR/daemon.log.
+    Daemon(const TempDir& dir, const std::string& spec_yaml);
+    ~Daemon();
+
+    pid_t pid() const { return process_->pid(); }
+    ChildProcess& process() { return *process_; }
+    std::string log() const;
+    /// Number of log lines containing `needle`.
+    int count_in_log(const std::string& needle) const;
+    bool wait_for_log(const std::string& needle, Ms timeout, int times = 1) const;
+    std::vector<pid_t> workers() const { return children_of(pid()); }
+    bool wait_for_workers(std::size_t n, Ms timeout) const;
+
+private:
+    std::string log_path_;
+    std::unique_ptr<ChildProcess> process_;
+};
+
+struct HttpResponse {
+    int status = 0;
+    std::map<std::string, std::string> headers;  ///< names lower-cased
+    std::string body;
+};
+
+/// A client connection kept open across requests (keep-alive tests).
+class HttpConnection {
+public:
+    /// Connects to 127.0.0.1:port; connected() tells whether it worked.
+    explicit HttpConnection(int port);
+    ~HttpConnection();
+    bool connected() const { return fd_ >= 0; }
+    /// Sends raw bytes; false on error.
+    bool send(const std::string& raw);
+    /// Sends a GET (or `method`) for `path` with keep-alive.
+    bool request(const std::string& path, const std::string& method = "GET",
+                 const std::string& extra_headers = "");
+    /// Reads one response (Content-Length framed; `head` = no body expected).
+    std::optional<HttpResponse> read_response(Ms timeout = 5s, bool head = false);
+    /// Waits until the server closes the connection (EOF or reset) within `timeout`.
+    bool wait_closed(Ms timeout);
+
+private:
+    int fd_ = -1;
+    std::string buffered_;
+};
+
+/// One GET (or `method`) on a new connection to 127.0.0.1:port with Connection: close.
+/// nullopt on connect error, reset or timeout.
+std::optional<HttpResponse> http_request(int port, const std::string& path,
+                                         const std::string& method = "GET", Ms timeout = 5s);
+inline std::optional<HttpResponse> http_get(int port, const std::string& path, Ms timeout = 5s) {
+    return http_request(port, path, "GET", timeout);
+}
+
+}  // namespace workerd::test
