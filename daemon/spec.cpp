@@ -86,8 +86,10 @@ void SpecReader::for_each_key(const YAML::Node& node, const std::string& path,
     std::vector<std::string> known;
     for (const auto& [name, handler] : handlers) known.emplace_back(name);
     std::set<std::string> seen;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-        const YAML::Node& key_node = it->first;
+    // Range-for keeps each pair alive for the loop body; `it->first` would be a member of a
+    // temporary proxy that dies at the end of the full expression.
+    for (const auto& entry : node) {
+        const YAML::Node& key_node = entry.first;
         const std::string key = key_node.IsScalar() ? key_node.Scalar() : std::string("?");
         const std::string key_path = child(path, key);
         if (!seen.insert(key).second) {
@@ -100,7 +102,7 @@ void SpecReader::for_each_key(const YAML::Node& node, const std::string& path,
             error(key_node, key_path, unknown_key_message(key, known));
             continue;
         }
-        found->second(key_path, it->second);
+        found->second(key_path, entry.second);
     }
 }
 
@@ -308,12 +310,12 @@ void SpecReader::read_app(const YAML::Node& n, AppSpec& app, bool& app_seen) {
                  error(v, k, "must be a mapping of variable names to values");
                  return;
              }
-             for (auto it = v.begin(); it != v.end(); ++it) {
-                 const std::string name = it->first.Scalar();
+             for (const auto& entry : v) {
+                 const std::string name = entry.first.Scalar();
                  const std::string key = k + "." + name;
                  if (name.empty() || name.find('=') != std::string::npos) {
-                     error(it->first, key, "is not a valid variable name");
-                 } else if (auto value = scalar(it->second, key, "a string")) {
+                     error(entry.first, key, "is not a valid variable name");
+                 } else if (auto value = scalar(entry.second, key, "a string")) {
                      app.env[name] = *value;
                  }
              }

@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <future>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -25,20 +26,30 @@ graceful_timeout: {}
                        port, workers, graceful);
 }
 
-std::size_t total_fds(const std::vector<pid_t>& pids) {
-    std::size_t n = 0;
-    for (pid_t p : pids) n += open_fds(p).size();
-    return n;
+std::set<std::string> open_files(const std::vector<pid_t>& pids) {
+    std::set<std::string> links;
+    for (pid_t p : pids) {
+        for (const auto& [fd, link] : open_fds(p)) links.insert(link);
+    }
+    return links;
 }
 
-// Starts a request in the background and returns once a worker has accepted it (a worker
-// holds one more descriptor), so the request is really in flight.
+// Starts a request in the background and returns once a worker has accepted it (a worker holds
+// a socket it did not hold before), so the request is really in flight. Sockets are compared by
+// inode, not counted: a connection from an earlier request may still be closing meanwhile.
 std::future<std::optional<HttpResponse>> request_in_flight(const Daemon& daemon, int port,
                                                            const std::string& path) {
     const auto workers = daemon.workers();
-    const auto baseline = total_fds(workers);
+    const auto before = open_files(workers);
     auto future = std::async(std::launch::async, [port, path] { return http_get(port, path, 30s); });
-    REQUIRE(eventually([&] { return total_fds(workers) > baseline; }, 5s));
+    REQUIRE(eventually(
+        [&] {
+            for (const auto& link : open_files(workers)) {
+                if (link.starts_with("socket:") && !before.contains(link)) return true;
+            }
+            return false;
+        },
+        5s));
     return future;
 }
 
