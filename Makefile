@@ -15,7 +15,7 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
 # Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3).
 TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi
 # Benchmarks: the load generator and the peers workerd is compared with.
-BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi
+BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
 
 # Warnings are errors in CI.
 ifneq ($(CI),)

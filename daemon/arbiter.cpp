@@ -44,6 +44,7 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_ex
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1}) {
         signals_.add(sig);
     }
+    if (spec_.app.builtin) board_ = LoadBoard::create();
 }
 
 int Arbiter::run() {
@@ -230,7 +231,11 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         request.argv = worker_argv(spec_.app, addresses, self_exe_);
         request.cwd = spec_.app.cwd;
         request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_);
-        for (const auto& l : listeners_) request.listen_fds.push_back(l.fd());
+        for (const auto& l : listeners_) request.inherit_fds.push_back(l.fd());
+        if (board_) {
+            request.env.push_back(fmt::format("WORKERD_BOARD_FD={}", 3 + request.inherit_fds.size()));
+            request.inherit_fds.push_back(board_.get());
+        }
         request.stdout_fd = out.write_end.get();
         request.stderr_fd = err.write_end.get();
         pid = spawn_process(request);

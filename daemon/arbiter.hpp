@@ -16,6 +16,8 @@
 
 #include "daemon/backoff.hpp"
 #include "daemon/listener.hpp"
+#include "daemon/load_board.hpp"
+#include "daemon/unique_fd.hpp"
 #include "daemon/spec.hpp"
 #include "daemon/worker_state.hpp"
 
@@ -84,6 +86,7 @@ private:
     int desired_ = 0;
     long generation_ = 1;
     std::vector<std::string> base_env_;  ///< the daemon's environment, for workers
+    UniqueFd board_;  ///< the bundled workers' LoadBoard; empty for external commands
 };
 
 }  // namespace workerd

@@ -2,6 +2,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -97,6 +98,13 @@ Listener open_tcp(ListenAddress address, int backlog) {
     if (ai->ai_family == AF_INET6 &&
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
         fail("setsockopt IPV6_V6ONLY", address, errno);
+    }
+    // Linux copies TCP_NODELAY from a listener to the connections it accepts. Workers that
+    // take a socket by number often do not know it is TCP (uvicorn --fd wraps it as AF_UNIX
+    // and so never sets the option), and Nagle plus delayed ACKs then add ~40 ms to replies
+    // written in pieces. Setting it here makes every worker's connections behave.
+    if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+        fail("setsockopt TCP_NODELAY", address, errno);
     }
     if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) fail("bind", address, errno);
     listen_or_fail(fd.get(), address, backlog);

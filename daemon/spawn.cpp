@@ -43,7 +43,7 @@ struct ChildPlan {
     char* listen_pid_entry = nullptr;  // points into env_storage; digits written in the child
     std::string exe;
     std::string cwd;
-    std::vector<int> listen_fds;
+    std::vector<int> inherit_fds;
     int stdin_fd = -1;
     int stdout_fd = -1;
     int stderr_fd = -1;
@@ -72,14 +72,14 @@ void write_listen_pid(char* entry) {
 // exec. Sources are first duplicated above the target range so that no dup2 overwrites a
 // source that is still needed. Async-signal-safe.
 void arrange_fds(ChildPlan& plan) {
-    const int n = static_cast<int>(plan.listen_fds.size());
+    const int n = static_cast<int>(plan.inherit_fds.size());
     const int first_free = 3 + n;
     int moved[256];
     if (n > 256) child_fail(plan, kStageFds, EMFILE);
     plan.error_pipe = ::fcntl(plan.error_pipe, F_DUPFD_CLOEXEC, first_free);
     if (plan.error_pipe < 0) ::_exit(127);
     for (int i = 0; i < n; ++i) {
-        moved[i] = ::fcntl(plan.listen_fds[i], F_DUPFD_CLOEXEC, first_free);
+        moved[i] = ::fcntl(plan.inherit_fds[i], F_DUPFD_CLOEXEC, first_free);
         if (moved[i] < 0) child_fail(plan, kStageFds, errno);
     }
     int std_fds[3] = {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd};
@@ -181,14 +181,14 @@ pid_t spawn_process(const SpawnRequest& request) {
     for (const auto& entry : request.env) {
         if (entry.rfind(kListenPidPrefix, 0) != 0) plan.env_storage.push_back(entry);
     }
-    const bool has_listeners = !request.listen_fds.empty();
-    if (has_listeners) plan.env_storage.push_back(std::string(kListenPidPrefix) + "0000000000000");
+    const bool inherits_fds = !request.inherit_fds.empty();
+    if (inherits_fds) plan.env_storage.push_back(std::string(kListenPidPrefix) + "0000000000000");
     for (auto& entry : plan.env_storage) plan.envp.push_back(entry.data());
     plan.envp.push_back(nullptr);
-    if (has_listeners) plan.listen_pid_entry = plan.env_storage.back().data();
+    if (inherits_fds) plan.listen_pid_entry = plan.env_storage.back().data();
 
     plan.cwd = request.cwd;
-    plan.listen_fds = request.listen_fds;
+    plan.inherit_fds = request.inherit_fds;
     UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!dev_null) throw SpawnError(fmt::format("open /dev/null failed: {}", std::strerror(errno)));
     plan.stdin_fd = dev_null.get();

@@ -19,14 +19,16 @@ struct SpawnRequest {
     std::vector<std::string> argv;  ///< argv[0] is a path or a name looked up in the env's PATH
     std::string cwd;                ///< working directory; empty = the daemon's
     std::vector<std::string> env;   ///< "KEY=VALUE" entries, the child's whole environment
-    std::vector<int> listen_fds;    ///< become fd 3, 4, ... in the child (LISTEN_FDS convention)
+    /// Become fd 3, 4, ... in the child, in this order: the listeners first (LISTEN_FDS counts
+    /// them, per the sd_listen_fds convention), then any descriptor given on purpose after them.
+    std::vector<int> inherit_fds;
     int stdout_fd = -1;             ///< becomes the child's fd 1 (-1: /dev/null)
     int stderr_fd = -1;             ///< becomes the child's fd 2 (-1: /dev/null)
 };
 
 /// Starts a child and returns its pid once its program is running (execve succeeded).
 ///
-/// The child gets exactly fds 0 (/dev/null), 1, 2 and the listeners as 3, 4, ...; every other
+/// The child gets exactly fds 0 (/dev/null), 1, 2 and `inherit_fds` as 3, 4, ...; every other
 /// descriptor is closed at exec. LISTEN_FDS and LISTEN_FDNAMES are taken from `env`, and
 /// LISTEN_PID is set to the child's own pid between fork and exec (add "LISTEN_FDS=..." to
 /// `env` yourself; any LISTEN_PID entry in `env` is replaced). The child runs in its own

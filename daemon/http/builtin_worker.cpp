@@ -77,6 +77,9 @@ BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& a
     if (o.listen_fds.empty()) throw std::invalid_argument("no listen sockets (LISTEN_FDS or --listen-fd)");
     if (const char* slot = env("WORKERD_SLOT")) o.slot = std::atoi(slot);
     if (const char* gen = env("WORKERD_GENERATION")) o.generation = std::atol(gen);
+    if (const char* board = env("WORKERD_BOARD_FD")) {
+        o.board_fd = static_cast<int>(parse_number("WORKERD_BOARD_FD", board, 3));
+    }
     return o;
 }
 
@@ -85,6 +88,8 @@ int run_builtin_worker(const BuiltinWorkerOptions& options) {
     for (int fd : options.listen_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     boost::asio::io_context io(1);  // one thread: asio skips its locking
     Server server(io, options);
+    // The server has mapped the load board; the mapping outlives the descriptor.
+    if (options.board_fd >= 0) ::close(options.board_fd);
     server.start(options.listen_fds);
 
     // TERM/INT: drain (finish in-flight requests, close keep-alive connections without racing

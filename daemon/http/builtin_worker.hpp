@@ -19,10 +19,11 @@ struct BuiltinWorkerOptions {
     std::uint64_t max_body_size = 1024 * 1024;  ///< 413 past this
     int slot = -1;                        ///< from WORKERD_SLOT, for /demo/whoami
     long generation = -1;                 ///< from WORKERD_GENERATION, for /demo/whoami
+    int board_fd = -1;                    ///< from WORKERD_BOARD_FD: the fleet's LoadBoard
 };
 
 /// Parses `serve-builtin` flags (argv after the subcommand) and the environment
-/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION). Throws std::invalid_argument
+/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION, WORKERD_BOARD_FD). Throws std::invalid_argument
 /// with a one-line message on bad input.
 BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& args);
 

@@ -20,7 +20,10 @@ namespace workerd::http {
 namespace asio = boost::asio;
 
 Server::Server(asio::io_context& io, const BuiltinWorkerOptions& options)
-    : io_(io), options_(options), sweep_timer_(io) {
+    : io_(io),
+      options_(options),
+      board_(options.board_fd >= 0 ? LoadBoard::attach(options.board_fd, options.slot) : std::nullopt),
+      sweep_timer_(io) {
     if (!options_.root.empty()) {
         char buf[PATH_MAX];
         if (::realpath(options_.root.c_str(), buf) == nullptr) {
@@ -60,11 +63,24 @@ void Server::accept(Listener& listener) {
             return;
         }
         on_accepted(listener, std::move(socket));
-        // One connection per turn: other processes sharing this accept queue get their chance
-        // before this one asks for the next connection, which keeps the load spread.
-        asio::post(io_, [this, &listener] {
+        accept_next(listener);
+    });
+}
+
+void Server::accept_next(Listener& listener) {
+    // One connection per turn: handlers already queued run before this process asks for the
+    // next connection. And when a live peer holds clearly fewer connections (the load board),
+    // wait a moment so it takes the next one: a shared accept queue otherwise hands a burst
+    // of keep-alive connections to whichever process happens to be awake.
+    if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms())) {
+        auto wait = std::make_shared<asio::steady_timer>(io_, kYieldToPeer);
+        wait->async_wait([this, &listener, wait](const boost::system::error_code&) {
             if (!draining_) accept(listener);
         });
+        return;
+    }
+    asio::post(io_, [this, &listener] {
+        if (!draining_) accept(listener);
     });
 }
 
@@ -96,6 +112,7 @@ void Server::drain(std::function<void()> on_done) {
     if (draining_) return;
     draining_ = true;
     drain_started_ = Clock::now();
+    if (board_) board_->leave();
     on_drained_ = std::move(on_done);
     for (auto& l : listeners_) {
         boost::system::error_code ignored;
@@ -108,8 +125,14 @@ void Server::drain(std::function<void()> on_done) {
     sweep();
 }
 
+void Server::add(Connection* c) {
+    connections_.insert(c);
+    if (board_) board_->set_connections(static_cast<int>(connections_.size()));
+}
+
 void Server::remove(Connection* c) {
     connections_.erase(c);
+    if (board_) board_->set_connections(static_cast<int>(connections_.size()));
     if (draining_ && connections_.empty() && on_drained_) asio::post(io_, [this] { on_drained_(); });
 }
 
@@ -117,6 +140,7 @@ void Server::sweep() {
     // One timer for all connections: idle keep-alive connections past their time are closed
     // here instead of arming a timer per request.
     const auto now = Clock::now();
+    if (board_ && !draining_) board_->touch(LoadBoard::now_ms());
     std::vector<Connection*> snapshot(connections_.begin(), connections_.end());
     for (Connection* c : snapshot) c->expire(now);
     sweep_timer_.expires_after(std::chrono::milliseconds(draining_ ? 50 : 250));

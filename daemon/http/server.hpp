@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -13,6 +14,7 @@
 
 #include "daemon/http/builtin_worker.hpp"
 #include "daemon/http/http_date.hpp"
+#include "daemon/load_board.hpp"
 
 namespace workerd::http {
 
@@ -27,6 +29,9 @@ public:
     /// How long an idle keep-alive connection is kept open once draining starts, so a request
     /// the client has already sent is answered (with Connection: close) instead of reset.
     static constexpr std::chrono::milliseconds kDrainIdleWindow{1000};
+    /// How long a worker holding clearly more connections than a live peer waits before
+    /// accepting again, so the peer takes the next one (see LoadBoard).
+    static constexpr std::chrono::milliseconds kYieldToPeer{1};
 
     Server(boost::asio::io_context& io, const BuiltinWorkerOptions& options);
 
@@ -44,7 +49,7 @@ public:
     DateCache& date() { return date_; }
 
     // Connections register themselves for the idle sweep.
-    void add(Connection* c) { connections_.insert(c); }
+    void add(Connection* c);
     void remove(Connection* c);
 
 private:
@@ -54,6 +59,7 @@ private:
     };
 
     void accept(Listener& listener);
+    void accept_next(Listener& listener);
     void on_accepted(Listener& listener, Socket socket);
     void reject_busy(Socket socket);
     void sweep();
@@ -64,6 +70,7 @@ private:
     DateCache date_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::unordered_set<Connection*> connections_;
+    std::optional<LoadBoard> board_;  ///< shared with the fleet's other bundled workers
     boost::asio::steady_timer sweep_timer_;
     bool draining_ = false;
     Clock::time_point drain_started_;

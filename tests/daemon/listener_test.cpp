@@ -1,6 +1,8 @@
 #include "daemon/listener.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -66,6 +68,24 @@ TEST_CASE("ipv6 loopback") {
 TEST_CASE("listener fds are close-on-exec") {
     Listener l = open_listener(tcp("127.0.0.1", 0), 16);
     CHECK((::fcntl(l.fd(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
+TEST_CASE("connections accepted on a tcp listener have TCP_NODELAY without the worker asking") {
+    for (const char* host : {"127.0.0.1", "::1"}) {
+        CAPTURE(host);
+        Listener l = open_listener(tcp(host, 0), 16);
+        UniqueFd client(::socket(std::string(host) == "::1" ? AF_INET6 : AF_INET, SOCK_STREAM, 0));
+        sockaddr_storage to{};
+        socklen_t len = sizeof to;
+        REQUIRE(::getsockname(l.fd(), reinterpret_cast<sockaddr*>(&to), &len) == 0);
+        REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&to), len) == 0);
+        UniqueFd accepted(::accept(l.fd(), nullptr, nullptr));
+        REQUIRE(accepted);
+        int nodelay = 0;
+        socklen_t size = sizeof nodelay;
+        REQUIRE(::getsockopt(accepted.get(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &size) == 0);
+        CHECK(nodelay != 0);
+    }
 }
 
 TEST_CASE("unix sockets: stale files are replaced, live ones and non-sockets refused") {

@@ -64,7 +64,7 @@ TEST_CASE("a child gets exactly fds 0, 1, 2 and the listeners, and its own LISTE
     SpawnRequest req;
     req.argv = {"sleep", "30"};
     req.env = {"PATH=/usr/bin:/bin", "LISTEN_FDS=2", "LISTEN_FDNAMES=a:b", "LISTEN_PID=999"};
-    req.listen_fds = {b.fd(), a.fd()};  // order given, not fd order
+    req.inherit_fds = {b.fd(), a.fd()};  // order given, not fd order
     const pid_t pid = spawn_process(req);
     Reaped guard{pid};
 

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -123,6 +124,37 @@ TEST_CASE("the bundled worker holds the listeners at fd 3 and leaks no daemon de
         // anon_inode links carry no inode number to compare; the spawn test covers them.
         if (fd > 3 && link.rfind("anon_inode:", 0) != 0) CHECK_MESSAGE(daemon_links.count(link) == 0, link);
     }
+    // The one thing given on purpose besides the listener: the fleet's load board, which the
+    // worker maps and then closes (fd 4 above was checked like any other).
+    CHECK(environment_of(worker).at("WORKERD_BOARD_FD") == "4");
+    CHECK(read_file("/proc/" + std::to_string(worker) + "/maps").find("workerd-load-board") !=
+          std::string::npos);
+}
+
+TEST_CASE("a burst of keep-alive connections is spread over the bundled workers") {
+    // A shared accept queue hands a burst to whichever worker is awake; the load board makes
+    // a worker holding clearly more connections leave the next one to its peer.
+    Fleet fleet(2);
+    constexpr int kConnections = 48;
+    std::vector<std::unique_ptr<HttpConnection>> conns;
+    for (int i = 0; i < kConnections; ++i) {
+        conns.push_back(std::make_unique<HttpConnection>(fleet.port));
+        REQUIRE(conns.back()->connected());
+    }
+    std::map<std::string, int> per_pid;
+    for (auto& c : conns) {
+        REQUIRE(c->request("/demo/whoami"));
+        auto r = c->read_response();
+        REQUIRE(r);
+        const auto at = r->body.find("\"pid\":");
+        REQUIRE(at != std::string::npos);
+        ++per_pid[r->body.substr(at + 6, r->body.find_first_of(",}", at) - at - 6)];
+    }
+    std::string split;
+    for (const auto& [pid, n] : per_pid) split += fmt::format("pid {}: {} ", pid, n);
+    CAPTURE(split);
+    REQUIRE(per_pid.size() == 2);
+    for (const auto& [pid, n] : per_pid) CHECK(n >= kConnections / 3);
 }
 
 TEST_CASE("kill -9 of a worker: its slot is refilled within 2 s and requests keep succeeding") {
