@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -59,6 +60,7 @@ private:
     std::optional<long long> integer(const YAML::Node& n, const std::string& key, long long min, long long max);
     std::optional<bool> boolean(const YAML::Node& n, const std::string& key);
     std::optional<Duration> duration(const YAML::Node& n, const std::string& key);
+    std::optional<Duration> positive_duration(const YAML::Node& n, const std::string& key);
     std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& key);
     std::optional<ListenAddress> address(const YAML::Node& n, const std::string& key);
 
@@ -154,6 +156,15 @@ std::optional<Duration> SpecReader::duration(const YAML::Node& n, const std::str
     std::string why;
     auto d = parse_duration(*text, why);
     if (!d) error(n, key, why);
+    return d;
+}
+
+std::optional<Duration> SpecReader::positive_duration(const YAML::Node& n, const std::string& key) {
+    auto d = duration(n, key);
+    if (d && d->count() <= 0) {
+        error(n, key, "must be longer than 0");
+        return std::nullopt;
+    }
     return d;
 }
 
@@ -354,6 +365,29 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
         {"workers", [&](auto&, auto& v) { read_workers(v, cpu_count, spec); }},
         {"app", [&](auto&, auto& v) { read_app(v, spec.app, app_seen); }},
         {"graceful_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.graceful_timeout = *x; }},
+        {"timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.timeout = *x; }},
+        {"boot_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.boot_timeout = *x; }},
+        {"ready_after", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.ready_after = *x; }},
+        {"kill_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.kill_timeout = *x; }},
+        {"request_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.request_timeout = *x; }},
+        {"heartbeat", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "auto, required or off");
+             if (!s) return;
+             if (*s == "auto") spec.health.mode = HeartbeatMode::automatic;
+             else if (*s == "required") spec.health.mode = HeartbeatMode::required;
+             else if (*s == "off" || *s == "false") spec.health.mode = HeartbeatMode::off;
+             else error(v, k, fmt::format("'{}' is not a heartbeat mode; use auto, required or off", *s));
+         }},
+        {"timeout_signal", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a signal name such as SIGABRT or SIGUSR1");
+             if (!s) return;
+             const int sig = signal_from_name(*s);
+             if (sig == 0 || sig == SIGKILL || sig == SIGSTOP) {
+                 error(v, k, fmt::format("'{}' is not a signal to send first; use e.g. SIGABRT, SIGUSR1, SIGQUIT", *s));
+             } else {
+                 spec.health.timeout_signal = sig;
+             }
+         }},
         {"backoff", [&](auto& k, auto& v) {
              bool bad = false;
              for_each_key(v, k, {

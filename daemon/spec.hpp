@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/health.hpp"
 #include "daemon/listen_address.hpp"
 #include "daemon/units.hpp"
 
@@ -58,6 +59,7 @@ struct Spec {
     AppSpec app;
     Duration graceful_timeout{std::chrono::seconds(30)};
     BackoffSpec backoff;
+    HealthPolicy health;                 ///< timeout, boot_timeout, heartbeat, ... (top level)
     ControlSpec control;
     MetricsSpec metrics;
     LogSpec log;

@@ -38,7 +38,11 @@ Connection::Connection(Server& server, Socket socket)
     server_.add(this);
 }
 
-Connection::~Connection() { server_.remove(this); }
+Connection::~Connection() {
+    // A request cut short (the client went away mid-request) still counts as finished.
+    if (request_started_) server_.request_finished(*request_started_);
+    server_.remove(this);
+}
 
 void Connection::start() { read_request(); }
 
@@ -54,15 +58,17 @@ void Connection::read_request() {
 }
 
 void Connection::on_read(const beast::error_code& ec) {
-    if (ec == bhttp::error::header_limit) return send_error(bhttp::status::request_header_fields_too_large, true);
-    if (ec == bhttp::error::body_limit) return send_error(bhttp::status::payload_too_large, true);
     if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || ec == asio::error::eof || ec == asio::error::bad_descriptor) {
         return close();
     }
-    if (ec) return send_error(bhttp::status::bad_request, true);
     phase_ = Phase::processing;
     last_activity_ = Clock::now();
+    request_started_ = last_activity_;
+    server_.request_started();
+    if (ec == bhttp::error::header_limit) return send_error(bhttp::status::request_header_fields_too_large, true);
+    if (ec == bhttp::error::body_limit) return send_error(bhttp::status::payload_too_large, true);
+    if (ec) return send_error(bhttp::status::bad_request, true);
     const Request& req = parser_->get();
     version_ = req.version();
     head_ = req.method() == bhttp::verb::head;
@@ -269,6 +275,8 @@ void Connection::send(bhttp::response<Body>&& res) {
 
 void Connection::on_write(const beast::error_code& ec, bool close_after) {
     response_.reset();
+    server_.request_finished(*request_started_);
+    request_started_.reset();
     if (ec || close_after) return close();
     last_activity_ = Clock::now();
     read_request();

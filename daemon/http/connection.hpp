@@ -31,6 +31,9 @@ public:
     /// allowance: keepalive_timeout normally, Server::kDrainIdleWindow once draining.
     void expire(Clock::time_point now);
 
+    /// When the request being served arrived; empty between requests.
+    std::optional<Clock::time_point> request_started_at() const { return request_started_; }
+
 private:
     using Request = bhttp::request<bhttp::string_body>;
     enum class Phase { reading, processing, writing };
@@ -58,6 +61,7 @@ private:
     std::optional<boost::asio::steady_timer> timer_;  // /demo/io
     Phase phase_ = Phase::reading;
     Clock::time_point last_activity_;
+    std::optional<Clock::time_point> request_started_;
     unsigned version_ = 11;
     bool keep_alive_ = true;
     bool head_ = false;

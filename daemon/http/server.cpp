@@ -23,7 +23,9 @@ Server::Server(asio::io_context& io, const BuiltinWorkerOptions& options)
     : io_(io),
       options_(options),
       board_(options.board_fd >= 0 ? LoadBoard::attach(options.board_fd, options.slot) : std::nullopt),
-      sweep_timer_(io) {
+      sweep_timer_(io),
+      notifier_(Notifier::from_environment()),
+      heartbeat_timer_(io) {
     if (!options_.root.empty()) {
         char buf[PATH_MAX];
         if (::realpath(options_.root.c_str(), buf) == nullptr) {
@@ -47,6 +49,26 @@ void Server::start(const std::vector<int>& listen_fds) {
     }
     for (auto& l : listeners_) accept(*l);
     sweep();
+    notifier_.send("READY", "1");
+    heartbeat();
+}
+
+void Server::heartbeat() {
+    // From this loop's own timer: a blocked loop (/demo/block) stops the heartbeats, which is
+    // exactly what the daemon's `timeout` is there to catch.
+    if (!notifier_.active()) return;
+    const auto now = Clock::now();
+    Clock::time_point oldest = now;
+    for (const Connection* c : connections_) {
+        if (auto started = c->request_started_at()) oldest = std::min(oldest, *started);
+    }
+    stats_.oldest_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - oldest).count();
+    notifier_.send("WATCHDOG", "1");
+    notifier_.send("STATS", stats_.format());
+    heartbeat_timer_.expires_after(notifier_.heartbeat_interval());
+    heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) heartbeat();
+    });
 }
 
 void Server::accept(Listener& listener) {
@@ -113,6 +135,7 @@ void Server::drain(std::function<void()> on_done) {
     draining_ = true;
     drain_started_ = Clock::now();
     if (board_) board_->leave();
+    notifier_.send("STOPPING", "1");
     on_drained_ = std::move(on_done);
     for (auto& l : listeners_) {
         boost::system::error_code ignored;

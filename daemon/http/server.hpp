@@ -15,6 +15,8 @@
 #include "daemon/http/builtin_worker.hpp"
 #include "daemon/http/http_date.hpp"
 #include "daemon/load_board.hpp"
+#include "daemon/notifier.hpp"
+#include "daemon/notify.hpp"
 
 namespace workerd::http {
 
@@ -48,6 +50,15 @@ public:
     const std::string& canonical_root() const { return canonical_root_; }
     DateCache& date() { return date_; }
 
+    /// Request accounting for the worker protocol's STATS: a few counter updates per request.
+    void request_started() { ++stats_.inflight; }
+    void request_finished(Clock::time_point started) {
+        --stats_.inflight;
+        ++stats_.served;
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
+        ++stats_.buckets[latency_bucket(us.count())];
+    }
+
     // Connections register themselves for the idle sweep.
     void add(Connection* c);
     void remove(Connection* c);
@@ -63,6 +74,7 @@ private:
     void on_accepted(Listener& listener, Socket socket);
     void reject_busy(Socket socket);
     void sweep();
+    void heartbeat();
 
     boost::asio::io_context& io_;
     BuiltinWorkerOptions options_;
@@ -72,6 +84,9 @@ private:
     std::unordered_set<Connection*> connections_;
     std::optional<LoadBoard> board_;  ///< shared with the fleet's other bundled workers
     boost::asio::steady_timer sweep_timer_;
+    Notifier notifier_;
+    RequestStats stats_;
+    boost::asio::steady_timer heartbeat_timer_;
     bool draining_ = false;
     Clock::time_point drain_started_;
     std::function<void()> on_drained_;
