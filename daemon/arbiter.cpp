@@ -29,6 +29,33 @@ std::string seconds_text(Clock::duration d) {
     return format_duration(std::chrono::duration_cast<Duration>(d));
 }
 
+// Malformed protocol lines are reported at most this often per worker.
+constexpr std::chrono::seconds kBadLineLogInterval{10};
+
+// A protocol line as it may appear in the log: printable ASCII, at most 80 characters.
+std::string printable(std::string_view line) {
+    std::string out;
+    for (char c : line.substr(0, 80)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+    if (line.size() > 80) out += "...";
+    return out;
+}
+
+// "sent no heartbeat for 30.2s" and friends: what was measured, for the log.
+std::string describe_hang(const Verdict& v, const HealthPolicy& policy) {
+    switch (v.reason) {
+        case HangReason::boot_timeout:
+            return fmt::format("sent no READY within {} (boot_timeout)", format_duration(policy.boot_timeout));
+        case HangReason::heartbeat_timeout:
+            return fmt::format("sent no heartbeat for {} (timeout {})", format_duration(v.measured),
+                               format_duration(policy.timeout));
+        case HangReason::request_timeout:
+            return fmt::format("has had a request in flight for {} (request_timeout {})",
+                               format_duration(v.measured), format_duration(*policy.request_timeout));
+        case HangReason::none: break;
+    }
+    return "is fine";
+}
+
 }  // namespace
 
 Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_exe)
@@ -76,12 +103,14 @@ void Arbiter::tick() {
     // 1. handle queued signals (TERM, INT, QUIT, HUP, TTIN, TTOU, USR1);
     // 2. reap exited children and schedule their slots' restarts;
     // 3. expire deadlines: SIGKILL workers that outlived graceful_timeout after SIGTERM;
+    //    check health: readiness, heartbeats, boot and request timeouts, and escalations;
     // 4. reconcile: start workers for empty slots whose backoff has passed, drain surplus;
     // 5. exit the loop once a stopping fleet is empty, else arm the timer for the next deadline.
     const auto now = Clock::now();
     handle_signals();
     reap_children();
     expire_deadlines(now);
+    check_health(now);
     reconcile(now);
     if (mode_ != Mode::running && workers_.empty()) {
         timer_.cancel();
@@ -160,16 +189,25 @@ void Arbiter::handle_exit(pid_t pid, int status, Clock::time_point now) {
                                         worker.generation);
     const bool wanted = mode_ == Mode::running && worker.slot < desired_;
     Slot& slot = slots_[worker.slot];
+    // Why it ended, kept for status and metrics: the hang that got it killed, else how it ended.
+    slot.last_exit = worker.escalation ? to_string(worker.escalation->reason)
+                     : WIFSIGNALED(status) ? "crash by signal"
+                                           : "exit";
+    const std::string why = worker.escalation ? fmt::format(" ({})", slot.last_exit) : "";
     if (!wanted) {
-        spdlog::info("{} stopped: {} after {}", who, describe_status(status), seconds_text(uptime));
+        spdlog::info("{} stopped: {} after {}{}", who, describe_status(status), seconds_text(uptime), why);
         return;
+    }
+    if (!worker.health.ready_at && ++slot.exits_before_ready >= 3) {
+        spdlog::warn("worker {} is flapping: {} exits in a row before it was ready", worker.slot,
+                     slot.exits_before_ready);
     }
     const Duration delay = slot.backoff.on_exit(
         spec_.backoff, std::chrono::duration_cast<Duration>(uptime),
         std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
     slot.not_before = now + delay;
-    spdlog::warn("{} {} after {}; restarting {}", who, describe_status(status),
-                 seconds_text(uptime),
+    spdlog::warn("{} {} after {}{}; restarting {}", who, describe_status(status),
+                 seconds_text(uptime), why,
                  delay == Duration::zero() ? std::string("now") : "in " + format_duration(delay));
 }
 
@@ -203,6 +241,11 @@ void Arbiter::arm_timer(Clock::time_point now) {
     };
     for (const auto& [pid, worker] : workers_) {
         if (worker.kill_at) consider(*worker.kill_at);
+        if (worker.escalation) {
+            if (worker.escalation->step < 3) consider(worker.escalation->next);
+        } else if (worker.state != WorkerState::draining) {
+            if (auto t = next_check(spec_.health, worker.health)) consider(*t);
+        }
     }
     if (mode_ == Mode::running) {
         for (int slot = 0; slot < desired_; ++slot) {
@@ -222,12 +265,13 @@ void Arbiter::arm_timer(Clock::time_point now) {
 void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
     Slot& slot = slots_[slot_index];
     const auto addresses = listen_addresses();
-    PipePair out, err;
+    PipePair out, err, notify;
     SpawnRequest request;
     pid_t pid = 0;
     try {
         out = make_pipe();
         err = make_pipe();
+        notify = make_pipe();
         request.argv = worker_argv(spec_.app, addresses, self_exe_);
         request.cwd = spec_.app.cwd;
         request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_);
@@ -236,6 +280,15 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
             request.env.push_back(fmt::format("WORKERD_BOARD_FD={}", 3 + request.inherit_fds.size()));
             request.inherit_fds.push_back(board_.get());
         }
+        // The worker protocol (docs/worker-protocol.md).
+        request.env.push_back(fmt::format("WORKERD_NOTIFY_FD={}", 3 + request.inherit_fds.size()));
+        request.env.push_back(fmt::format("WORKERD_PROTOCOL={}", kProtocolVersion));
+        if (spec_.health.mode != HeartbeatMode::off) {
+            request.env.push_back(fmt::format(
+                "WORKERD_WATCHDOG_USEC={}",
+                std::chrono::duration_cast<std::chrono::microseconds>(spec_.health.timeout).count()));
+        }
+        request.inherit_fds.push_back(notify.write_end.get());
         request.stdout_fd = out.write_end.get();
         request.stderr_fd = err.write_end.get();
         pid = spawn_process(request);
@@ -260,18 +313,122 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
     worker.generation = generation_;
     worker.pid = pid;
     worker.started_at = now;
+    worker.health.started = now;
     transition(worker, WorkerEvent::started);
-    // Without the worker protocol a running process counts as ready.
-    transition(worker, WorkerEvent::ready);
     workers_[pid] = worker;
     spdlog::info("worker {} (pid {}, gen {}) started: {}", slot_index, pid, generation_,
                  request.argv.front());
 
     for (auto [pipe, stream] : {std::pair{&out, "stdout"}, std::pair{&err, "stderr"}}) {
         OutputPipe::start(io_, std::move(pipe->read_end),
-                          [slot_index, pid, stream](std::string_view line) {
+                          [slot_index, pid, stream](std::string_view line, bool) {
                               spdlog::info("worker {} (pid {}) {}: {}", slot_index, pid, stream, line);
                           });
+    }
+    OutputPipe::start(
+        io_, std::move(notify.read_end),
+        [this, pid](std::string_view line, bool truncated) { on_notify(pid, line, truncated); },
+        kMaxNotifyLine - 1);
+}
+
+void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated) {
+    auto it = workers_.find(pid);
+    if (it == workers_.end()) return;  // reaped; its last words do not matter any more
+    Worker& worker = it->second;
+    const auto now = Clock::now();
+    if (truncated || worker.in_overlong_line) {
+        // Pieces of a line past the limit: counted once, the rest (up to its '\n') dropped.
+        if (truncated && !worker.in_overlong_line) {
+            note_bad_line(worker, fmt::format("a line longer than {} bytes", kMaxNotifyLine), now);
+        }
+        worker.in_overlong_line = truncated;
+        return;
+    }
+    const auto message = parse_notify_line(line);
+    if (!message) {
+        note_bad_line(worker, fmt::format("'{}'", printable(line)), now);
+        return;
+    }
+    using Kind = NotifyMessage::Kind;
+    if (message->kind == Kind::unknown) return;
+    worker.health.speaks = true;
+    switch (message->kind) {
+        case Kind::ready:
+            if (!worker.health.ready_at) mark_ready(worker, now, "said READY");
+            break;
+        case Kind::watchdog:
+            worker.health.last_beat = now;
+            break;
+        case Kind::stats:
+            worker.stats = message->stats;
+            worker.health.last_beat = now;
+            worker.health.stats_at = now;
+            worker.health.oldest_ms = message->stats.oldest_ms;
+            // The only message that can bring a deadline forward: a request now in flight.
+            if (spec_.health.request_timeout && message->stats.oldest_ms > 0) arm_timer(now);
+            break;
+        case Kind::status:
+            worker.status = message->status;
+            spdlog::debug("worker {} (pid {}) status: {}", worker.slot, pid, printable(worker.status));
+            break;
+        case Kind::stopping:
+            spdlog::debug("worker {} (pid {}, gen {}) is stopping", worker.slot, pid, worker.generation);
+            break;
+        case Kind::unknown:
+            break;
+    }
+}
+
+void Arbiter::note_bad_line(Worker& worker, std::string_view what, Clock::time_point now) {
+    ++worker.bad_lines;
+    if (worker.bad_lines_logged_at && now - *worker.bad_lines_logged_at < kBadLineLogInterval) return;
+    spdlog::warn("worker {} (pid {}) sent {} malformed protocol line(s) (the last: {}); ignored",
+                 worker.slot, worker.pid, worker.bad_lines - worker.bad_lines_logged, what);
+    worker.bad_lines_logged = worker.bad_lines;
+    worker.bad_lines_logged_at = now;
+}
+
+void Arbiter::mark_ready(Worker& worker, Clock::time_point now, const char* how) {
+    worker.health.ready_at = now;
+    slots_[worker.slot].exits_before_ready = 0;
+    if (worker.state != WorkerState::booting) return;
+    transition(worker, WorkerEvent::ready);
+    spdlog::info("worker {} (pid {}, gen {}) ready: {} after {}", worker.slot, worker.pid,
+                 worker.generation, how, seconds_text(now - worker.started_at));
+}
+
+void Arbiter::check_health(Clock::time_point now) {
+    const HealthPolicy& policy = spec_.health;
+    for (auto& [pid, worker] : workers_) {
+        if (worker.escalation) {
+            const Escalation before = *worker.escalation;
+            if (auto sig = escalate(policy, *worker.escalation, now)) {
+                spdlog::warn("worker {} (pid {}, gen {}) still running {} after {} ({}); sending {}",
+                             worker.slot, pid, worker.generation, seconds_text(now - before.last_at),
+                             signal_name(before.last_signal), to_string(before.reason),
+                             signal_name(*sig));
+                send_signal(worker, *sig);
+            }
+            continue;
+        }
+        if (worker.state == WorkerState::draining) continue;  // graceful_timeout governs it
+        if (worker.state == WorkerState::booting && ready_by_uptime(policy, worker.health, now)) {
+            mark_ready(worker, now, "no protocol messages, up");
+        }
+        const Verdict verdict = judge(policy, worker.health, now);
+        if (!verdict) continue;
+        worker.escalation = begin_escalation(verdict.reason, now);
+        const int sig = *escalate(policy, *worker.escalation, now);
+        spdlog::warn("worker {} (pid {}, gen {}) {}; sending {}", worker.slot, pid, worker.generation,
+                     describe_hang(verdict, policy), signal_name(sig));
+        send_signal(worker, sig);
+    }
+}
+
+void Arbiter::send_signal(Worker& worker, int sig) {
+    if (::kill(worker.pid, sig) != 0 && errno != ESRCH) {
+        spdlog::error("kill {} worker {} (pid {}) failed: {}", signal_name(sig), worker.slot,
+                      worker.pid, std::strerror(errno));
     }
 }
 

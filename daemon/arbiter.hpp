@@ -15,8 +15,10 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "daemon/backoff.hpp"
+#include "daemon/health.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/load_board.hpp"
+#include "daemon/notify.hpp"
 #include "daemon/unique_fd.hpp"
 #include "daemon/spec.hpp"
 #include "daemon/worker_state.hpp"
@@ -46,12 +48,22 @@ private:
         WorkerState state = WorkerState::spawning;
         Clock::time_point started_at;
         std::optional<Clock::time_point> kill_at;  ///< SIGKILL if still alive then
+        HealthState health;                        ///< fed by its protocol messages
+        std::optional<Escalation> escalation;      ///< set once judged hung
+        RequestStats stats;                        ///< its last STATS
+        std::string status;                        ///< its last STATUS=
+        bool in_overlong_line = false;             ///< discarding the rest of a long line
+        std::uint64_t bad_lines = 0;               ///< malformed or over-long protocol lines
+        std::uint64_t bad_lines_logged = 0;
+        std::optional<Clock::time_point> bad_lines_logged_at;
     };
 
     struct Slot {
         Backoff backoff;
         Clock::time_point not_before;   ///< earliest next start
         std::string last_spawn_error;   ///< logged once while it repeats
+        int exits_before_ready = 0;     ///< in a row; 3 or more: flapping
+        std::string last_exit;          ///< why the last worker in this slot ended
     };
 
     // The loop: every event (signal, timer) ends in tick().
@@ -59,6 +71,11 @@ private:
     void handle_signals();
     void reap_children();
     void expire_deadlines(Clock::time_point now);
+    void check_health(Clock::time_point now);
+    void on_notify(pid_t pid, std::string_view line, bool truncated);
+    void note_bad_line(Worker& worker, std::string_view what, Clock::time_point now);
+    void mark_ready(Worker& worker, Clock::time_point now, const char* how);
+    void send_signal(Worker& worker, int sig);
     void reconcile(Clock::time_point now);
     void arm_timer(Clock::time_point now);
 

@@ -72,26 +72,28 @@ std::optional<TimePoint> next_check(const HealthPolicy& policy, const HealthStat
     return next;
 }
 
-Escalation begin_escalation(HangReason reason, TimePoint now) { return {reason, 0, now}; }
+Escalation begin_escalation(HangReason reason, TimePoint now) {
+    Escalation esc;
+    esc.reason = reason;
+    esc.next = now;
+    return esc;
+}
 
 std::optional<int> escalate(const HealthPolicy& policy, Escalation& esc, TimePoint now) {
-    if (now < esc.next) return std::nullopt;
+    if (now < esc.next || esc.step >= 3) return std::nullopt;
     if (esc.step == 0 && policy.timeout_signal != 0) {
         esc.step = 1;
         esc.next = now + kTimeoutSignalGrace;
-        return policy.timeout_signal;
-    }
-    if (esc.step <= 1) {
+    } else if (esc.step <= 1) {
         esc.step = 2;
         esc.next = now + policy.kill_timeout;
-        return SIGTERM;
-    }
-    if (esc.step == 2) {
+    } else {
         esc.step = 3;
         esc.next = TimePoint::max();
-        return SIGKILL;
     }
-    return std::nullopt;
+    esc.last_signal = esc.step == 1 ? policy.timeout_signal : esc.step == 2 ? SIGTERM : SIGKILL;
+    esc.last_at = now;
+    return esc.last_signal;
 }
 
 int signal_from_name(const std::string& name) {

@@ -67,8 +67,10 @@ std::optional<TimePoint> next_check(const HealthPolicy& policy, const HealthStat
 /// The escalation of one hung worker: optional timeout_signal, SIGTERM, SIGKILL.
 struct Escalation {
     HangReason reason = HangReason::none;
-    int step = 0;                 ///< signals sent so far
+    int step = 0;                 ///< 0 none sent, 1 timeout_signal, 2 SIGTERM, 3 SIGKILL
     TimePoint next;               ///< when the next signal is due
+    int last_signal = 0;          ///< the last signal sent, and when
+    TimePoint last_at;
 };
 
 /// Starts an escalation at `now`.

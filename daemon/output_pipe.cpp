@@ -9,14 +9,15 @@
 namespace workerd {
 
 std::shared_ptr<OutputPipe> OutputPipe::start(boost::asio::io_context& io, UniqueFd read_end,
-                                              LineHandler on_line) {
-    auto pipe = std::make_shared<OutputPipe>(io, std::move(read_end), std::move(on_line));
+                                              LineHandler on_line, std::size_t max_line) {
+    auto pipe = std::make_shared<OutputPipe>(io, std::move(read_end), std::move(on_line), max_line);
     pipe->read_more();
     return pipe;
 }
 
-OutputPipe::OutputPipe(boost::asio::io_context& io, UniqueFd read_end, LineHandler on_line)
-    : stream_(io, read_end.release()), on_line_(std::move(on_line)) {
+OutputPipe::OutputPipe(boost::asio::io_context& io, UniqueFd read_end, LineHandler on_line,
+                       std::size_t max_line)
+    : stream_(io, read_end.release()), on_line_(std::move(on_line)), lines_(max_line) {
     stream_.non_blocking(true);
 }
 
@@ -26,7 +27,7 @@ void OutputPipe::read_more() {
     stream_.async_read_some(boost::asio::buffer(buffer_),
                             [self = shared_from_this()](const boost::system::error_code& ec,
                                                         std::size_t n) {
-                                auto sink = [&](std::string_view line, bool) { self->on_line_(line); };
+                                auto sink = [&](std::string_view line, bool truncated) { self->on_line_(line, truncated); };
                                 if (ec) {
                                     self->lines_.flush(sink);
                                     return;
@@ -39,7 +40,7 @@ void OutputPipe::read_more() {
 PipePair make_pipe() {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
-        throw std::system_error(errno, std::generic_category(), "pipe2 for worker output");
+        throw std::system_error(errno, std::generic_category(), "pipe2 for a worker pipe");
     }
     return PipePair{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }

@@ -13,18 +13,21 @@
 
 namespace workerd {
 
-/// Reads one pipe from a worker (its stdout or stderr) on the daemon's event loop, without
+/// Reads one pipe from a worker (its stdout, stderr or protocol pipe) on the daemon's event loop, without
 /// blocking, and hands out whole lines. Lives until the pipe reaches end of stream, which
 /// may be after the worker was reaped (the last lines are not lost).
 class OutputPipe : public std::enable_shared_from_this<OutputPipe> {
 public:
-    using LineHandler = std::function<void(std::string_view line)>;
+    /// `truncated`: a piece of a line longer than the limit (see LineBuffer).
+    using LineHandler = std::function<void(std::string_view line, bool truncated)>;
 
-    /// Starts reading `read_end`; `on_line` is called for each line, `on_close` once at EOF.
+    /// Starts reading `read_end`; `on_line` is called for each line of at most `max_line`
+    /// bytes (longer ones come in pieces).
     static std::shared_ptr<OutputPipe> start(boost::asio::io_context& io, UniqueFd read_end,
-                                             LineHandler on_line);
+                                             LineHandler on_line, std::size_t max_line = 16 * 1024);
 
-    OutputPipe(boost::asio::io_context& io, UniqueFd read_end, LineHandler on_line);
+    OutputPipe(boost::asio::io_context& io, UniqueFd read_end, LineHandler on_line,
+               std::size_t max_line);
 
 private:
     void read_more();

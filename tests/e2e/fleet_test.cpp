@@ -99,7 +99,7 @@ app:
     for (pid_t worker : daemon.workers()) {
         const auto fds = open_fds(worker);
         CAPTURE(worker);
-        CHECK(fds.size() == 5);
+        CHECK(fds.size() == 6);
         CHECK(fds.at(0) == "/dev/null");
         CHECK(fds.at(1).rfind("pipe:", 0) == 0);
         CHECK(fds.at(2).rfind("pipe:", 0) == 0);
@@ -108,7 +108,12 @@ app:
         CHECK(fds.at(4).rfind("socket:", 0) == 0);
         CHECK(daemon_links.count(fds.at(3)) == 1);
         CHECK(daemon_links.count(fds.at(4)) == 1);
+        // fd 5: the worker protocol pipe, given on purpose, its other end in the daemon.
+        CHECK(fds.at(5).rfind("pipe:", 0) == 0);
+        CHECK(daemon_links.count(fds.at(5)) == 1);
         const auto env = environment_of(worker);
+        CHECK(env.at("WORKERD_NOTIFY_FD") == "5");
+        CHECK(env.at("WORKERD_PROTOCOL") == "1");
         CHECK(env.at("LISTEN_PID") == std::to_string(worker));
         CHECK(env.at("LISTEN_FDS") == "2");
         CHECK(env.at("LISTEN_FDNAMES") == "listen0:admin");
@@ -125,13 +130,20 @@ TEST_CASE("the bundled worker holds the listeners at fd 3 and leaks no daemon de
     // its signal pipe), never one of the daemon's descriptors.
     std::set<std::string> daemon_links;
     for (const auto& [fd, link] : open_fds(fleet.daemon->pid())) daemon_links.insert(link);
+    // Given on purpose besides the listener: the fleet's load board (fd 4), which the worker
+    // maps and then closes, and the worker protocol pipe (fd 5), which it keeps.
+    const auto env = environment_of(worker);
+    CHECK(env.at("WORKERD_BOARD_FD") == "4");
+    CHECK(env.at("WORKERD_NOTIFY_FD") == "5");
+    const bool board_fd_closed = fds.count(4) == 0 || fds.at(4).find("workerd-load-board") == std::string::npos;
+    CHECK(board_fd_closed);
+    CHECK(daemon_links.count(fds.at(5)) == 1);
     for (const auto& [fd, link] : fds) {
         // anon_inode links carry no inode number to compare; the spawn test covers them.
-        if (fd > 3 && link.rfind("anon_inode:", 0) != 0) CHECK_MESSAGE(daemon_links.count(link) == 0, link);
+        if (fd > 3 && fd != 5 && link.rfind("anon_inode:", 0) != 0) {
+            CHECK_MESSAGE(daemon_links.count(link) == 0, link);
+        }
     }
-    // The one thing given on purpose besides the listener: the fleet's load board, which the
-    // worker maps and then closes (fd 4 above was checked like any other).
-    CHECK(environment_of(worker).at("WORKERD_BOARD_FD") == "4");
     CHECK(read_file("/proc/" + std::to_string(worker) + "/maps").find("workerd-load-board") !=
           std::string::npos);
 }

@@ -1,0 +1,100 @@
+"""python3 -m workerd_uvicorn APP [uvicorn options]: uvicorn as a workerd worker."""
+
+import asyncio
+import os
+import socket
+import sys
+
+import click
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from workerd_uvicorn.protocol import Notifier, RequestStats, StatsMiddleware
+
+
+class WorkerdServer(uvicorn.Server):
+    """uvicorn's server, saying READY after startup and beating from its own event loop."""
+
+    def __init__(self, config, notifier, stats):
+        super().__init__(config)
+        self.notifier = notifier
+        self.stats = stats
+        self._heartbeat = None
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets=sockets)
+        if self.should_exit:
+            return
+        self.notifier.send("READY", "1")
+        if self.notifier.active:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self):
+        # On the event loop itself: an `async def` that blocks (time.sleep, CPU work) stops
+        # these, and workerd replaces the worker after `timeout`.
+        while True:
+            self.notifier.send("WATCHDOG", "1")
+            self.notifier.send("STATS", self.stats.format())
+            await asyncio.sleep(self.notifier.interval)
+
+    async def shutdown(self, sockets=None):
+        self.notifier.send("STOPPING", "1")
+        await super().shutdown(sockets=sockets)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+
+
+def inherited_socket(fd):
+    """The listening socket: --fd N, else the first LISTEN_FDS socket (fd 3)."""
+    if fd is None:
+        if os.environ.get("LISTEN_FDS", "0") == "0":
+            raise SystemExit("workerd_uvicorn: no socket: run it under workerd, or pass --fd N")
+        fd = 3
+    # socket(fileno=) reads the real family (uvicorn's own --fd assumes AF_UNIX, which loses
+    # TCP_NODELAY and the client address on TCP sockets).
+    return socket.socket(fileno=fd)
+
+
+def config_from_args(args):
+    """Parses uvicorn's own command line (all its options work) into a Config and the fd."""
+    ctx = uvicorn.main.make_context("workerd_uvicorn", list(args))
+    params = dict(ctx.params)
+    app = params.pop("app")
+    fd = params.pop("fd", None)
+    for unused in ("version", "host", "port", "uds"):
+        params.pop(unused, None)
+    if params.get("workers") not in (None, 1) or params.get("reload"):
+        raise SystemExit("workerd_uvicorn: --workers and --reload are workerd's job (workers: N)")
+    params.pop("workers", None)
+    params.pop("reload", None)
+    if params.get("log_config") is None:
+        params["log_config"] = LOGGING_CONFIG
+    for key in ("reload_dirs", "reload_includes", "reload_excludes"):
+        params[key] = params.get(key) or None
+    params["headers"] = [h.split(":", 1) for h in params.get("headers") or []]
+    app_dir = params.pop("app_dir", None)
+    if app_dir is not None:
+        sys.path.insert(0, app_dir)
+    return uvicorn.Config(app, **params), fd
+
+
+def main(args=None):
+    try:
+        config, fd = config_from_args(sys.argv[1:] if args is None else args)
+    except click.exceptions.Exit as e:  # --help
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return 2
+    sock = inherited_socket(fd)
+    notifier = Notifier()
+    stats = RequestStats()
+    config.load()
+    config.loaded_app = StatsMiddleware(config.loaded_app, stats)
+    server = WorkerdServer(config, notifier, stats)
+    server.run(sockets=[sock])
+    return 0 if server.started else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

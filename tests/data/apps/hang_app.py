@@ -1,0 +1,31 @@
+"""A FastAPI app with the seeds' two kinds of slow route, for the heartbeat tests."""
+import os
+import time
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/healthz")
+async def healthz():
+    return {"ok": True}
+
+
+@app.get("/whoami")
+async def whoami():
+    return {"pid": os.getpid()}
+
+
+@app.get("/block")
+async def block():
+    # The classic mistake: a blocking call inside `async def` stalls the whole event loop.
+    time.sleep(30)
+    return {"slept": 30}
+
+
+@app.get("/sleep-in-thread")
+def sleep_in_thread():
+    # A plain `def` route runs in the thread pool; the event loop stays free.
+    time.sleep(5)
+    return {"slept": 5}

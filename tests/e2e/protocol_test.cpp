@@ -1,0 +1,222 @@
+// End-to-end: the worker protocol with the real daemon: heartbeats, boot and request timeouts,
+// workers that do not speak it, the Python integration, and garbage on the pipe.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <future>
+#include <regex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+// Every "restarting in X" delay in the log, in ms, in order.
+std::vector<double> restart_delays_ms(const std::string& log) {
+    std::vector<double> out;
+    static const std::regex re(R"(restarting in ([0-9.]+)(ms|s))");
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator(); ++it) {
+        const double v = std::stod((*it)[1]);
+        out.push_back((*it)[2] == "s" ? v * 1000 : v);
+    }
+    return out;
+}
+
+long vm_field_kib(pid_t pid, const std::string& field) {
+    const std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+    const auto at = status.find(field + ":");
+    return at == std::string::npos ? -1 : std::stol(status.substr(at + field.size() + 1));
+}
+
+// Waits until one of `before` has gone and the fleet is back to `n` workers.
+bool replaced_within(const Daemon& daemon, const std::vector<pid_t>& before, std::size_t n, Ms timeout) {
+    return eventually(
+        [&] {
+            const auto now = daemon.workers();
+            const bool one_gone = std::any_of(before.begin(), before.end(),
+                                              [](pid_t p) { return !process_alive(p); });
+            return one_gone && now.size() == n;
+        },
+        timeout);
+}
+
+std::string python_spec(int port, const std::string& app, const std::string& settings) {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "{}", "--no-access-log"]
+  cwd: {}
+  env: {{PYTHONPATH: "{}", PYTHONUNBUFFERED: "1"}}
+graceful_timeout: 3s
+{}
+)",
+                       port, app, source_path("tests/data/apps"), source_path("packaging/python"),
+                       settings);
+}
+
+}  // namespace
+
+TEST_CASE("bundled worker, timeout 1s: a blocked loop gets the worker replaced within 2.5 s") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  builtin: {{demo: true}}
+timeout: 1s
+kill_timeout: 500ms
+graceful_timeout: 2s
+)",
+                                   port));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    const auto before = daemon.workers();
+    REQUIRE(before.size() == 2);
+
+    const auto t0 = SteadyClock::now();
+    auto blocked = std::async(std::launch::async, [port] { return http_get(port, "/demo/block?ms=10000", 15s); });
+    // Meanwhile every request is answered by the other worker.
+    int failures = 0;
+    bool replaced = false;
+    while (SteadyClock::now() - t0 < 2500ms) {
+        if (!http_get(port, "/healthz", 2s)) ++failures;
+        replaced = replaced || replaced_within(daemon, before, 2, 0ms);
+        std::this_thread::sleep_for(50ms);
+    }
+    replaced = replaced || replaced_within(daemon, before, 2, 0ms);
+    CHECK_MESSAGE(replaced, daemon.log());
+    CHECK(failures == 0);
+    CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
+    CHECK(daemon.wait_for_log("(heartbeat timeout); restarting now", 1s));
+    blocked.get();
+}
+
+TEST_CASE("FastAPI under workerd_uvicorn, timeout 2s: a blocking async route is caught, a sleeping def route is not") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 2s\nkill_timeout: 1s\n"));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+
+    // `def` + time.sleep(5): runs in the thread pool, the loop keeps beating.
+    auto slow = http_get(port, "/sleep-in-thread", 15s);
+    REQUIRE_MESSAGE(slow, daemon.log());
+    CHECK(slow->status == 200);
+    CHECK(daemon.count_in_log("sent no heartbeat") == 0);
+
+    // `async def` + time.sleep(30): the loop is stuck; the worker is replaced within 4 s.
+    const auto before = daemon.workers();
+    const auto t0 = SteadyClock::now();
+    auto blocked = std::async(std::launch::async, [port] { return http_get(port, "/block", 40s); });
+    CHECK_MESSAGE(replaced_within(daemon, before, 2, 4s), daemon.log());
+    CHECK(SteadyClock::now() - t0 < 4500ms);
+    CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
+    CHECK_FALSE(blocked.get().has_value());  // that request died with its worker
+    // The fleet serves on.
+    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+}
+
+TEST_CASE("a worker that never sends READY is killed at boot_timeout and retried with backoff") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["sleep", "600"]
+heartbeat: required
+boot_timeout: 300ms
+kill_timeout: 200ms
+backoff: {{initial: 200ms, max: 5s}}
+)",
+                                   port));
+    REQUIRE_MESSAGE(daemon.wait_for_log("sent no READY within 300ms (boot_timeout)", 10s, 3), daemon.log());
+    REQUIRE(daemon.wait_for_log("(boot timeout); restarting in", 5s, 3));
+    const auto delays = restart_delays_ms(daemon.log());
+    REQUIRE(delays.size() >= 3);
+    CHECK(delays[1] > delays[0]);  // growing (jitter is +-20%, the doubling wins)
+    CHECK(delays[2] > delays[1]);
+    CHECK(daemon.count_in_log("is flapping") >= 1);
+}
+
+TEST_CASE("plain uvicorn --fd, which does not speak the protocol, counts as ready after ready_after") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["/usr/bin/python3", "-m", "uvicorn", "app:app", "--fd", "{{fd}}", "--no-access-log"]
+  cwd: {}
+heartbeat: auto
+ready_after: 500ms
+timeout: 1s
+)",
+                                   port, source_path("examples/fastapi")));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: no protocol messages, up after", 10s), daemon.log());
+    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 30s));
+    auto item = http_get(port, "/items/7");
+    REQUIRE(item);
+    CHECK(item->status == 200);
+    // Silent is fine under `auto`: no heartbeat is expected, nothing is killed.
+    std::this_thread::sleep_for(1500ms);
+    CHECK(daemon.count_in_log("heartbeat") == 0);
+    CHECK(daemon.workers().size() == 1);
+}
+
+TEST_CASE("garbage on the protocol pipe is logged with a rate limit and hurts nothing") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["/usr/bin/python3", "{}"]
+timeout: 5s
+)",
+                                   port, source_path("tests/data/apps/garbage_worker.py")));
+    REQUIRE_MESSAGE(daemon.wait_for_log("stdout: flood done", 30s), daemon.log());
+    const auto workers = daemon.workers();
+    REQUIRE(workers.size() == 1);
+    auto r = http_get(port, "/");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == fmt::format("pid {}\n", workers.front()));
+    CHECK(daemon.count_in_log("malformed protocol line") >= 1);
+    CHECK(daemon.count_in_log("malformed protocol line") <= 3);  // ~200k bad lines, a few log lines
+    // A 32 MiB line went through; the daemon never held it.
+    const long peak_kib = vm_field_kib(daemon.pid(), "VmHWM");
+    CHECK(peak_kib > 0);
+    CHECK(peak_kib < 24 * 1024);
+    // The worker kept its heartbeats between the garbage, so it is still the same process.
+    std::this_thread::sleep_for(1s);
+    CHECK(daemon.workers() == workers);
+    CHECK(daemon.count_in_log("sent no heartbeat") == 0);
+}
+
+TEST_CASE("request_timeout replaces a worker whose oldest in-flight request is too old") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  builtin: {{demo: true}}
+timeout: 10s
+request_timeout: 1s
+kill_timeout: 500ms
+)",
+                                   port));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    const auto before = daemon.workers();
+    auto slow = std::async(std::launch::async, [port] { return http_get(port, "/demo/io?ms=8000", 15s); });
+    CHECK_MESSAGE(replaced_within(daemon, before, 1, 4s), daemon.log());
+    CHECK(daemon.count_in_log("has had a request in flight for") == 1);
+    CHECK(daemon.wait_for_log("(request timeout); restarting now", 1s));
+    slow.get();
+}
