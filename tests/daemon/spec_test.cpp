@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <csignal>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,6 +45,13 @@ TEST_CASE("a full spec loads into the struct, paths relative to the spec file") 
     CHECK(s.backoff.initial == 250ms);
     CHECK(s.backoff.max == 5s);
     CHECK(s.backoff.reset_after == 60s);
+    CHECK(s.health.timeout == 20s);
+    CHECK(s.health.boot_timeout == 120s);
+    CHECK(s.health.ready_after == 2s);
+    CHECK(s.health.mode == HeartbeatMode::required);
+    CHECK(s.health.timeout_signal == SIGABRT);
+    CHECK(s.health.kill_timeout == 3s);
+    CHECK(s.health.request_timeout == std::optional<Duration>(45s));
     CHECK(s.control.socket == kGood + "/ctl.sock");
     REQUIRE(s.metrics.listen);
     CHECK(s.metrics.listen->port == 9100);
@@ -60,6 +69,13 @@ TEST_CASE("defaults, a single listen string and workers: auto") {
     CHECK(r.spec->app.builtin->root.empty());
     CHECK(r.spec->app.cwd == kGood);
     CHECK(r.spec->graceful_timeout == 30s);
+    CHECK(r.spec->health.mode == HeartbeatMode::automatic);
+    CHECK(r.spec->health.timeout == 30s);
+    CHECK(r.spec->health.boot_timeout == 60s);
+    CHECK(r.spec->health.ready_after == 1s);
+    CHECK(r.spec->health.kill_timeout == 5s);
+    CHECK(r.spec->health.timeout_signal == 0);
+    CHECK_FALSE(r.spec->health.request_timeout);
     CHECK(r.spec->backlog == 2048);
     CHECK(r.spec->log.level == "info");
 }
