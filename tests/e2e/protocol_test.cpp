@@ -121,6 +121,20 @@ TEST_CASE("FastAPI under workerd_uvicorn, timeout 2s: a blocking async route is 
     CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
 }
 
+TEST_CASE("timeout_signal: SIGABRT first, and the blocked FastAPI worker's stack reaches the log") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 1s\ntimeout_signal: SIGABRT\nkill_timeout: 1s\n"));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    auto blocked = std::async(std::launch::async, [port] { return http_get(port, "/block", 40s); });
+    CHECK_MESSAGE(daemon.wait_for_log("(timeout 1s); sending SIGABRT", 5s), daemon.log());
+    // faulthandler prints where the loop is stuck: in the route, in time.sleep.
+    CHECK_MESSAGE(daemon.wait_for_log("hang_app.py\", line", 5s), daemon.log());
+    CHECK(daemon.wait_for_log("was killed by SIGABRT", 5s));
+    CHECK(daemon.count_in_log("sending SIGTERM") == 0);  // it died of the first signal
+    CHECK_FALSE(blocked.get().has_value());
+}
+
 TEST_CASE("a worker that never sends READY is killed at boot_timeout and retried with backoff") {
     TempDir dir;
     const int port = free_tcp_port();

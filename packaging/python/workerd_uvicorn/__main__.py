@@ -1,6 +1,7 @@
 """python3 -m workerd_uvicorn APP [uvicorn options]: uvicorn as a workerd worker."""
 
 import asyncio
+import faulthandler
 import os
 import socket
 import sys
@@ -86,6 +87,8 @@ def main(args=None):
     except click.ClickException as e:
         e.show()
         return 2
+    # A hung worker may get `timeout_signal: SIGABRT` first: print every thread's stack then.
+    faulthandler.enable()
     sock = inherited_socket(fd)
     notifier = Notifier()
     stats = RequestStats()
