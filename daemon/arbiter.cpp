@@ -351,7 +351,7 @@ void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated) {
     }
     using Kind = NotifyMessage::Kind;
     if (message->kind == Kind::unknown) return;
-    worker.health.speaks = true;
+    note_message(worker.health, now);
     switch (message->kind) {
         case Kind::ready:
             if (!worker.health.ready_at) mark_ready(worker, now, "said READY");

@@ -33,6 +33,12 @@ const char* to_string(HangReason reason) {
     return "?";
 }
 
+void note_message(HealthState& state, TimePoint now) {
+    if (state.speaks) return;
+    state.speaks = true;
+    if (state.ready_at) state.ready_at = now;
+}
+
 bool ready_by_uptime(const HealthPolicy& policy, const HealthState& state, TimePoint now) {
     if (state.ready_at || watched(policy, state)) return false;
     return since(state.started, now) >= policy.ready_after;

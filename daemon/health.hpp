@@ -53,6 +53,10 @@ struct Verdict {
     explicit operator bool() const { return reason != HangReason::none; }
 };
 
+/// A valid protocol message arrived. The first one makes the worker a speaker; if it already
+/// counted as ready by uptime, its heartbeat clock starts now, not back then.
+void note_message(HealthState& state, TimePoint now);
+
 /// Whether a worker that has not said READY should count as ready now: under `off` or
 /// `auto`, a worker that never spoke the protocol is ready once it has been up ready_after.
 bool ready_by_uptime(const HealthPolicy& policy, const HealthState& state, TimePoint now);

@@ -57,6 +57,20 @@ TEST_CASE("auto: a worker that speaks is held to READY and heartbeats") {
     CHECK(v.measured == 30200ms);
 }
 
+TEST_CASE("auto: a worker that starts speaking late is watched from then, not from its uptime") {
+    const auto p = policy(HeartbeatMode::automatic);
+    auto s = started_at(t0);
+    REQUIRE(ready_by_uptime(p, s, t0 + 1s));
+    s.ready_at = t0 + 1s;
+    note_message(s, t0 + 45s);  // e.g. READY after a slow startup
+    CHECK(s.speaks);
+    CHECK(s.ready_at == t0 + 45s);
+    CHECK_FALSE(judge(p, s, t0 + 46s));
+    CHECK(judge(p, s, t0 + 75s + 1ms).reason == HangReason::heartbeat_timeout);
+    note_message(s, t0 + 80s);  // later messages change nothing here
+    CHECK(s.ready_at == t0 + 45s);
+}
+
 TEST_CASE("required: even a silent worker must say READY within boot_timeout") {
     const auto p = policy(HeartbeatMode::required);
     const auto s = started_at(t0);

@@ -91,6 +91,9 @@ def main(args=None):
     faulthandler.enable()
     sock = inherited_socket(fd)
     notifier = Notifier()
+    # Speak at once: under `heartbeat: auto` this worker is then held to boot_timeout (READY
+    # after the app's startup) instead of counting as ready after ready_after.
+    notifier.send("STATUS", "loading the app")
     stats = RequestStats()
     config.load()
     config.loaded_app = StatsMiddleware(config.loaded_app, stats)
