@@ -66,13 +66,13 @@ check: build
 test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 300 -j $(JOBS)
 
-## make test-sanitize: the unit and process tests under AddressSanitizer + UBSan.
+## make test-sanitize: the whole suite (daemon, bundled worker and tests instrumented) under AddressSanitizer + UBSan.
 test-sanitize: test-deps
 	@[ -f $(ASAN_BUILD_DIR)/build.ninja ] || cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja \
 	  -DCMAKE_BUILD_TYPE=Debug -DWORKERD_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) -- --quiet
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure --timeout 600 -j $(JOBS) -L 'daemon|http'
+	  ctest --output-on-failure --timeout 600 -j $(JOBS)
 
 ## make bench: side-by-side benchmarks (workerd vs nginx, vs gunicorn); prints ratios.
 bench: bench-deps build

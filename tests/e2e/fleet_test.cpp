@@ -32,6 +32,8 @@ graceful_timeout: 5s
 )",
                                                            port, extra_listen, workers));
         REQUIRE_MESSAGE(daemon->wait_for_workers(workers, 10s), daemon->log());
+        // Every worker accepting, not just started: each says READY once it is.
+        REQUIRE_MESSAGE(daemon->wait_for_log("ready: said READY", 10s, workers), daemon->log());
         REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s),
                         daemon->log());
     }

@@ -1,5 +1,7 @@
 #include "tests/support/test_support.hpp"
 
+#include <doctest/doctest.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -201,6 +203,12 @@ Daemon::~Daemon() {
     const auto left = process_->exited() ? std::vector<pid_t>{} : workers();
     process_.reset();
     for (pid_t pid : left) ::kill(pid, SIGKILL);
+    // Under `make test-sanitize` the daemon and bundled workers are instrumented: a report in
+    // the log (workers' stderr lands there too) fails the test that ran them.
+    const std::string text = log();
+    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+        CHECK_MESSAGE(text.find(marker) == std::string::npos, text);
+    }
 }
 
 std::string Daemon::log() const { return read_file(log_path_); }

@@ -1,5 +1,6 @@
-"""A worker that serves HTTP on fd 3 and writes garbage on its protocol pipe: random bytes, a
-32 MiB line, and a flood of malformed lines, between valid READY and heartbeats."""
+"""A worker that serves HTTP on fd 3 and, once asked (GET /flood), writes garbage on its
+protocol pipe: random bytes, a 32 MiB line, and a flood of malformed lines, between valid
+READY and heartbeats."""
 import http.server
 import os
 import socket
@@ -10,8 +11,13 @@ import threading
 notify = int(os.environ["WORKERD_NOTIFY_FD"])
 
 
+flood_requested = threading.Event()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/flood":
+            flood_requested.set()
         body = f"pid {os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -35,6 +41,8 @@ server = Server()
 threading.Thread(target=server.serve_forever, daemon=True).start()
 
 os.write(notify, b"READY=1\n")
+while not flood_requested.wait(0.2):
+    os.write(notify, b"WATCHDOG=1\n")
 os.write(notify, os.urandom(64 * 1024))
 os.write(notify, b"\n")
 chunk = b"x" * (1024 * 1024)
