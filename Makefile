@@ -11,9 +11,11 @@ SPEC           ?= config/workerd.yaml
 # Build: compiler, CMake, and the libraries the user asked for.
 BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
   libboost-dev libboost-system-dev libboost-filesystem-dev \
-  libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev doctest-dev
-# Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3).
-TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi
+  libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev doctest-dev \
+  nlohmann-json3-dev libcli11-dev
+# Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3), wrk for
+# load, setpriv (util-linux) to run workerctl as another user.
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux
 # Benchmarks: the load generator and the peers workerd is compared with.
 BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
 

@@ -66,12 +66,17 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_ex
       timer_(io_),
       rng_(static_cast<unsigned>(::getpid()) ^
            static_cast<unsigned>(Clock::now().time_since_epoch().count())),
-      desired_(spec_.workers),
       base_env_(current_environment()) {
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1}) {
         signals_.add(sig);
     }
     if (spec_.app.builtin) board_ = LoadBoard::create();
+    for (int slot = 0; slot < spec_.workers; ++slot) slots_[slot].active = true;
+    // Throws ListenError when the socket is a live daemon's or cannot be made.
+    control_ = std::make_unique<ControlServer>(
+        io_, spec_.control, [this](const std::string& command, const nlohmann::json& args) {
+            return control(command, args);
+        });
 }
 
 int Arbiter::run() {
@@ -79,11 +84,14 @@ int Arbiter::run() {
     ::signal(SIGPIPE, SIG_IGN);
     std::string where;
     for (const auto& l : listeners_) where += (where.empty() ? "" : ", ") + l.address().to_string();
-    spdlog::info("workerd {} (pid {}) listening on {} with {} worker{} (generation {})", kVersion,
-                 ::getpid(), where, desired_, desired_ == 1 ? "" : "s", generation_);
+    spdlog::info("workerd {} (pid {}) listening on {} with {} worker{} (generation {}); control socket {}",
+                 kVersion, ::getpid(), where, desired(), desired() == 1 ? "" : "s", generation_,
+                 control_->path());
+    control_->start();
     wait_for_signal();
     tick();
     io_.run();
+    control_.reset();  // removes the socket file
     spdlog::info("all workers stopped; exiting");
     return 0;
 }
@@ -139,16 +147,25 @@ void Arbiter::handle_signals() {
                 break;
             case SIGTTIN:
                 if (mode_ != Mode::running) break;
-                ++desired_;
-                spdlog::info("SIGTTIN: scaling up to {} workers", desired_);
+                scale_to(desired() + 1, "SIGTTIN");
                 break;
             case SIGTTOU:
                 if (mode_ != Mode::running) break;
-                if (desired_ > 1) --desired_;
-                spdlog::info("SIGTTOU: scaling down to {} workers", desired_);
+                if (desired() > 1) scale_to(desired() - 1, "SIGTTOU");
                 break;
             case SIGHUP:
-                spdlog::warn("SIGHUP: reloading is not available in this version; nothing changed");
+            {
+                if (mode_ != Mode::running) break;
+                // A rolling restart into a new generation: each slot gets a new worker, and
+                // its old one drains once the new one is ready. (Re-reading the spec on
+                // reload comes with the reload work; today the spec stays as started.)
+                ++generation_;
+                std::vector<int> all;
+                for (const auto& [slot, s] : slots_) {
+                    if (s.active) all.push_back(slot);
+                }
+                restart_slots(all, fmt::format("SIGHUP: generation {}", generation_));
+            }
                 break;
             case SIGUSR1:
                 spdlog::info("SIGUSR1: the log goes to stderr; there is no file to reopen");
@@ -183,11 +200,14 @@ void Arbiter::handle_exit(pid_t pid, int status, Clock::time_point now) {
     }
     Worker worker = it->second;
     workers_.erase(it);
+    // A worker that was draining was stopped on purpose (scaled down, restarted, stopping):
+    // its slot, if still in the fleet, already has its successor.
+    const bool was_draining = worker.state == WorkerState::draining;
     transition(worker, WorkerEvent::exited);
     const auto uptime = now - worker.started_at;
     const std::string who = fmt::format("worker {} (pid {}, gen {})", worker.slot, pid,
                                         worker.generation);
-    const bool wanted = mode_ == Mode::running && worker.slot < desired_;
+    const bool wanted = mode_ == Mode::running && slots_[worker.slot].active && !was_draining;
     Slot& slot = slots_[worker.slot];
     // Why it ended, kept for status and metrics: the hang that got it killed, else how it ended.
     slot.last_exit = worker.escalation ? to_string(worker.escalation->reason)
@@ -223,15 +243,16 @@ void Arbiter::expire_deadlines(Clock::time_point now) {
 
 void Arbiter::reconcile(Clock::time_point now) {
     if (mode_ != Mode::running) return;
-    for (int slot = 0; slot < desired_; ++slot) {
-        if (live_workers_in_slot(slot) == 0 && now >= slots_[slot].not_before) {
+    for (auto& [slot, state] : slots_) {
+        if (state.active && live_workers_in_slot(slot) == 0 && now >= state.not_before) {
             spawn_worker(slot, now);
         }
     }
-    // Surplus after a scale-down: the highest slots drain gracefully.
+    // Surplus after a scale-down: workers of slots no longer in the fleet drain gracefully.
     for (auto& [pid, worker] : workers_) {
-        if (worker.slot >= desired_ && worker.state != WorkerState::draining) drain(worker, now);
+        if (!slots_[worker.slot].active && worker.state != WorkerState::draining) drain(worker, now);
     }
+    advance_rolling(now);
 }
 
 void Arbiter::arm_timer(Clock::time_point now) {
@@ -248,8 +269,8 @@ void Arbiter::arm_timer(Clock::time_point now) {
         }
     }
     if (mode_ == Mode::running) {
-        for (int slot = 0; slot < desired_; ++slot) {
-            if (live_workers_in_slot(slot) == 0) consider(std::max(now, slots_[slot].not_before));
+        for (const auto& [slot, state] : slots_) {
+            if (state.active && live_workers_in_slot(slot) == 0) consider(std::max(now, state.not_before));
         }
     }
     if (!next) {
@@ -307,6 +328,8 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         return;
     }
     slot.last_spawn_error.clear();
+    if (slot.started_once) ++slot.restarts;
+    slot.started_once = true;
 
     Worker worker;
     worker.slot = slot_index;

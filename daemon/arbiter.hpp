@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -15,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "daemon/backoff.hpp"
+#include "daemon/control_server.hpp"
 #include "daemon/health.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/load_board.hpp"
@@ -37,6 +39,9 @@ public:
 
     /// Runs until the fleet is stopped; returns the daemon's exit code.
     int run();
+
+    /// One control command (docs/control-protocol.md); throws ControlError.
+    nlohmann::json control(const std::string& command, const nlohmann::json& args);
 
 private:
     enum class Mode { running, stopping_graceful, stopping_fast };
@@ -64,6 +69,16 @@ private:
         std::string last_spawn_error;   ///< logged once while it repeats
         int exits_before_ready = 0;     ///< in a row; 3 or more: flapping
         std::string last_exit;          ///< why the last worker in this slot ended
+        bool active = false;            ///< part of the fleet (scaling turns slots on and off)
+        int restarts = 0;               ///< workers started in this slot after the first
+        bool started_once = false;
+    };
+
+    /// A rolling restart in progress: one slot at a time, the next once the new worker is ready.
+    struct Rolling {
+        std::deque<int> queue;          ///< slots still to restart
+        std::optional<int> slot;        ///< the slot being restarted now
+        pid_t old_pid = 0;              ///< its previous worker
     };
 
     // The loop: every event (signal, timer) ends in tick().
@@ -88,6 +103,16 @@ private:
     void transition(Worker& worker, WorkerEvent event);
     std::vector<ListenAddress> listen_addresses() const;
     int live_workers_in_slot(int slot) const;
+    const Worker* live_worker_in_slot(int slot) const;
+    int desired() const;
+    int ready_workers() const;
+    /// Sets the fleet to `n` workers: new slots start, the least busy surplus workers drain.
+    void scale_to(int n, const std::string& why);
+    /// Queues slots for a rolling restart (each: new worker first, old one drained).
+    void restart_slots(std::vector<int> slots, const std::string& why);
+    void advance_rolling(Clock::time_point now);
+    nlohmann::json status_json(Clock::time_point now);
+    nlohmann::json config_json() const;
 
     Spec spec_;
     std::vector<Listener> listeners_;
@@ -100,8 +125,11 @@ private:
     std::map<int, Slot> slots_;
     std::minstd_rand rng_;
     Mode mode_ = Mode::running;
-    int desired_ = 0;
     long generation_ = 1;
+    Clock::time_point started_at_ = Clock::now();
+    Rolling rolling_;
+    std::map<pid_t, std::pair<Clock::time_point, long>> cpu_samples_;  ///< for CPU% in status
+    std::unique_ptr<ControlServer> control_;
     std::vector<std::string> base_env_;  ///< the daemon's environment, for workers
     UniqueFd board_;  ///< the bundled workers' LoadBoard; empty for external commands
 };

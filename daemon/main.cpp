@@ -80,8 +80,13 @@ int start(const std::string& path) {
         return kExitStartFailed;
     }
     // 4. Supervise until stopped by a signal.
-    workerd::Arbiter arbiter(std::move(*spec), std::move(listeners), self_executable());
-    return arbiter.run();
+    try {
+        workerd::Arbiter arbiter(std::move(*spec), std::move(listeners), self_executable());
+        return arbiter.run();
+    } catch (const workerd::ListenError& e) {
+        spdlog::critical("control socket: {}", e.what());
+        return kExitStartFailed;
+    }
 }
 
 int serve_builtin(const std::vector<std::string>& args) {

@@ -1,5 +1,6 @@
 #include "daemon/notify.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -73,6 +74,24 @@ int latency_bucket(std::int64_t micros) {
         if (micros <= b[mid]) hi = mid; else lo = mid + 1;
     }
     return lo;
+}
+
+std::optional<double> RequestStats::percentile_ms(double q) const {
+    std::uint64_t total = 0;
+    for (auto n : buckets) total += n;
+    if (total == 0) return std::nullopt;
+    const double rank = q * static_cast<double>(total);
+    double seen = 0;
+    for (int k = 0; k < kLatencyBuckets; ++k) {
+        const double n = static_cast<double>(buckets[k]);
+        if (n > 0 && seen + n >= rank) {
+            const double lo = k == 0 ? 0.0 : latency_bound_ms(k - 1);
+            const double hi = k == kLatencyBuckets - 1 ? lo * std::sqrt(2.0) : latency_bound_ms(k);
+            return lo + (hi - lo) * std::clamp((rank - seen) / n, 0.0, 1.0);
+        }
+        seen += n;
+    }
+    return latency_bound_ms(kLatencyBuckets - 2);
 }
 
 std::string RequestStats::format() const {

@@ -1,5 +1,7 @@
 #include "daemon/spec.hpp"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -24,6 +26,22 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int kMaxWorkers = 1024;
+
+// Numeric ids are accepted as names too ("0", "1000").
+std::optional<unsigned> uid_of(const std::string& name) {
+    if (const passwd* pw = ::getpwnam(name.c_str())) return pw->pw_uid;
+    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
+        return static_cast<unsigned>(std::stoul(name));
+    }
+    return std::nullopt;
+}
+std::optional<unsigned> gid_of(const std::string& name) {
+    if (const group* gr = ::getgrnam(name.c_str())) return gr->gr_gid;
+    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
+        return static_cast<unsigned>(std::stoul(name));
+    }
+    return std::nullopt;
+}
 
 // Walks the YAML tree once, filling a Spec and collecting every error with its position.
 // Each bad value yields one error; the walk goes on so that all errors are reported.
@@ -401,9 +419,42 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
              }
          }},
         {"control", [&](auto& k, auto& v) {
-             for_each_key(v, k, {{"socket", [&](auto& kk, auto& vv) {
-                                      if (auto s = scalar(vv, kk, "a path")) spec.control.socket = absolute(*s);
-                                  }}});
+             auto names = [&](const std::string& kk, const YAML::Node& vv, bool users, std::vector<unsigned>& out) {
+                 if (!vv.IsSequence()) {
+                     error(vv, kk, users ? "must be a list of user names" : "must be a list of group names");
+                     return;
+                 }
+                 for (std::size_t i = 0; i < vv.size(); ++i) {
+                     const std::string item_key = fmt::format("{}[{}]", kk, i);
+                     if (auto s = scalar(vv[i], item_key, users ? "a user name" : "a group name")) {
+                         if (auto id = users ? uid_of(*s) : gid_of(*s)) out.push_back(*id);
+                         else error(vv[i], item_key, fmt::format("no such {} '{}'", users ? "user" : "group", *s));
+                     }
+                 }
+             };
+             for_each_key(v, k, {
+                 {"socket", [&](auto& kk, auto& vv) { if (auto s = scalar(vv, kk, "a path")) spec.control.socket = absolute(*s); }},
+                 {"mode", [&](auto& kk, auto& vv) {
+                      auto s = scalar(vv, kk, "an octal mode such as \"0660\"");
+                      if (!s) return;
+                      const bool octal = !s->empty() && s->size() <= 4 &&
+                                         s->find_first_not_of("01234567") == std::string::npos;
+                      const unsigned mode = octal ? static_cast<unsigned>(std::stoul(*s, nullptr, 8)) : 0;
+                      if ((mode & 0600) != 0600) {
+                          error(vv, kk, fmt::format("'{}' is not a usable mode; use an octal string that keeps the owner's rw, e.g. \"0600\" or \"0660\"", *s));
+                      } else {
+                          spec.control.mode = mode;
+                      }
+                  }},
+                 {"group", [&](auto& kk, auto& vv) {
+                      if (auto s = scalar(vv, kk, "a group name")) {
+                          if (auto gid = gid_of(*s)) spec.control.group = *gid;
+                          else error(vv, kk, fmt::format("no such group '{}'", *s));
+                      }
+                  }},
+                 {"users", [&](auto& kk, auto& vv) { names(kk, vv, true, spec.control.allow_users); }},
+                 {"groups", [&](auto& kk, auto& vv) { names(kk, vv, false, spec.control.allow_groups); }},
+             });
          }},
         {"metrics", [&](auto& k, auto& v) {
              for_each_key(v, k, {{"listen", [&](auto& kk, auto& vv) {

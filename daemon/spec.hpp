@@ -37,8 +37,13 @@ struct BackoffSpec {
     Duration reset_after{std::chrono::seconds(10)};  ///< uptime that counts as stable
 };
 
+/// `control`: the Unix socket workerctl talks to (docs/control-protocol.md).
 struct ControlSpec {
-    std::string socket;  ///< absolute after loading; empty = default location (later issue)
+    std::string socket;  ///< absolute after loading; empty = default_control_socket()
+    unsigned mode = 0600;                 ///< permissions of the socket file
+    std::optional<unsigned> group;        ///< gid owning the socket file (`group: NAME`)
+    std::vector<unsigned> allow_users;    ///< uids allowed besides root and the daemon's own
+    std::vector<unsigned> allow_groups;   ///< gids whose members are allowed
 };
 
 struct MetricsSpec {

@@ -63,3 +63,17 @@ TEST_CASE("latency buckets: sqrt(2) apart from 0.5 ms to 65.5 s") {
     CHECK(latency_bucket(65'536'001) == 35);
     CHECK(latency_bucket(INT64_MAX) == 35);
 }
+
+TEST_CASE("percentiles from the histogram, within a bucket's width") {
+    RequestStats s;
+    CHECK_FALSE(s.percentile_ms(0.5));
+    // 90 requests at ~1 ms (bucket 2: (0.707, 1]), 10 at ~100 ms (bucket 16: (90.5, 128]).
+    s.buckets[latency_bucket(1000)] = 90;
+    s.buckets[latency_bucket(100000)] = 10;
+    const double p50 = *s.percentile_ms(0.5);
+    CHECK(p50 > 0.707);
+    CHECK(p50 <= 1.0);
+    const double p99 = *s.percentile_ms(0.99);
+    CHECK(p99 > 90.5);
+    CHECK(p99 <= 128.0);
+}

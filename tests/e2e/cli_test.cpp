@@ -10,19 +10,7 @@
 using namespace workerd::test;
 
 namespace {
-struct Run {
-    int exit_code;
-    std::string output;
-};
-Run run(const std::vector<std::string>& argv) {
-    TempDir dir;
-    const std::string log = dir.path() + "/out";
-    ChildProcess p(argv, log);
-    const auto status = p.wait_exit(20s);
-    REQUIRE(status);
-    REQUIRE(WIFEXITED(*status));
-    return {WEXITSTATUS(*status), read_file(log)};
-}
+RunResult run(const std::vector<std::string>& argv) { return run_program(argv); }
 }  // namespace
 
 TEST_CASE("workerd check accepts the example specs") {

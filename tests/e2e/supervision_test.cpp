@@ -106,9 +106,9 @@ app:
     CHECK_MESSAGE(daemon.wait_for_workers(3, 5s), daemon.log());
     // Signals of one kind do not queue: send the second after the first was handled.
     daemon.process().signal(SIGTTOU);
-    REQUIRE(daemon.wait_for_log("scaling down to 2 workers", 5s));
+    REQUIRE(daemon.wait_for_log("SIGTTOU: scaling from 3 to 2 workers", 5s));
     daemon.process().signal(SIGTTOU);
-    REQUIRE(daemon.wait_for_log("scaling down to 1 workers", 5s));
+    REQUIRE(daemon.wait_for_log("SIGTTOU: scaling from 2 to 1 worker", 5s));
     CHECK_MESSAGE(daemon.wait_for_workers(1, 10s), daemon.log());
     CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 5s));
 }

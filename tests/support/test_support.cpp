@@ -191,9 +191,29 @@ std::map<std::string, std::string> environment_of(pid_t pid) {
     return out;
 }
 
+RunResult run_program(const std::vector<std::string>& argv, Ms timeout, const std::vector<std::string>& env) {
+    TempDir dir;
+    const std::string log = dir.path() + "/out";
+    ChildProcess p(argv, log, env);
+    const auto status = p.wait_exit(timeout);
+    REQUIRE_MESSAGE(status, "still running: " << argv.front() << "\n" << read_file(log));
+    REQUIRE_MESSAGE(WIFEXITED(*status), argv.front() << " died by a signal\n" << read_file(log));
+    return {WEXITSTATUS(*status), read_file(log)};
+}
+
 Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml)
     : log_path_(dir.path() + "/daemon.log") {
-    const std::string spec = dir.write("workerd.yaml", spec_yaml);
+    std::string text = spec_yaml;
+    const auto at = text.find("\ncontrol:");
+    if (at == std::string::npos) {
+        control_socket_ = dir.path() + "/control.sock";
+        text += "\ncontrol: {socket: " + control_socket_ + "}\n";
+    } else {
+        const auto s = text.find("socket:", at);
+        const auto end = text.find_first_of(",}\n", s);
+        control_socket_ = text.substr(s + 8, end - s - 8);
+    }
+    const std::string spec = dir.write("workerd.yaml", text);
     process_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{bin_path("workerd"), "start", spec}, log_path_);
 }
@@ -212,6 +232,12 @@ Daemon::~Daemon() {
 }
 
 std::string Daemon::log() const { return read_file(log_path_); }
+
+RunResult Daemon::ctl(const std::vector<std::string>& args, Ms timeout) const {
+    std::vector<std::string> argv{bin_path("workerctl"), "-s", control_socket_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_program(argv, timeout);
+}
 
 int Daemon::count_in_log(const std::string& needle) const {
     std::istringstream in(log());

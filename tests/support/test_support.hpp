@@ -71,6 +71,15 @@ private:
     std::optional<int> status_;
 };
 
+/// A program run to completion: its exit code and its stdout and stderr together.
+struct RunResult {
+    int exit_code = -1;
+    std::string output;
+};
+/// Runs `argv` and waits (failing the test past `timeout` or on a death by signal).
+RunResult run_program(const std::vector<std::string>& argv, Ms timeout = 20s,
+                      const std::vector<std::string>& env = {});
+
 /// Pids whose parent is `parent` (read from /proc).
 std::vector<pid_t> children_of(pid_t parent);
 bool process_alive(pid_t pid);
@@ -98,10 +107,16 @@ public:
     int count_in_log(const std::string& needle) const;
     bool wait_for_log(const std::string& needle, Ms timeout, int times = 1) const;
     std::vector<pid_t> workers() const { return children_of(pid()); }
+    /// The control socket: the spec's, or DIR/control.sock, which the constructor adds to a
+    /// spec without a `control:` key (so parallel tests never share the default socket).
+    const std::string& control_socket() const { return control_socket_; }
+    /// `workerctl -s SOCKET ARGS...`, run to completion.
+    RunResult ctl(const std::vector<std::string>& args, Ms timeout = 20s) const;
     bool wait_for_workers(std::size_t n, Ms timeout) const;
 
 private:
     std::string log_path_;
+    std::string control_socket_;
     std::unique_ptr<ChildProcess> process_;
 };
 

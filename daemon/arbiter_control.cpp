@@ -1,0 +1,310 @@
+// The Arbiter's control commands (docs/control-protocol.md) and what they change: scaling,
+// rolling restarts, status. Everything here runs on the daemon's one event loop.
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <tuple>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "daemon/arbiter.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/version.hpp"
+
+namespace workerd {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr int kMaxWorkers = 1024;
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Resident set size of a process in bytes, from /proc/PID/statm; 0 when gone.
+long rss_bytes(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/statm");
+    long size = 0, resident = 0;
+    if (!(in >> size >> resident)) return 0;
+    return resident * ::sysconf(_SC_PAGESIZE);
+}
+
+// User + system CPU time of a process in clock ticks, from /proc/PID/stat; -1 when gone.
+long cpu_ticks(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) return -1;
+    std::istringstream fields(text.substr(close + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+        if (i == 14) utime = std::stol(field);
+        if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+}
+
+int int_arg(const json& args, const char* name) {
+    if (!args.contains(name)) throw ControlError("bad_argument", fmt::format("'{}' is missing", name));
+    const json& v = args[name];
+    if (!v.is_number_integer()) throw ControlError("bad_argument", fmt::format("'{}' must be an integer", name));
+    return v.get<int>();
+}
+
+}  // namespace
+
+int Arbiter::desired() const {
+    return static_cast<int>(std::count_if(slots_.begin(), slots_.end(), [](const auto& s) { return s.second.active; }));
+}
+
+const Arbiter::Worker* Arbiter::live_worker_in_slot(int slot) const {
+    for (const auto& [pid, w] : workers_) {
+        if (w.slot == slot && w.state != WorkerState::draining) return &w;
+    }
+    return nullptr;
+}
+
+int Arbiter::ready_workers() const {
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& e) {
+        return e.second.state == WorkerState::ready && slots_.at(e.second.slot).active;
+    }));
+}
+
+void Arbiter::scale_to(int n, const std::string& why) {
+    n = std::clamp(n, 1, kMaxWorkers);
+    const int from = desired();
+    if (n == from) return;
+    if (n > from) {
+        // New slots take the lowest free numbers, so slots stay compact.
+        for (int slot = 0; desired() < n; ++slot) {
+            Slot& s = slots_[slot];
+            if (s.active) continue;
+            s.active = true;
+            s.not_before = Clock::time_point{};
+            s.backoff = Backoff{};
+            s.exits_before_ready = 0;
+        }
+    } else {
+        // The least busy go first: slots without a worker (backing off), then booting workers,
+        // then ready ones by requests in flight; ties: the highest slot.
+        std::vector<std::tuple<int, std::int64_t, int>> order;  // (rank, inflight, -slot)
+        for (const auto& [slot, s] : slots_) {
+            if (!s.active) continue;
+            const Worker* w = live_worker_in_slot(slot);
+            const int rank = w == nullptr ? 0 : w->state == WorkerState::ready ? 2 : 1;
+            order.emplace_back(rank, w != nullptr ? w->stats.inflight : 0, -slot);
+        }
+        std::sort(order.begin(), order.end());
+        for (int i = 0; i < from - n; ++i) slots_[-std::get<2>(order[static_cast<std::size_t>(i)])].active = false;
+    }
+    spdlog::info("{}: scaling from {} to {} worker{}", why, from, n, n == 1 ? "" : "s");
+}
+
+void Arbiter::restart_slots(std::vector<int> slots, const std::string& why) {
+    for (int slot : slots) {
+        if (std::find(rolling_.queue.begin(), rolling_.queue.end(), slot) == rolling_.queue.end() &&
+            rolling_.slot != slot) {
+            rolling_.queue.push_back(slot);
+        }
+    }
+    spdlog::info("{}: rolling restart of {} worker(s)", why, slots.size());
+}
+
+void Arbiter::advance_rolling(Clock::time_point now) {
+    // The slot being restarted is done once a worker other than the old one is ready in it
+    // (or the slot has left the fleet). Then the next: its replacement starts at once (the
+    // old worker drains while the new one boots), so capacity never drops by more than one.
+    if (rolling_.slot) {
+        const int slot = *rolling_.slot;
+        const Worker* w = live_worker_in_slot(slot);
+        const bool done = !slots_[slot].active || (w != nullptr && w->pid != rolling_.old_pid &&
+                                                    w->state == WorkerState::ready);
+        if (!done) return;
+        rolling_.slot.reset();
+    }
+    while (!rolling_.queue.empty()) {
+        const int slot = rolling_.queue.front();
+        rolling_.queue.pop_front();
+        if (!slots_[slot].active) continue;
+        rolling_.slot = slot;
+        rolling_.old_pid = 0;
+        for (auto& [pid, w] : workers_) {
+            if (w.slot == slot && w.state != WorkerState::draining) {
+                rolling_.old_pid = pid;
+                drain(w, now);
+            }
+        }
+        slots_[slot].not_before = now;  // a restart is not a crash: no backoff
+        spawn_worker(slot, now);
+        return;
+    }
+}
+
+json Arbiter::status_json(Clock::time_point now) {
+    json workers = json::array();
+    const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+    std::map<pid_t, std::pair<Clock::time_point, long>> samples;
+    for (const auto& [pid, w] : workers_) {
+        const Slot& slot = slots_[w.slot];
+        // CPU% since the previous status call (or since the worker started).
+        const long ticks = cpu_ticks(pid);
+        const auto [then, then_ticks] = cpu_samples_.count(pid) ? cpu_samples_[pid] : std::make_pair(w.started_at, 0L);
+        samples[pid] = {now, ticks};
+        const double wall = seconds(now - then);
+        json row = {
+            {"slot", w.slot},
+            {"pid", pid},
+            {"generation", w.generation},
+            {"state", to_string(w.state)},
+            {"uptime_s", seconds(now - w.started_at)},
+            {"restarts", slot.restarts},
+            {"last_exit", slot.last_exit.empty() ? json(nullptr) : json(slot.last_exit)},
+            {"rss_bytes", rss_bytes(pid)},
+            {"cpu_percent", ticks >= 0 && wall > 0 ? 100.0 * static_cast<double>(ticks - then_ticks) / static_cast<double>(ticks_per_second) / wall : 0.0},
+            {"status", w.status.empty() ? json(nullptr) : json(w.status)},
+        };
+        if (w.health.last_beat) row["heartbeat_age_s"] = seconds(now - *w.health.last_beat);
+        else row["heartbeat_age_s"] = nullptr;
+        if (w.health.stats_at) {
+            row["requests"] = w.stats.served;
+            row["inflight"] = w.stats.inflight;
+            const auto p50 = w.stats.percentile_ms(0.5);
+            const auto p99 = w.stats.percentile_ms(0.99);
+            row["p50_ms"] = p50 ? json(*p50) : json(nullptr);
+            row["p99_ms"] = p99 ? json(*p99) : json(nullptr);
+        } else {
+            row["requests"] = row["inflight"] = row["p50_ms"] = row["p99_ms"] = nullptr;
+        }
+        workers.push_back(std::move(row));
+    }
+    cpu_samples_ = std::move(samples);
+    json slots_waiting = json::array();
+    for (const auto& [slot, s] : slots_) {
+        if (s.active && live_worker_in_slot(slot) == nullptr) {
+            slots_waiting.push_back({{"slot", slot},
+                                     {"restart_in_s", std::max(0.0, seconds(s.not_before - now))},
+                                     {"last_exit", s.last_exit.empty() ? json(nullptr) : json(s.last_exit)},
+                                     {"flapping", s.exits_before_ready >= 3}});
+        }
+    }
+    return {
+        {"pid", ::getpid()},
+        {"version", kVersion},
+        {"uptime_s", seconds(now - started_at_)},
+        {"spec", spec_.file},
+        {"generation", generation_},
+        {"state", mode_ == Mode::running ? "running" : mode_ == Mode::stopping_graceful ? "stopping" : "stopping now"},
+        {"desired", desired()},
+        {"ready", ready_workers()},
+        {"rolling", rolling_.slot.has_value() || !rolling_.queue.empty()},
+        {"workers", std::move(workers)},
+        {"waiting", std::move(slots_waiting)},
+    };
+}
+
+json Arbiter::config_json() const {
+    const auto ms = [](Duration d) { return d.count(); };
+    json listen = json::array();
+    for (const auto& a : spec_.listen) listen.push_back({{"address", a.to_string()}, {"name", a.name}});
+    json app;
+    if (spec_.app.builtin) {
+        const auto& b = *spec_.app.builtin;
+        app["builtin"] = {{"root", b.root}, {"demo", b.demo}, {"max_connections", b.max_connections},
+                          {"keepalive_timeout_ms", ms(b.keepalive_timeout)},
+                          {"max_header_size", b.max_header_size}, {"max_body_size", b.max_body_size}};
+    } else {
+        app["command"] = spec_.app.command;
+    }
+    app["cwd"] = spec_.app.cwd;
+    app["env"] = spec_.app.env;
+    const auto& h = spec_.health;
+    return {
+        {"file", spec_.file},
+        {"listen", listen},
+        {"backlog", spec_.backlog},
+        {"workers", desired()},
+        {"workers_in_spec", spec_.workers_auto ? json("auto") : json(spec_.workers)},
+        {"app", app},
+        {"graceful_timeout_ms", ms(spec_.graceful_timeout)},
+        {"timeout_ms", ms(h.timeout)},
+        {"boot_timeout_ms", ms(h.boot_timeout)},
+        {"ready_after_ms", ms(h.ready_after)},
+        {"heartbeat", h.mode == HeartbeatMode::automatic ? "auto" : h.mode == HeartbeatMode::required ? "required" : "off"},
+        {"timeout_signal", h.timeout_signal ? json(signal_name(h.timeout_signal)) : json(nullptr)},
+        {"kill_timeout_ms", ms(h.kill_timeout)},
+        {"request_timeout_ms", h.request_timeout ? json(ms(*h.request_timeout)) : json(nullptr)},
+        {"backoff", {{"initial_ms", ms(spec_.backoff.initial)}, {"max_ms", ms(spec_.backoff.max)},
+                     {"reset_after_ms", ms(spec_.backoff.reset_after)}}},
+        {"control", {{"socket", control_->path()}, {"mode", fmt::format("{:04o}", spec_.control.mode)}}},
+        {"metrics", {{"listen", spec_.metrics.listen ? json(spec_.metrics.listen->to_string()) : json(nullptr)}}},
+        {"log", {{"level", spec_.log.level}}},
+    };
+}
+
+json Arbiter::control(const std::string& command, const json& args) {
+    const auto now = Clock::now();
+    auto stopping = [&] {
+        if (mode_ != Mode::running) throw ControlError("stopping", "the daemon is stopping");
+    };
+    json result;
+    if (command == "status") {
+        result = status_json(now);
+    } else if (command == "version") {
+        result = {{"version", kVersion}, {"protocol", ControlServer::kProtocolVersion}};
+    } else if (command == "config") {
+        result = config_json();
+    } else if (command == "scale") {
+        stopping();
+        int target = 0;
+        if (args.contains("workers")) {
+            target = int_arg(args, "workers");
+        } else if (args.contains("delta")) {
+            target = desired() + int_arg(args, "delta");
+        } else {
+            throw ControlError("bad_argument", "scale needs 'workers' (N) or 'delta' (+N / -N)");
+        }
+        if (target < 1 || target > kMaxWorkers) {
+            throw ControlError("bad_argument", fmt::format("the fleet must have 1 to {} workers, not {}", kMaxWorkers, target));
+        }
+        scale_to(target, "control");
+        result = {{"desired", desired()}};
+    } else if (command == "reload") {
+        stopping();
+        pending_signals_.push_back(SIGHUP);  // exactly the SIGHUP path
+        result = {{"generation", generation_}};
+    } else if (command == "restart") {
+        stopping();
+        std::vector<int> slots;
+        if (args.value("all", false)) {
+            for (const auto& [slot, s] : slots_) {
+                if (s.active) slots.push_back(slot);
+            }
+        } else {
+            const int slot = int_arg(args, "slot");
+            if (!slots_.count(slot) || !slots_[slot].active) {
+                throw ControlError("bad_argument", fmt::format("there is no worker slot {}", slot));
+            }
+            slots.push_back(slot);
+        }
+        restart_slots(slots, "control");
+        result = {{"restarting", slots}};
+    } else if (command == "stop") {
+        const bool now_flag = args.value("now", false);
+        begin_stop(now_flag ? Mode::stopping_fast : Mode::stopping_graceful, now);
+        result = {{"stopping", now_flag ? "now" : "gracefully"}};
+    } else {
+        throw ControlError("unknown_command",
+                           fmt::format("unknown command '{}'; try status, scale, reload, restart, stop, config, version", command));
+    }
+    // Changes take effect in the supervision loop, right away.
+    boost::asio::post(io_, [this] { tick(); });
+    return result;
+}
+
+}  // namespace workerd

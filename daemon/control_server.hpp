@@ -1,0 +1,84 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <nlohmann/json.hpp>
+
+#include "daemon/listener.hpp"
+#include "daemon/spec.hpp"
+
+namespace workerd {
+
+/// An error reply: `code` is a stable word for scripts ("bad_request", "unknown_command",
+/// "bad_argument", "forbidden", "busy", ...), `message` one sentence for people.
+struct ControlError : std::runtime_error {
+    ControlError(std::string code, const std::string& message)
+        : std::runtime_error(message), code(std::move(code)) {}
+    std::string code;
+};
+
+/// Who may use the control socket: root, the daemon's own user, and the spec's users/groups.
+struct ControlAccess {
+    uid_t daemon_uid = 0;
+    std::vector<unsigned> users;
+    std::vector<unsigned> groups;
+
+    /// Whether a peer with these credentials may talk to the daemon. Supplementary groups are
+    /// looked up for the peer's user.
+    bool allows(uid_t uid, gid_t gid) const;
+};
+
+/// The control socket (docs/control-protocol.md): JSON requests and replies, one per line,
+/// served from the daemon's event loop. Every connection is checked with SO_PEERCRED. A client
+/// cannot stall anything: requests are bounded in size (kMaxRequest) and time (kIdleTimeout
+/// between requests, kRequestTimeout for a started line), and at most kMaxClients are served
+/// at once.
+class ControlServer {
+public:
+    static constexpr std::size_t kMaxRequest = 64 * 1024;
+    static constexpr std::chrono::seconds kIdleTimeout{60};
+    static constexpr std::chrono::seconds kRequestTimeout{5};
+    static constexpr int kMaxClients = 128;
+    static constexpr int kProtocolVersion = 1;
+
+    /// Runs one command; returns its result or throws ControlError.
+    using Handler = std::function<nlohmann::json(const std::string& command, const nlohmann::json& args)>;
+
+    /// Binds the socket (stale files replaced, a live daemon's socket refused; throws
+    /// ListenError) with the spec's mode and group.
+    ControlServer(boost::asio::io_context& io, const ControlSpec& spec, Handler handler);
+    ~ControlServer();
+
+    const std::string& path() const { return path_; }
+    void start();
+    /// Stops accepting and closes every client (at daemon exit).
+    void stop();
+
+    /// One request line to one reply line (without the newline); never throws. Public for tests.
+    std::string handle_line(const std::string& line) const;
+
+private:
+    class Client;
+
+    void accept();
+
+    boost::asio::io_context& io_;
+    std::string path_;
+    Listener listener_;
+    boost::asio::local::stream_protocol::acceptor acceptor_;
+    ControlAccess access_;
+    Handler handler_;
+    std::shared_ptr<int> clients_ = std::make_shared<int>(0);  ///< open clients; shared with them
+    std::vector<std::weak_ptr<Client>> open_;
+};
+
+}  // namespace workerd
