@@ -1,0 +1,358 @@
+// End-to-end: workerctl and the control socket against the real daemon.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <future>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+using json = nlohmann::json;
+
+namespace {
+
+std::string builtin_spec(int port, int workers, const std::string& extra = "") {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: {}
+app:
+  builtin: {{demo: true}}
+graceful_timeout: 5s
+{}
+)",
+                       port, workers, extra);
+}
+
+json status_of(const Daemon& daemon) {
+    const auto r = daemon.ctl({"status", "--json"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    return json::parse(r.output);
+}
+
+// A raw client of the control socket, for what workerctl would never send.
+class RawClient {
+public:
+    explicit RawClient(const std::string& path) {
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+    ~RawClient() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    bool connected() const { return fd_ >= 0; }
+    bool send(const std::string& data) {
+        return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+    }
+    // The next reply line; nullopt when the daemon closed the connection or said nothing.
+    std::optional<json> reply(Ms timeout = 5s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (pending_.find('\n') == std::string::npos) {
+            const auto left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now()).count();
+            pollfd p{fd_, POLLIN, 0};
+            if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
+            char buf[4096];
+            const ssize_t n = ::read(fd_, buf, sizeof buf);
+            if (n <= 0) return std::nullopt;
+            pending_.append(buf, static_cast<std::size_t>(n));
+        }
+        const auto nl = pending_.find('\n');
+        const std::string line = pending_.substr(0, nl);
+        pending_.erase(0, nl + 1);
+        return json::parse(line);
+    }
+
+private:
+    int fd_ = -1;
+    std::string pending_;
+};
+
+std::string error_code(const std::optional<json>& reply) {
+    if (!reply || reply->value("ok", true)) return "";
+    return (*reply)["error"].value("code", "");
+}
+
+}  // namespace
+
+TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no error") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+
+    const std::string wrk_out = dir.path() + "/wrk.out";
+    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d6s", fmt::format("http://127.0.0.1:{}/healthz", port)}, wrk_out);
+    std::this_thread::sleep_for(500ms);  // let the load start before changing the fleet
+
+    for (int n : {6, 1, 3}) {
+        CAPTURE(n);
+        const auto r = daemon.ctl({"scale", std::to_string(n), "--wait"});
+        CHECK_MESSAGE(r.exit_code == 0, r.output);
+        const json s = status_of(daemon);
+        CHECK(s["desired"] == n);
+        CHECK(s["ready"] == n);
+    }
+    const auto status = wrk.wait_exit(30s);
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 0);
+    const std::string out = read_file(wrk_out);
+    CAPTURE(out);
+    CHECK(out.find("Requests/sec") != std::string::npos);
+    CHECK(out.find("Non-2xx") == std::string::npos);
+    CHECK(out.find("Socket errors") == std::string::npos);
+}
+
+TEST_CASE("relative scaling, SIGTTIN/SIGTTOU, and the status a script reads") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    CHECK(daemon.ctl({"scale", "+2", "--wait"}).exit_code == 0);
+    CHECK(status_of(daemon)["ready"] == 4);
+    CHECK(daemon.ctl({"scale", "-3", "--wait"}).exit_code == 0);
+    CHECK(status_of(daemon)["ready"] == 1);
+    daemon.process().signal(SIGTTIN);
+    CHECK(eventually([&] { return status_of(daemon)["ready"] == 2; }, 5s));
+    daemon.process().signal(SIGTTOU);
+    CHECK(eventually([&] {
+        const json st = status_of(daemon);
+        return st["desired"] == 1 && st["workers"].size() == 1;  // the surplus worker has drained
+    }, 5s));
+
+    // Requests show up in the workers' stats.
+    for (int i = 0; i < 20; ++i) REQUIRE(http_get(port, "/healthz"));
+    CHECK_MESSAGE(eventually([&] {
+        long total = 0;
+        const json st = status_of(daemon);  // (a range-for over a temporary's member would dangle)
+        for (const auto& w : st["workers"]) {
+            if (w["requests"].is_number()) total += w["requests"].get<long>();
+        }
+        return total >= 20;
+    }, 5s), status_of(daemon).dump(1));
+    const json s = status_of(daemon);
+    for (const char* key : {"pid", "version", "uptime_s", "spec", "generation", "desired", "ready", "workers"}) {
+        CHECK_MESSAGE(s.contains(key), key);
+    }
+    const json& w = s["workers"][0];
+    for (const char* key : {"slot", "pid", "generation", "state", "uptime_s", "restarts", "last_exit", "rss_bytes",
+                            "cpu_percent", "requests", "inflight", "heartbeat_age_s", "p50_ms", "p99_ms"}) {
+        CHECK_MESSAGE(w.contains(key), key);
+    }
+    CHECK(w["rss_bytes"].get<long>() > 0);
+
+    // The human table, and the commands that answer without changing anything.
+    const auto table = daemon.ctl({"status"});
+    CHECK(table.exit_code == 0);
+    CHECK(table.output.find("SLOT") != std::string::npos);
+    CHECK(daemon.ctl({"version"}).output.find("control protocol 1") != std::string::npos);
+    CHECK(json::parse(daemon.ctl({"config"}).output)["workers"] == 1);
+}
+
+TEST_CASE("restart and reload replace workers one at a time; stop stops") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 3));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 3));
+    const auto before = daemon.workers();
+    CHECK(daemon.ctl({"restart", "1", "--wait"}).exit_code == 0);
+    json s = status_of(daemon);
+    int replaced = 0;
+    for (const auto& w : s["workers"]) {
+        replaced += std::find(before.begin(), before.end(), w["pid"].get<pid_t>()) == before.end();
+    }
+    CHECK(replaced == 1);
+    CHECK(daemon.ctl({"reload", "--wait"}).exit_code == 0);
+    s = status_of(daemon);
+    CHECK(s["generation"] == 2);
+    CHECK(s["ready"] == 3);
+    for (const auto& w : s["workers"]) CHECK(w["generation"] == 2);
+    CHECK(daemon.ctl({"restart", "7"}).exit_code == 1);  // no such slot
+
+    CHECK(daemon.ctl({"stop"}).exit_code == 0);
+    const auto status = daemon.process().wait_exit(10s);
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK_FALSE(std::filesystem::exists(daemon.control_socket()));  // removed on exit
+    const auto gone = daemon.ctl({"status"});
+    CHECK(gone.exit_code == 3);
+    CHECK(gone.output.find("workerd is not running") != std::string::npos);
+}
+
+TEST_CASE("a user who is not allowed is refused, the daemon logs it and keeps serving") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: switching to user nobody needs root");
+        return;
+    }
+    TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);  // nobody may reach the socket file...
+    const int port = free_tcp_port();
+    const std::string sock = dir.path() + "/control.sock";
+    Daemon daemon(dir, builtin_spec(port, 1, fmt::format("control: {{socket: {}, mode: \"0666\"}}", sock)));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    // ...and may connect to it (mode 0666), so the daemon's own check (SO_PEERCRED) answers.
+    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                bin_path("workerctl"), "-s", sock, "status"});
+    CHECK(r.exit_code == 4);
+    CHECK(r.output.find("may not control this daemon") != std::string::npos);
+    CHECK(daemon.wait_for_log("control: refused a client: uid 65534", 5s));
+    CHECK(http_get(port, "/healthz").has_value());
+    CHECK(daemon.ctl({"status"}).exit_code == 0);  // root still may
+}
+
+TEST_CASE("the default socket mode keeps other users out at the door") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: switching to user nobody needs root");
+        return;
+    }
+    TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 1));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    struct stat st {};
+    REQUIRE(::stat(daemon.control_socket().c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                bin_path("workerctl"), "-s", daemon.control_socket(), "status"});
+    CHECK(r.exit_code == 4);
+    CHECK(r.output.find("permission denied") != std::string::npos);
+}
+
+TEST_CASE("malformed and hostile requests get an error or the door, and supervision goes on") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    const std::string sock = daemon.control_socket();
+
+    RawClient c(sock);
+    REQUIRE(c.connected());
+    const std::pair<std::string, std::string> cases[] = {
+        {"not json", "bad_request"},
+        {"[1, 2, 3]", "bad_request"},
+        {R"({"command": 5})", "bad_request"},
+        {R"({"id": 1})", "bad_request"},
+        {R"({"id": 2, "command": "launch-missiles"})", "unknown_command"},
+        {R"({"id": 3, "command": "scale", "args": {"workers": "many"}})", "bad_argument"},
+        {R"({"id": 4, "command": "scale", "args": {"workers": 0}})", "bad_argument"},
+        {R"({"id": 5, "command": "scale", "args": []})", "bad_argument"},
+        {R"({"id": 6, "command": "restart", "args": {"slot": 99}})", "bad_argument"},
+        {std::string("\x00\xff\xfe binary \x01", 13), "bad_request"},
+        {R"({"command": "status", "id": "\ud800"})", "bad_request"},
+    };
+    for (const auto& [request, code] : cases) {
+        CAPTURE(request);
+        REQUIRE(c.send(request + "\n"));
+        CHECK(error_code(c.reply()) == code);
+    }
+    // The same connection still works for a good request, and the id comes back.
+    REQUIRE(c.send(R"({"id": "abc", "command": "version"})" "\n"));
+    auto good = c.reply();
+    REQUIRE(good);
+    CHECK((*good)["ok"] == true);
+    CHECK((*good)["id"] == "abc");
+
+    // A line past the limit: an error, then the door.
+    RawClient huge(sock);
+    REQUIRE(huge.send(std::string(100 * 1024, 'x')));
+    CHECK(error_code(huge.reply()) == "bad_request");
+    CHECK_FALSE(huge.reply(2s));
+
+    // Half a line, then silence: others are served meanwhile.
+    RawClient half(sock);
+    REQUIRE(half.send(R"({"command": "sta)"));
+
+    // Hundreds of connections at once: each is answered (or told the daemon is busy).
+    std::vector<std::unique_ptr<RawClient>> crowd;
+    for (int i = 0; i < 300; ++i) crowd.push_back(std::make_unique<RawClient>(sock));
+    int answered = 0, busy = 0;
+    for (auto& client : crowd) {
+        if (!client->connected()) continue;
+        // A client past the limit may be told "busy" and closed before it sends anything.
+        client->send(R"({"command": "version"})" "\n");
+        const auto r = client->reply();
+        if (r && (*r)["ok"] == true) ++answered;
+        else if (error_code(r) == "busy") ++busy;
+    }
+    CHECK(answered >= 100);
+    CHECK(answered + busy == 300);
+    crowd.clear();
+
+    // Supervision never stopped: a killed worker is replaced, and status still answers.
+    const auto workers = daemon.workers();
+    REQUIRE(workers.size() == 2);
+    ::kill(workers.front(), SIGKILL);
+    CHECK(eventually([&] {
+        const json s = status_of(daemon);
+        return s["ready"] == 2 && s["workers"].size() == 2 && s["workers"][0]["restarts"].get<int>() +
+                                                                       s["workers"][1]["restarts"].get<int>() == 1;
+    }, 5s));
+    CHECK(http_get(port, "/healthz").has_value());
+    CHECK(daemon.process().exited() == false);
+}
+
+TEST_CASE("top renders in a terminal and quits on q") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+
+    int master = -1;
+    winsize ws{};
+    ws.ws_row = 30;
+    ws.ws_col = 140;
+    const pid_t pid = ::forkpty(&master, nullptr, nullptr, &ws);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const std::string ctl = bin_path("workerctl");
+        ::execl(ctl.c_str(), ctl.c_str(), "-s", daemon.control_socket().c_str(), "top", "-n", "0.2",
+                static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    std::string screen;
+    auto read_for = [&](Ms timeout, const std::string& until) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline && screen.find(until) == std::string::npos) {
+            pollfd p{master, POLLIN, 0};
+            if (::poll(&p, 1, 50) > 0) {
+                char buf[4096];
+                const ssize_t n = ::read(master, buf, sizeof buf);
+                if (n <= 0) break;
+                screen.append(buf, static_cast<std::size_t>(n));
+            }
+        }
+        return screen.find(until) != std::string::npos;
+    };
+    CHECK(read_for(5s, "q to quit"));
+    CHECK(screen.find("\x1b[?1049h") != std::string::npos);  // the alternate screen
+    CHECK(screen.find("SLOT") != std::string::npos);
+    CHECK(screen.find("req/s") != std::string::npos);
+    REQUIRE(::write(master, "q", 1) == 1);
+    CHECK(read_for(5s, "\x1b[?1049l"));  // the terminal is given back
+    int status = 0;
+    bool exited = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 5s);
+    if (!exited) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+    }
+    ::close(master);
+    CHECK(exited);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
