@@ -79,6 +79,7 @@ test-sanitize: test-deps
 ## make bench: side-by-side benchmarks (workerd vs nginx, vs gunicorn); prints ratios.
 bench: bench-deps build
 	tests/bench/bench_core.sh
+	tests/bench/bench_ctl.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
