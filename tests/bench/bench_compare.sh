@@ -32,6 +32,7 @@ listen: ["127.0.0.1:$port"]
 workers: 2
 app:
   builtin: {}
+control: {socket: $WORK/$2.sock}
 log: {level: warn}
 YAML
   "$1" start "$WORK/$2.yaml" 2>"$WORK/$2.log" &

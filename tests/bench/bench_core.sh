@@ -26,6 +26,7 @@ listen: ["127.0.0.1:$P1"]
 workers: 2
 app:
   builtin: {}
+control: {socket: $WORK/builtin.sock}
 log: {level: warn}
 YAML
 "$WORKERD" start "$WORK/builtin.yaml" 2>"$WORK/workerd-builtin.log" &
@@ -74,6 +75,7 @@ workers: 2
 app:
   command: ["$PY", "-m", "uvicorn", "app:app", "--fd", "{fd}", "--no-access-log", "--log-level", "warning"]
   cwd: $ROOT/examples/fastapi
+control: {socket: $WORK/uvicorn.sock}
 log: {level: warn}
 YAML
 "$WORKERD" start "$WORK/uvicorn.yaml" 2>"$WORK/workerd-uvicorn.log" &
