@@ -69,7 +69,7 @@ ratio() {
 # halves throughput whichever supervisor runs it, and that luck is not the supervisor's cost.
 compare() {
   local title=$1; shift
-  local -a a_rps a_p99 b_rps b_p99 ea_rps ea_p99 eb_rps eb_p99
+  local -a a_rps=() a_p99=() b_rps=() b_p99=() ea_rps=() ea_p99=() eb_rps=() eb_p99=()
   echo "== $title: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds"
   for r in $(seq "$ROUNDS"); do
     local rps1 p991 split1 rest1 rps2 p992 split2 rest2
