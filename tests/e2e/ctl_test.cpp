@@ -356,3 +356,26 @@ TEST_CASE("top renders in a terminal and quits on q") {
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("workerctl finds the daemon through -c SPEC and $WORKERD_SOCKET; a second daemon may not take the socket") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 1));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    const std::string spec = dir.path() + "/workerd.yaml";
+    auto by_spec = run_program({bin_path("workerctl"), "-c", spec, "status", "--json"});
+    CHECK_MESSAGE(by_spec.exit_code == 0, by_spec.output);
+    CHECK(json::parse(by_spec.output)["pid"] == daemon.pid());
+    auto by_env = run_program({bin_path("workerctl"), "status", "--json"}, 20s,
+                              {"WORKERD_SOCKET=" + daemon.control_socket()});
+    CHECK_MESSAGE(by_env.exit_code == 0, by_env.output);
+
+    // Same control socket, another port: refused before anything starts, the first unharmed.
+    TempDir other;
+    const int other_port = free_tcp_port();
+    const auto second = run_program({bin_path("workerd"), "start",
+                                     other.write("second.yaml", builtin_spec(other_port, 1, fmt::format("control: {{socket: {}}}", daemon.control_socket())))});
+    CHECK(second.exit_code == 3);
+    CHECK(second.output.find("control socket") != std::string::npos);
+    CHECK(daemon.ctl({"status"}).exit_code == 0);
+}
