@@ -216,14 +216,27 @@ int main(int argc, char** argv) {
             }
             std::printf("%d worker%s\n", target, target == 1 ? "" : "s");
         } else if (*reload) {
-            const long before = client.call("status").value("generation", 0L);
-            client.call("reload");
+            // An invalid spec is refused right here, with its file:line:column messages.
+            const long generation = client.call("reload").value("generation", 0L);
             if (wait) {
+                json rollout;
                 wait_until(client, wait_timeout,
-                           [&](const json& s) { return s.value("generation", 0L) > before && settled(s); },
+                           [&](const json& s) {
+                               rollout = s.value("rollout", json());
+                               return rollout.is_object() && (rollout.value("generation", 0L) != generation ||
+                                                              rollout.value("state", "") != "running");
+                           },
                            fleet_text);
+                if (rollout.value("generation", 0L) != generation) {
+                    throw Failure(kFailed, fmt::format("generation {} was superseded by generation {}", generation,
+                                                       rollout.value("generation", 0L)));
+                }
+                if (rollout.value("state", "") == "failed") {
+                    throw Failure(kFailed, fmt::format("the rollout of generation {} failed: {}; the previous generation keeps serving",
+                                                       generation, rollout.value("reason", json("?")).get<std::string>()));
+                }
             }
-            std::printf("reloading%s\n", wait ? ": done" : "");
+            std::printf("generation %ld %s\n", generation, wait ? "rolled out" : "rolling out");
         } else if (*restart) {
             const json args_json = all ? json{{"all", true}} : json{{"slot", slot}};
             const json r = client.call("restart", args_json);

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "daemon/logging.hpp"
@@ -60,7 +61,7 @@ std::string describe_hang(const Verdict& v, const HealthPolicy& policy) {
 
 Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_exe)
     : spec_(std::move(spec)),
-      listeners_(std::move(listeners)),
+
       self_exe_(std::move(self_exe)),
       signals_(io_),
       timer_(io_),
@@ -70,6 +71,7 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_ex
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1}) {
         signals_.add(sig);
     }
+    for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
     if (spec_.app.builtin) board_ = LoadBoard::create();
     for (int slot = 0; slot < spec_.workers; ++slot) slots_[slot].active = true;
     // Throws ListenError when the socket is a live daemon's or cannot be made.
@@ -83,7 +85,7 @@ int Arbiter::run() {
     // A worker that closes a pipe must not kill the daemon.
     ::signal(SIGPIPE, SIG_IGN);
     std::string where;
-    for (const auto& l : listeners_) where += (where.empty() ? "" : ", ") + l.address().to_string();
+    for (const auto& l : listeners_) where += (where.empty() ? "" : ", ") + l->address().to_string();
     spdlog::info("workerd {} (pid {}) listening on {} with {} worker{} (generation {}); control socket {}",
                  kVersion, ::getpid(), where, desired(), desired() == 1 ? "" : "s", generation_,
                  control_->path());
@@ -154,18 +156,12 @@ void Arbiter::handle_signals() {
                 if (desired() > 1) scale_to(desired() - 1, "SIGTTOU");
                 break;
             case SIGHUP:
-            {
                 if (mode_ != Mode::running) break;
-                // A rolling restart into a new generation: each slot gets a new worker, and
-                // its old one drains once the new one is ready. (Re-reading the spec on
-                // reload comes with the reload work; today the spec stays as started.)
-                ++generation_;
-                std::vector<int> all;
-                for (const auto& [slot, s] : slots_) {
-                    if (s.active) all.push_back(slot);
+                try {
+                    reload("SIGHUP");
+                } catch (const ControlError&) {
+                    // Logged by reload(); the fleet keeps serving as it was.
                 }
-                restart_slots(all, fmt::format("SIGHUP: generation {}", generation_));
-            }
                 break;
             case SIGUSR1:
                 spdlog::info("SIGUSR1: the log goes to stderr; there is no file to reopen");
@@ -218,6 +214,14 @@ void Arbiter::handle_exit(pid_t pid, int status, Clock::time_point now) {
         spdlog::info("{} stopped: {} after {}{}", who, describe_status(status), seconds_text(uptime), why);
         return;
     }
+    // A new-generation worker that never got ready counts against its rollout.
+    if (!worker.health.ready_at && rollout_.state == Rollout::State::running &&
+        worker.generation == rollout_.generation) {
+        ++rollout_.failures;
+        rollout_.reason = fmt::format("worker {} {} after {}{}", worker.slot, describe_status(status),
+                                      seconds_text(uptime), why);
+        if (rollout_.failures >= spec_.rollout.failure_threshold) fail_rollout(now);
+    }
     if (!worker.health.ready_at && ++slot.exits_before_ready >= 3) {
         spdlog::warn("worker {} is flapping: {} exits in a row before it was ready", worker.slot,
                      slot.exits_before_ready);
@@ -252,7 +256,8 @@ void Arbiter::reconcile(Clock::time_point now) {
     for (auto& [pid, worker] : workers_) {
         if (!slots_[worker.slot].active && worker.state != WorkerState::draining) drain(worker, now);
     }
-    advance_rolling(now);
+    check_recycling(now);
+    roll(now);
 }
 
 void Arbiter::arm_timer(Clock::time_point now) {
@@ -269,6 +274,13 @@ void Arbiter::arm_timer(Clock::time_point now) {
         }
     }
     if (mode_ == Mode::running) {
+        // Recycling by memory is sampled once a second; by age, at each worker's time.
+        if (spec_.recycle.max_rss) consider(std::max(now, next_rss_sample_));
+        for (const auto& [pid, worker] : workers_) {
+            if (worker.retire_at && worker.replace_reason.empty()) {
+                consider(std::max(*worker.retire_at, worker.started_at + spec_.recycle.min_lifetime));
+            }
+        }
         for (const auto& [slot, state] : slots_) {
             if (state.active && live_workers_in_slot(slot) == 0) consider(std::max(now, state.not_before));
         }
@@ -296,7 +308,7 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         request.argv = worker_argv(spec_.app, addresses, self_exe_);
         request.cwd = spec_.app.cwd;
         request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_);
-        for (const auto& l : listeners_) request.inherit_fds.push_back(l.fd());
+        for (const auto& l : listeners_) request.inherit_fds.push_back(l->fd());
         if (board_) {
             request.env.push_back(fmt::format("WORKERD_BOARD_FD={}", 3 + request.inherit_fds.size()));
             request.inherit_fds.push_back(board_.get());
@@ -337,6 +349,18 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
     worker.pid = pid;
     worker.started_at = now;
     worker.health.started = now;
+    worker.listeners = listeners_;
+    // Recycling limits, each with this worker's own jitter so the fleet does not recycle at once.
+    const auto& recycle = spec_.recycle;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    if (recycle.max_requests) {
+        worker.request_limit = *recycle.max_requests +
+                               static_cast<std::uint64_t>(unit(rng_) * static_cast<double>(recycle.max_requests_jitter));
+    }
+    if (recycle.max_lifetime) {
+        worker.retire_at = now + *recycle.max_lifetime +
+                           Duration(static_cast<long>(unit(rng_) * static_cast<double>(recycle.max_lifetime_jitter.count())));
+    }
     transition(worker, WorkerEvent::started);
     workers_[pid] = worker;
     spdlog::info("worker {} (pid {}, gen {}) started: {}", slot_index, pid, generation_,
@@ -389,6 +413,11 @@ void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated) {
             worker.health.oldest_ms = message->stats.oldest_ms;
             // The only message that can bring a deadline forward: a request now in flight.
             if (spec_.health.request_timeout && message->stats.oldest_ms > 0) arm_timer(now);
+            // A worker past max_requests is recycled in the next turn of the loop.
+            if (worker.request_limit && message->stats.served >= *worker.request_limit &&
+                worker.replace_reason.empty()) {
+                boost::asio::post(io_, [this] { tick(); });
+            }
             break;
         case Kind::status:
             worker.status = message->status;
@@ -495,7 +524,7 @@ void Arbiter::transition(Worker& worker, WorkerEvent event) {
 
 std::vector<ListenAddress> Arbiter::listen_addresses() const {
     std::vector<ListenAddress> out;
-    for (const auto& l : listeners_) out.push_back(l.address());
+    for (const auto& l : listeners_) out.push_back(l->address());
     return out;
 }
 

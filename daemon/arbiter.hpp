@@ -61,6 +61,13 @@ private:
         std::uint64_t bad_lines = 0;               ///< malformed or over-long protocol lines
         std::uint64_t bad_lines_logged = 0;
         std::optional<Clock::time_point> bad_lines_logged_at;
+        std::string replace_reason;                ///< set: replace it (recycle, restart)
+        std::optional<std::uint64_t> request_limit;  ///< max_requests + this worker's jitter
+        std::optional<Clock::time_point> retire_at;  ///< max_lifetime + this worker's jitter
+        long rss_bytes = 0;                        ///< last sample, when max_rss is set
+        /// The listeners it was started with: an old generation's sockets stay open until
+        /// its last worker is gone, even when a reload changed `listen`.
+        std::vector<std::shared_ptr<Listener>> listeners;
     };
 
     struct Slot {
@@ -71,14 +78,23 @@ private:
         std::string last_exit;          ///< why the last worker in this slot ended
         bool active = false;            ///< part of the fleet (scaling turns slots on and off)
         int restarts = 0;               ///< workers started in this slot after the first
+        int recycles = 0;               ///< workers recycled (max_requests, max_rss, max_lifetime)
         bool started_once = false;
     };
 
-    /// A rolling restart in progress: one slot at a time, the next once the new worker is ready.
-    struct Rolling {
-        std::deque<int> queue;          ///< slots still to restart
-        std::optional<int> slot;        ///< the slot being restarted now
-        pid_t old_pid = 0;              ///< its previous worker
+    /// The latest rollout: a reload's new generation replacing the old one (recycles and
+    /// restarts go through the same steps without a new generation).
+    struct Rollout {
+        enum class State { none, running, done, failed };
+        State state = State::none;
+        long generation = 0;
+        Clock::time_point started;
+        int failures = 0;               ///< new workers that failed before READY
+        std::string reason;             ///< why it failed
+        // What to go back to when it fails.
+        std::optional<Spec> previous_spec;
+        long previous_generation = 0;
+        std::vector<std::shared_ptr<Listener>> previous_listeners;
     };
 
     // The loop: every event (signal, timer) ends in tick().
@@ -109,13 +125,23 @@ private:
     /// Sets the fleet to `n` workers: new slots start, the least busy surplus workers drain.
     void scale_to(int n, const std::string& why);
     /// Queues slots for a rolling restart (each: new worker first, old one drained).
-    void restart_slots(std::vector<int> slots, const std::string& why);
-    void advance_rolling(Clock::time_point now);
+    /// Marks workers for replacement through the rollout path.
+    void restart_slots(const std::vector<int>& slots, const std::string& why);
+    /// Re-reads the spec; a valid one starts a new generation. Throws ControlError (and logs)
+    /// when the spec is invalid or a new listener cannot be opened: nothing changes then.
+    nlohmann::json reload(const std::string& why);
+    /// One step of replacing workers: old generation, or flagged (recycle, restart).
+    void roll(Clock::time_point now);
+    void fail_rollout(Clock::time_point now);
+    void check_recycling(Clock::time_point now);
+    bool is_outgoing(const Worker& w) const;
+    Worker* successor_in_slot(int slot, pid_t outgoing);
+    bool rolling() const;
     nlohmann::json status_json(Clock::time_point now);
     nlohmann::json config_json() const;
 
     Spec spec_;
-    std::vector<Listener> listeners_;
+    std::vector<std::shared_ptr<Listener>> listeners_;
     std::string self_exe_;
     boost::asio::io_context io_;
     boost::asio::signal_set signals_;
@@ -127,7 +153,8 @@ private:
     Mode mode_ = Mode::running;
     long generation_ = 1;
     Clock::time_point started_at_ = Clock::now();
-    Rolling rolling_;
+    Rollout rollout_;
+    Clock::time_point next_rss_sample_{};
     std::map<pid_t, std::pair<Clock::time_point, long>> cpu_samples_;  ///< for CPU% in status
     std::unique_ptr<ControlServer> control_;
     std::vector<std::string> base_env_;  ///< the daemon's environment, for workers

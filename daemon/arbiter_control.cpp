@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -71,9 +72,12 @@ const Arbiter::Worker* Arbiter::live_worker_in_slot(int slot) const {
 }
 
 int Arbiter::ready_workers() const {
-    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& e) {
-        return e.second.state == WorkerState::ready && slots_.at(e.second.slot).active;
-    }));
+    // Slots in the fleet with a ready worker (during a replacement a slot briefly has two).
+    std::set<int> ready;
+    for (const auto& [pid, w] : workers_) {
+        if (w.state == WorkerState::ready && slots_.at(w.slot).active) ready.insert(w.slot);
+    }
+    return static_cast<int>(ready.size());
 }
 
 void Arbiter::scale_to(int n, const std::string& why) {
@@ -106,46 +110,6 @@ void Arbiter::scale_to(int n, const std::string& why) {
     spdlog::info("{}: scaling from {} to {} worker{}", why, from, n, n == 1 ? "" : "s");
 }
 
-void Arbiter::restart_slots(std::vector<int> slots, const std::string& why) {
-    for (int slot : slots) {
-        if (std::find(rolling_.queue.begin(), rolling_.queue.end(), slot) == rolling_.queue.end() &&
-            rolling_.slot != slot) {
-            rolling_.queue.push_back(slot);
-        }
-    }
-    spdlog::info("{}: rolling restart of {} worker(s)", why, slots.size());
-}
-
-void Arbiter::advance_rolling(Clock::time_point now) {
-    // The slot being restarted is done once a worker other than the old one is ready in it
-    // (or the slot has left the fleet). Then the next: its replacement starts at once (the
-    // old worker drains while the new one boots), so capacity never drops by more than one.
-    if (rolling_.slot) {
-        const int slot = *rolling_.slot;
-        const Worker* w = live_worker_in_slot(slot);
-        const bool done = !slots_[slot].active || (w != nullptr && w->pid != rolling_.old_pid &&
-                                                    w->state == WorkerState::ready);
-        if (!done) return;
-        rolling_.slot.reset();
-    }
-    while (!rolling_.queue.empty()) {
-        const int slot = rolling_.queue.front();
-        rolling_.queue.pop_front();
-        if (!slots_[slot].active) continue;
-        rolling_.slot = slot;
-        rolling_.old_pid = 0;
-        for (auto& [pid, w] : workers_) {
-            if (w.slot == slot && w.state != WorkerState::draining) {
-                rolling_.old_pid = pid;
-                drain(w, now);
-            }
-        }
-        slots_[slot].not_before = now;  // a restart is not a crash: no backoff
-        spawn_worker(slot, now);
-        return;
-    }
-}
-
 json Arbiter::status_json(Clock::time_point now) {
     json workers = json::array();
     const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
@@ -164,6 +128,8 @@ json Arbiter::status_json(Clock::time_point now) {
             {"state", to_string(w.state)},
             {"uptime_s", seconds(now - w.started_at)},
             {"restarts", slot.restarts},
+            {"recycles", slot.recycles},
+            {"replacing", w.replace_reason.empty() ? json(nullptr) : json(w.replace_reason)},
             {"last_exit", slot.last_exit.empty() ? json(nullptr) : json(slot.last_exit)},
             {"rss_bytes", rss_bytes(pid)},
             {"cpu_percent", ticks >= 0 && wall > 0 ? 100.0 * static_cast<double>(ticks - then_ticks) / static_cast<double>(ticks_per_second) / wall : 0.0},
@@ -202,7 +168,15 @@ json Arbiter::status_json(Clock::time_point now) {
         {"state", mode_ == Mode::running ? "running" : mode_ == Mode::stopping_graceful ? "stopping" : "stopping now"},
         {"desired", desired()},
         {"ready", ready_workers()},
-        {"rolling", rolling_.slot.has_value() || !rolling_.queue.empty()},
+        {"rolling", rolling()},
+        {"rollout", rollout_.state == Rollout::State::none
+                        ? json(nullptr)
+                        : json{{"generation", rollout_.generation},
+                               {"state", rollout_.state == Rollout::State::running ? "running"
+                                         : rollout_.state == Rollout::State::done  ? "done"
+                                                                                   : "failed"},
+                               {"failures", rollout_.failures},
+                               {"reason", rollout_.reason.empty() ? json(nullptr) : json(rollout_.reason)}}},
         {"workers", std::move(workers)},
         {"waiting", std::move(slots_waiting)},
     };
@@ -276,8 +250,7 @@ json Arbiter::control(const std::string& command, const json& args) {
         result = {{"desired", desired()}};
     } else if (command == "reload") {
         stopping();
-        pending_signals_.push_back(SIGHUP);  // exactly the SIGHUP path
-        result = {{"generation", generation_}};
+        result = reload("control: reload");  // the SIGHUP path
     } else if (command == "restart") {
         stopping();
         std::vector<int> slots;

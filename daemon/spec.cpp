@@ -406,6 +406,34 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                  spec.health.timeout_signal = sig;
              }
          }},
+        {"max_requests", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1LL << 50)) spec.recycle.max_requests = static_cast<std::uint64_t>(*x); }},
+        {"max_requests_jitter", [&](auto& k, auto& v) { if (auto x = integer(v, k, 0, 1LL << 50)) spec.recycle.max_requests_jitter = static_cast<std::uint64_t>(*x); }},
+        {"max_rss", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.recycle.max_rss = *x; }},
+        {"max_lifetime", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.recycle.max_lifetime = *x; }},
+        {"max_lifetime_jitter", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.max_lifetime_jitter = *x; }},
+        {"min_lifetime", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.min_lifetime = *x; }},
+        {"rollout", [&](auto& k, auto& v) {
+             auto amount = [&](const std::string& kk, const YAML::Node& vv, WorkerAmount& out) {
+                 auto s = scalar(vv, kk, "a number of workers or a percentage, e.g. 1 or 25%");
+                 if (!s) return;
+                 const bool percent = !s->empty() && s->back() == '%';
+                 const std::string digits = percent ? s->substr(0, s->size() - 1) : *s;
+                 if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos ||
+                     (percent && std::stoi(digits) > 100)) {
+                     error(vv, kk, fmt::format("'{}' is not a number of workers or a percentage (0-100%)", *s));
+                     return;
+                 }
+                 out = WorkerAmount{std::stoi(digits), percent};
+             };
+             for_each_key(v, k, {
+                 {"max_surge", [&](auto& kk, auto& vv) { amount(kk, vv, spec.rollout.max_surge); }},
+                 {"max_unavailable", [&](auto& kk, auto& vv) { amount(kk, vv, spec.rollout.max_unavailable); }},
+                 {"failure_threshold", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, 1000)) spec.rollout.failure_threshold = static_cast<int>(*x); }},
+             });
+             if (spec.rollout.max_surge.value == 0 && spec.rollout.max_unavailable.value == 0) {
+                 error(v, k, "max_surge and max_unavailable cannot both be 0: nothing could be replaced");
+             }
+         }},
         {"backoff", [&](auto& k, auto& v) {
              bool bad = false;
              for_each_key(v, k, {

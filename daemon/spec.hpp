@@ -37,6 +37,35 @@ struct BackoffSpec {
     Duration reset_after{std::chrono::seconds(10)};  ///< uptime that counts as stable
 };
 
+/// A count of workers, absolute ("2") or a share of the fleet ("25%").
+struct WorkerAmount {
+    int value = 0;
+    bool percent = false;
+    /// The number of workers for a fleet of `fleet`: percentages round up or down.
+    int resolve(int fleet, bool round_up) const {
+        if (!percent) return value;
+        return round_up ? (fleet * value + 99) / 100 : fleet * value / 100;
+    }
+    bool operator==(const WorkerAmount&) const = default;
+};
+
+/// `rollout`: how a reload or a recycle replaces workers.
+struct RolloutSpec {
+    WorkerAmount max_surge{25, true};      ///< extra workers while replacing (rounded up)
+    WorkerAmount max_unavailable{0, false};  ///< workers that may be missing (rounded down)
+    int failure_threshold = 3;             ///< new workers failing before READY: the rollout stops
+};
+
+/// Recycling: replacing a healthy worker that has served enough, grown too big, or lived long.
+struct RecycleSpec {
+    std::optional<std::uint64_t> max_requests;   ///< per STATS `served`
+    std::uint64_t max_requests_jitter = 0;       ///< + random 0..jitter per worker
+    std::optional<std::uint64_t> max_rss;        ///< bytes (RSS from /proc)
+    std::optional<Duration> max_lifetime;
+    Duration max_lifetime_jitter{0};
+    Duration min_lifetime{std::chrono::seconds(10)};  ///< never recycled younger than this
+};
+
 /// `control`: the Unix socket workerctl talks to (docs/control-protocol.md).
 struct ControlSpec {
     std::string socket;  ///< absolute after loading; empty = default_control_socket()
@@ -65,6 +94,8 @@ struct Spec {
     Duration graceful_timeout{std::chrono::seconds(30)};
     BackoffSpec backoff;
     HealthPolicy health;                 ///< timeout, boot_timeout, heartbeat, ... (top level)
+    RolloutSpec rollout;
+    RecycleSpec recycle;                 ///< max_requests, max_rss, max_lifetime, ... (top level)
     ControlSpec control;
     MetricsSpec metrics;
     LogSpec log;

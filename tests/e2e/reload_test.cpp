@@ -1,0 +1,166 @@
+// End-to-end: reloads, rollouts and recycling under a bounded wrk load; not one request may fail.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+using json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+std::string builtin_spec(int port, int workers, const std::string& extra = "") {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: {}
+app:
+  builtin: {{demo: true}}
+graceful_timeout: 5s
+backoff: {{initial: 100ms, max: 1s}}
+{}
+)",
+                       port, workers, extra);
+}
+
+// wrk against PATH for `seconds`, in the background; finish() waits and checks it saw no error.
+class Load {
+public:
+    Load(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64)
+        : out_(dir.path() + "/wrk.out"),
+          wrk_({"/usr/bin/wrk", "-t2", fmt::format("-c{}", connections), fmt::format("-d{}s", seconds),
+                fmt::format("http://127.0.0.1:{}{}", port, path)},
+               out_) {}
+    // wrk's report; the test fails on any non-2xx response or socket error.
+    std::string finish() {
+        const auto status = wrk_.wait_exit(60s);
+        REQUIRE(status);
+        const std::string out = read_file(out_);
+        CAPTURE(out);
+        CHECK(WEXITSTATUS(*status) == 0);
+        CHECK(out.find("Requests/sec") != std::string::npos);
+        CHECK(out.find("Non-2xx") == std::string::npos);
+        CHECK(out.find("Socket errors") == std::string::npos);
+        return out;
+    }
+
+private:
+    std::string out_;
+    ChildProcess wrk_;
+};
+
+json status_of(const Daemon& daemon) {
+    const auto r = daemon.ctl({"status", "--json"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    return json::parse(r.output);
+}
+
+void sleep_until(SteadyClock::time_point t) { std::this_thread::sleep_until(t); }
+
+}  // namespace
+
+TEST_CASE("4 bundled workers, SIGHUP at 3, 7 and 11 s under wrk: no request fails, three new generations") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 4));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 4));
+    const auto t0 = SteadyClock::now();
+    Load load(dir, port, 15);
+    for (int at : {3, 7, 11}) {
+        sleep_until(t0 + std::chrono::seconds(at));
+        daemon.process().signal(SIGHUP);
+    }
+    load.finish();
+    CHECK(daemon.wait_for_log("generation 4 rolled out", 10s));
+    CHECK(daemon.count_in_log("rolled out in") == 3);
+    const json s = status_of(daemon);
+    CHECK(s["generation"] == 4);
+    CHECK(s["ready"] == 4);
+    for (const auto& w : s["workers"]) CHECK(w["generation"] == 4);
+}
+
+TEST_CASE("a single-worker fleet reloads without failing a request") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 1));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    Load load(dir, port, 5);
+    std::this_thread::sleep_for(1s);
+    const auto r = daemon.ctl({"reload", "--wait"});
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    std::this_thread::sleep_for(1s);
+    CHECK(daemon.ctl({"reload", "--wait"}).exit_code == 0);
+    load.finish();
+    CHECK(status_of(daemon)["generation"] == 3);
+}
+
+TEST_CASE("reload to an app that exits at boot: the rollout stops, the old workers serve throughout") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 4));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 4));
+    const auto before = daemon.workers();
+    Load load(dir, port, 6);
+    std::this_thread::sleep_for(500ms);
+    // The new code is broken: its workers exit at once.
+    dir.write("workerd.yaml", fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 4
+app:
+  command: ["/bin/false"]
+backoff: {{initial: 100ms, max: 1s}}
+control: {{socket: {}}}
+)",
+                                          port, daemon.control_socket()));
+    const auto r = daemon.ctl({"reload", "--wait"}, 30s);
+    CHECK(r.exit_code == 1);
+    CHECK_MESSAGE(r.output.find("the rollout of generation 2 failed") != std::string::npos, r.output);
+    CHECK(r.output.find("exited with status 1") != std::string::npos);
+    load.finish();
+    const json s = status_of(daemon);
+    CHECK(s["generation"] == 1);
+    CHECK(s["ready"] == 4);
+    CHECK(s["rollout"]["state"] == "failed");
+    CHECK(daemon.workers() == before);  // the old workers never stopped
+    CHECK(daemon.count_in_log("rollout of generation 2 failed") == 1);
+}
+
+TEST_CASE("reload with a broken spec changes nothing and says where the spec is wrong") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    const auto before = daemon.workers();
+    Load load(dir, port, 3);
+    const std::string spec = dir.write("workerd.yaml", builtin_spec(port, 2, "wokers: 3\ntimeout: soon\n"));
+    const auto r = daemon.ctl({"reload", "--wait"});
+    CHECK(r.exit_code == 1);
+    CHECK_MESSAGE(r.output.find(spec + ":8:1: wokers: unknown key") != std::string::npos, r.output);
+    CHECK(r.output.find(spec + ":9:10: timeout:") != std::string::npos);
+    daemon.process().signal(SIGHUP);  // the same through the signal: logged
+    CHECK(daemon.wait_for_log("SIGHUP: the spec has errors; nothing changed", 5s));
+    load.finish();
+    CHECK(status_of(daemon)["generation"] == 1);
+    CHECK(daemon.workers() == before);
+}
+
+TEST_CASE("max_requests with jitter recycles workers under load without failing a request") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2, "max_requests: 1000\nmax_requests_jitter: 200\nmin_lifetime: 0s\n"));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    Load load(dir, port, 5, "/healthz", 16);
+    load.finish();
+    CHECK(daemon.count_in_log("recycled: served") >= 2);
+    const json s = status_of(daemon);
+    int recycles = 0;
+    for (const auto& w : s["workers"]) recycles += w["recycles"].get<int>();
+    CHECK(recycles >= 1);
+    CHECK(eventually([&] { return status_of(daemon)["ready"] == 2; }, 5s));
+}
