@@ -442,6 +442,8 @@ void Arbiter::note_bad_line(Worker& worker, std::string_view what, Clock::time_p
 
 void Arbiter::mark_ready(Worker& worker, Clock::time_point now, const char* how) {
     worker.health.ready_at = now;
+    // A rollout or a --wait may be waiting for exactly this: take the next step now.
+    boost::asio::post(io_, [this] { tick(); });
     slots_[worker.slot].exits_before_ready = 0;
     if (worker.state != WorkerState::booting) return;
     transition(worker, WorkerEvent::ready);
