@@ -164,3 +164,49 @@ TEST_CASE("max_requests with jitter recycles workers under load without failing 
     CHECK(recycles >= 1);
     CHECK(eventually([&] { return status_of(daemon)["ready"] == 2; }, 5s));
 }
+
+namespace {
+std::string python_spec(int port, int workers, const std::string& app, const std::string& extra = "") {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: {}
+app:
+  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "{}", "--no-access-log"]
+  cwd: {}
+  env: {{PYTHONPATH: "{}"}}
+graceful_timeout: 10s
+{}
+)",
+                       port, workers, app, source_path("tests/data/apps"), source_path("packaging/python"), extra);
+}
+}  // namespace
+
+TEST_CASE("FastAPI under workerd_uvicorn: SIGHUP under wrk fails no request") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, python_spec(port, 2, "hang_app:app"));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    const auto t0 = SteadyClock::now();
+    Load load(dir, port, 10, "/whoami", 32);
+    for (int at : {2, 6}) {
+        sleep_until(t0 + std::chrono::seconds(at));
+        daemon.process().signal(SIGHUP);
+    }
+    load.finish();
+    CHECK(daemon.wait_for_log("generation 3 rolled out", 20s));
+    CHECK(status_of(daemon)["generation"] == 3);
+}
+
+TEST_CASE("an app that leaks memory is recycled at max_rss, and no request fails") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, python_spec(port, 2, "leak_app:app", "max_rss: 96MiB\nmin_lifetime: 1s\n"));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    Load load(dir, port, 8, "/leak", 16);
+    load.finish();
+    CHECK_MESSAGE(daemon.count_in_log("recycled: RSS") >= 1, daemon.log());
+    const json s = status_of(daemon);
+    int recycles = 0;
+    for (const auto& w : s["workers"]) recycles += w["recycles"].get<int>();
+    CHECK(recycles >= 1);
+}

@@ -60,3 +60,27 @@ class StatsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DrainingTest(unittest.TestCase):
+    def test_responses_close_their_connection_while_draining(self):
+        stats = RequestStats()
+        sent = []
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/plain"), (b"connection", b"keep-alive")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def send(message):
+            sent.append(message)
+
+        mw = StatsMiddleware(app, stats)
+        asyncio.run(mw({"type": "http"}, None, send))
+        self.assertNotIn((b"connection", b"close"), sent[0]["headers"])
+        stats.draining = True
+        sent.clear()
+        asyncio.run(mw({"type": "http"}, None, send))
+        self.assertIn((b"connection", b"close"), sent[0]["headers"])
+        self.assertNotIn((b"connection", b"keep-alive"), sent[0]["headers"])
+        self.assertEqual(sent[1]["body"], b"ok")

@@ -13,6 +13,10 @@ from uvicorn.config import LOGGING_CONFIG
 from workerd_uvicorn.protocol import Notifier, RequestStats, StatsMiddleware
 
 
+# How long idle keep-alive connections stay open once draining starts (as the bundled worker).
+DRAIN_IDLE_WINDOW = 1.0
+
+
 class WorkerdServer(uvicorn.Server):
     """uvicorn's server, saying READY after startup and beating from its own event loop."""
 
@@ -40,6 +44,19 @@ class WorkerdServer(uvicorn.Server):
 
     async def shutdown(self, sockets=None):
         self.notifier.send("STOPPING", "1")
+        # Drain like the bundled worker, without racing clients: stop accepting, answer the
+        # next request on every keep-alive connection with `Connection: close`, and give idle
+        # connections a short window before uvicorn closes what is left. (Plain uvicorn closes
+        # idle keep-alive connections at once, and a request already on its way is reset.)
+        self.stats.draining = True
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_IDLE_WINDOW
+        while self.server_state.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         await super().shutdown(sockets=sockets)
         if self._heartbeat is not None:
             self._heartbeat.cancel()

@@ -62,6 +62,7 @@ class RequestStats:
     """Cumulative request counts, in-flight requests and the latency histogram."""
 
     def __init__(self):
+        self.draining = False  # set at shutdown: responses then say Connection: close
         self.served = 0
         self.buckets = [0] * LATENCY_BUCKETS
         self._inflight = {}
@@ -99,7 +100,17 @@ class StatsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         token = self.stats.start()
+        stats = self.stats
+
+        async def send_closing(message):
+            # While draining, every response ends its connection, so clients move to a worker
+            # that is staying instead of having an idle connection closed under them.
+            if stats.draining and message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = dict(message, headers=headers + [(b"connection", b"close")])
+            await send(message)
+
         try:
-            return await self.app(scope, receive, send)
+            return await self.app(scope, receive, send_closing)
         finally:
             self.stats.finish(token)
