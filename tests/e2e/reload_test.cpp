@@ -210,3 +210,38 @@ TEST_CASE("an app that leaks memory is recycled at max_rss, and no request fails
     for (const auto& w : s["workers"]) recycles += w["recycles"].get<int>();
     CHECK(recycles >= 1);
 }
+
+TEST_CASE("a reload that moves the listener opens the new socket first and closes the old one after its workers") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 2));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    const int moved = free_tcp_port();
+    dir.write("workerd.yaml", builtin_spec(moved, 2, fmt::format("control: {{socket: {}}}", daemon.control_socket())));
+    const auto r = daemon.ctl({"reload", "--wait"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(http_get(moved, "/healthz").has_value());
+    // The old generation is gone, and with it the last user of the old socket.
+    CHECK(eventually([&] { return !http_get(port, "/healthz", 500ms).has_value(); }, 10s));
+    CHECK(json::parse(daemon.ctl({"config"}).output)["listen"][0]["address"] == fmt::format("127.0.0.1:{}", moved));
+
+    // A reload to an address that cannot be bound changes nothing.
+    const int taken = free_tcp_port();
+    ChildProcess squatter({"/usr/bin/python3", "-c",
+                           fmt::format("import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{})); s.listen(); time.sleep(60)", taken)},
+                          dir.path() + "/squatter.log");
+    REQUIRE(eventually([&] { return HttpConnection(taken).connected(); }, 5s));
+    dir.write("workerd.yaml", fmt::format(R"(
+listen: ["127.0.0.1:{}", "127.0.0.1:{}"]
+workers: 2
+app:
+  builtin: {{}}
+control: {{socket: {}}}
+)",
+                                          moved, taken, daemon.control_socket()));
+    const auto refused = daemon.ctl({"reload"});
+    CHECK(refused.exit_code == 1);
+    CHECK_MESSAGE(refused.output.find("Address already in use") != std::string::npos, refused.output);
+    CHECK(json::parse(daemon.ctl({"status", "--json"}).output)["generation"] == 2);
+    CHECK(http_get(moved, "/healthz").has_value());
+}
