@@ -80,6 +80,7 @@ test-sanitize: test-deps
 bench: bench-deps build
 	tests/bench/bench_core.sh
 	tests/bench/bench_ctl.sh
+	tests/bench/bench_reload.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
