@@ -160,8 +160,8 @@ int main(int argc, char** argv) {
     scale->add_option("count", count, "N (absolute), +N or -N (relative)")->required();
     scale->add_flag("--wait", wait, "return once the fleet has that many ready workers");
 
-    auto* reload = app.add_subcommand("reload", "rolling restart into a new generation (as SIGHUP)");
-    reload->add_flag("--wait", wait, "return once every worker is of the new generation and ready");
+    auto* reload = app.add_subcommand("reload", "re-read the spec and roll out a new generation (as SIGHUP)");
+    reload->add_flag("--wait", wait, "return once the new generation is rolled out; exit 1 if it failed");
 
     int slot = -1;
     bool all = false;
