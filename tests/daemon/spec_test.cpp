@@ -52,6 +52,16 @@ TEST_CASE("a full spec loads into the struct, paths relative to the spec file") 
     CHECK(s.health.timeout_signal == SIGABRT);
     CHECK(s.health.kill_timeout == 3s);
     CHECK(s.health.request_timeout == std::optional<Duration>(45s));
+    CHECK(s.rollout.max_surge == WorkerAmount{2, false});
+    CHECK(s.rollout.max_unavailable == WorkerAmount{25, true});
+    CHECK(s.rollout.max_unavailable.resolve(10, false) == 2);
+    CHECK(s.rollout.failure_threshold == 5);
+    CHECK(s.recycle.max_requests == std::optional<std::uint64_t>(1000));
+    CHECK(s.recycle.max_requests_jitter == 50);
+    CHECK(s.recycle.max_rss == std::optional<std::uint64_t>(256ULL << 20));
+    CHECK(s.recycle.max_lifetime == std::optional<Duration>(3600s));
+    CHECK(s.recycle.max_lifetime_jitter == 300s);
+    CHECK(s.recycle.min_lifetime == 30s);
     CHECK(s.control.socket == kGood + "/ctl.sock");
     REQUIRE(s.metrics.listen);
     CHECK(s.metrics.listen->port == 9100);
