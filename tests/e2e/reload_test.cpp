@@ -245,3 +245,21 @@ control: {{socket: {}}}
     CHECK(json::parse(daemon.ctl({"status", "--json"}).output)["generation"] == 2);
     CHECK(http_get(moved, "/healthz").has_value());
 }
+
+TEST_CASE("a reload during a rollout supersedes it, and no request fails") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, python_spec(port, 2, "hang_app:app"));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    Load load(dir, port, 6, "/whoami", 16);
+    std::this_thread::sleep_for(1s);
+    daemon.process().signal(SIGHUP);
+    REQUIRE(daemon.wait_for_log("rolling out generation 2", 5s));
+    daemon.process().signal(SIGHUP);  // generation 2's workers are still booting (~200 ms)
+    load.finish();
+    CHECK(daemon.wait_for_log("generation 3 rolled out", 20s));
+    CHECK(daemon.count_in_log("generation 2 rolled out") == 0);
+    const json s = status_of(daemon);
+    CHECK(s["generation"] == 3);
+    for (const auto& w : s["workers"]) CHECK(w["generation"] == 3);
+}
