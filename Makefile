@@ -15,7 +15,7 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
   nlohmann-json3-dev libcli11-dev
 # Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3), wrk for
 # load, setpriv (util-linux) to run workerctl as another user.
-TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometheus
 # Benchmarks: the load generator and the peers workerd is compared with.
 BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
 

@@ -45,6 +45,8 @@ std::optional<RequestStats> parse_stats(std::string_view text) {
             if (!parse_int(value, s.inflight)) return std::nullopt;
         } else if (name == "oldest_ms") {
             if (!parse_int(value, s.oldest_ms)) return std::nullopt;
+        } else if (name == "sum_us") {
+            if (!parse_int(value, s.sum_us)) return std::nullopt;
         } else if (name == "buckets") {
             std::string_view rest = value;
             for (int k = 0; !rest.empty(); ++k) {
@@ -97,7 +99,8 @@ std::optional<double> RequestStats::percentile_ms(double q) const {
 std::string RequestStats::format() const {
     int last = kLatencyBuckets - 1;
     while (last > 0 && buckets[last] == 0) --last;
-    std::string out = fmt::format("served={} inflight={} oldest_ms={} buckets=", served, inflight, oldest_ms);
+    std::string out = fmt::format("served={} inflight={} oldest_ms={} sum_us={} buckets=", served, inflight,
+                                  oldest_ms, sum_us);
     for (int k = 0; k <= last; ++k) fmt::format_to(std::back_inserter(out), "{}{}", k ? "," : "", buckets[k]);
     return out;
 }

@@ -25,6 +25,7 @@ struct RequestStats {
     std::uint64_t served = 0;
     std::int64_t inflight = 0;
     std::int64_t oldest_ms = 0;
+    std::uint64_t sum_us = 0;  ///< total latency of the served requests (optional field)
     std::array<std::uint64_t, kLatencyBuckets> buckets{};
 
     /// "served=... inflight=... oldest_ms=... buckets=..." (trailing zero buckets left out).

@@ -57,6 +57,7 @@ public:
         ++stats_.served;
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
         ++stats_.buckets[latency_bucket(us.count())];
+        stats_.sum_us += static_cast<std::uint64_t>(us.count());
     }
 
     // Connections register themselves for the idle sweep.

@@ -33,13 +33,15 @@ TEST_CASE("STATS round-trips and ignores unknown fields") {
     s.oldest_ms = 41;
     s.buckets[0] = 7;
     s.buckets[4] = 9;
-    CHECK(s.format() == "served=1520 inflight=3 oldest_ms=41 buckets=7,0,0,0,9");
+    s.sum_us = 123456;
+    CHECK(s.format() == "served=1520 inflight=3 oldest_ms=41 sum_us=123456 buckets=7,0,0,0,9");
     auto m = parse_notify_line("STATS=" + s.format() + " p99_hint=12");
     REQUIRE(m);
     CHECK(m->kind == Kind::stats);
     CHECK(m->stats.served == 1520);
     CHECK(m->stats.inflight == 3);
     CHECK(m->stats.oldest_ms == 41);
+    CHECK(m->stats.sum_us == 123456);
     CHECK(m->stats.buckets == s.buckets);
     std::string too_many = "STATS=buckets=0";
     for (int k = 1; k <= kLatencyBuckets; ++k) too_many += ",1";

@@ -54,7 +54,7 @@ class StatsTest(unittest.TestCase):
         asyncio.run(mw({"type": "lifespan"}, None, None))  # not a request
         self.assertIn("inflight=1", seen[0])
         self.assertEqual(stats.served, 1)
-        self.assertTrue(stats.format().startswith("served=1 inflight=0 oldest_ms=0 buckets="))
+        self.assertTrue(stats.format().startswith("served=1 inflight=0 oldest_ms=0 sum_us="))
         self.assertEqual(sum(stats.buckets), 1)
 
 

@@ -64,6 +64,7 @@ class RequestStats:
     def __init__(self):
         self.draining = False  # set at shutdown: responses then say Connection: close
         self.served = 0
+        self.sum_us = 0
         self.buckets = [0] * LATENCY_BUCKETS
         self._inflight = {}
         self._ids = itertools.count()
@@ -77,8 +78,10 @@ class RequestStats:
         started = self._inflight.pop(token, None)
         if started is None:
             return
+        micros = int((time.monotonic() - started) * 1e6)
         self.served += 1
-        self.buckets[latency_bucket(int((time.monotonic() - started) * 1e6))] += 1
+        self.sum_us += micros
+        self.buckets[latency_bucket(micros)] += 1
 
     def format(self):
         now = time.monotonic()
@@ -86,7 +89,7 @@ class RequestStats:
         last = max((k for k, n in enumerate(self.buckets) if n), default=0)
         buckets = ",".join(str(n) for n in self.buckets[: last + 1])
         return (f"served={self.served} inflight={len(self._inflight)} "
-                f"oldest_ms={int((now - oldest) * 1000)} buckets={buckets}")
+                f"oldest_ms={int((now - oldest) * 1000)} sum_us={self.sum_us} buckets={buckets}")
 
 
 class StatsMiddleware:
