@@ -1,5 +1,6 @@
 #include "daemon/arbiter.hpp"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +75,10 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_ex
     for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
     if (spec_.app.builtin) board_ = LoadBoard::create();
     for (int slot = 0; slot < spec_.workers; ++slot) slots_[slot].active = true;
+    if (spec_.metrics.listen) {
+        metrics_ = std::make_unique<MetricsServer>(io_, *spec_.metrics.listen,
+                                                   [this](const std::string& path) { return metrics_endpoint(path); });
+    }
     // Throws ListenError when the socket is a live daemon's or cannot be made.
     control_ = std::make_unique<ControlServer>(
         io_, spec_.control, [this](const std::string& command, const nlohmann::json& args) {
@@ -90,6 +95,10 @@ int Arbiter::run() {
                  kVersion, ::getpid(), where, desired(), desired() == 1 ? "" : "s", generation_,
                  control_->path());
     control_->start();
+    if (metrics_) {
+        metrics_->start();
+        spdlog::info("metrics on http://{}/metrics", spec_.metrics.listen->to_string());
+    }
     wait_for_signal();
     tick();
     io_.run();
@@ -176,18 +185,21 @@ void Arbiter::reap_children() {
     // The one place that reaps: every child of the daemon ends here.
     while (true) {
         int status = 0;
-        const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        rusage usage{};
+        const pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
         if (pid == 0) return;
         if (pid < 0) {
             if (errno == EINTR) continue;
             if (errno != ECHILD) spdlog::error("waitpid failed: {}", std::strerror(errno));
             return;
         }
-        handle_exit(pid, status, Clock::now());
+        const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+        handle_exit(pid, status, cpu, Clock::now());
     }
 }
 
-void Arbiter::handle_exit(pid_t pid, int status, Clock::time_point now) {
+void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time_point now) {
     auto it = workers_.find(pid);
     if (it == workers_.end()) {
         // A child whose exec failed: spawn_worker already reported it.
@@ -201,6 +213,25 @@ void Arbiter::handle_exit(pid_t pid, int status, Clock::time_point now) {
     const bool was_draining = worker.state == WorkerState::draining;
     transition(worker, WorkerEvent::exited);
     const auto uptime = now - worker.started_at;
+    {
+        // Its totals stay in the fleet's counters.
+        Slot& s = slots_[worker.slot];
+        s.retired_requests += worker.stats.served;
+        s.retired_cpu_seconds += cpu_seconds;
+        retired_stats_.served += worker.stats.served;
+        retired_stats_.sum_us += worker.stats.sum_us;
+        for (int k = 0; k < kLatencyBuckets; ++k) retired_stats_.buckets[k] += worker.stats.buckets[k];
+        // Why it went, by reason (a stop of the whole fleet is not a restart).
+        std::string reason;
+        if (mode_ != Mode::running) reason.clear();
+        else if (worker.escalation) reason = to_string(worker.escalation->reason);
+        else if (!worker.replace_kind.empty()) reason = worker.replace_kind;
+        else if (was_draining && !s.active) reason = "scale down";
+        else if (was_draining) reason = "reload";
+        else reason = WIFSIGNALED(status) ? "signal" : "exit";
+        std::replace(reason.begin(), reason.end(), ' ', '_');
+        if (!reason.empty()) ++restarts_by_reason_[reason];
+    }
     const std::string who = fmt::format("worker {} (pid {}, gen {})", worker.slot, pid,
                                         worker.generation);
     const bool wanted = mode_ == Mode::running && slots_[worker.slot].active && !was_draining;

@@ -17,6 +17,7 @@
 
 #include "daemon/backoff.hpp"
 #include "daemon/control_server.hpp"
+#include "daemon/metrics_server.hpp"
 #include "daemon/health.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/load_board.hpp"
@@ -62,6 +63,7 @@ private:
         std::uint64_t bad_lines_logged = 0;
         std::optional<Clock::time_point> bad_lines_logged_at;
         std::string replace_reason;                ///< set: replace it (recycle, restart)
+        std::string replace_kind;                  ///< for metrics: max_requests, max_rss, max_lifetime, restart
         std::optional<std::uint64_t> request_limit;  ///< max_requests + this worker's jitter
         std::optional<Clock::time_point> retire_at;  ///< max_lifetime + this worker's jitter
         long rss_bytes = 0;                        ///< last sample, when max_rss is set
@@ -79,6 +81,9 @@ private:
         bool active = false;            ///< part of the fleet (scaling turns slots on and off)
         int restarts = 0;               ///< workers started in this slot after the first
         int recycles = 0;               ///< workers recycled (max_requests, max_rss, max_lifetime)
+        // What the slot's gone workers did, so that counters never go backwards.
+        std::uint64_t retired_requests = 0;
+        double retired_cpu_seconds = 0;
         bool started_once = false;
     };
 
@@ -111,7 +116,9 @@ private:
     void arm_timer(Clock::time_point now);
 
     void wait_for_signal();
-    void handle_exit(pid_t pid, int status, Clock::time_point now);
+    void handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time_point now);
+    MetricsResponse metrics_endpoint(const std::string& path);
+    std::string metrics_text(Clock::time_point now);
     void spawn_worker(int slot, Clock::time_point now);
     void drain(Worker& worker, Clock::time_point now);
     void kill_now(Worker& worker);
@@ -157,6 +164,10 @@ private:
     Clock::time_point next_rss_sample_{};
     std::map<pid_t, std::pair<Clock::time_point, long>> cpu_samples_;  ///< for CPU% in status
     std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<MetricsServer> metrics_;
+    // Fleet totals of gone workers (requests, latency) and restarts by reason, for /metrics.
+    RequestStats retired_stats_;
+    std::map<std::string, std::uint64_t> restarts_by_reason_;
     std::vector<std::string> base_env_;  ///< the daemon's environment, for workers
     UniqueFd board_;  ///< the bundled workers' LoadBoard; empty for external commands
 };

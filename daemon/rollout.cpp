@@ -61,6 +61,7 @@ void Arbiter::restart_slots(const std::vector<int>& slots, const std::string& wh
         if (std::find(slots.begin(), slots.end(), w.slot) != slots.end() && w.state != WorkerState::draining &&
             w.replace_reason.empty()) {
             w.replace_reason = why;
+            w.replace_kind = "restart";
         }
     }
     spdlog::info("{}: restarting {} worker(s), one step at a time", why, slots.size());
@@ -152,10 +153,13 @@ void Arbiter::check_recycling(Clock::time_point now) {
         std::string reason;
         if (w.request_limit && w.stats.served >= *w.request_limit) {
             reason = fmt::format("served {} requests (max_requests {})", w.stats.served, *w.request_limit);
+            w.replace_kind = "max_requests";
         } else if (r.max_rss && w.rss_bytes > static_cast<long>(*r.max_rss)) {
             reason = fmt::format("RSS {} MiB (max_rss {} MiB)", w.rss_bytes >> 20, *r.max_rss >> 20);
+            w.replace_kind = "max_rss";
         } else if (w.retire_at && now >= *w.retire_at) {
             reason = fmt::format("lived {} (max_lifetime)", format_duration(std::chrono::duration_cast<Duration>(now - w.started_at)));
+            w.replace_kind = "max_lifetime";
         }
         if (reason.empty()) continue;
         w.replace_reason = "recycled: " + reason;

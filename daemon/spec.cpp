@@ -492,6 +492,9 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                                       } else if (a) {
                                           spec.metrics.listen = a;
                                       }
+                                  }},
+                                 {"min_ready", [&](auto& kk, auto& vv) {
+                                      if (auto x = integer(vv, kk, 0, kMaxWorkers)) spec.metrics.min_ready = static_cast<int>(*x);
                                   }}});
          }},
         {"log", [&](auto& k, auto& v) {

@@ -77,6 +77,7 @@ struct ControlSpec {
 
 struct MetricsSpec {
     std::optional<ListenAddress> listen;  ///< unset = no metrics endpoint
+    int min_ready = 1;                    ///< /readyz is 200 with at least this many ready workers
 };
 
 struct LogSpec {
