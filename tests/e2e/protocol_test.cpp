@@ -1,7 +1,6 @@
 // End-to-end: the worker protocol with the real daemon: heartbeats, boot and request timeouts,
 // workers that do not speak it, the Python integration, and garbage on the pipe.
 #include <doctest/doctest.h>
-#include <sys/syscall.h>
 
 #include <algorithm>
 #include <future>
@@ -26,13 +25,6 @@ std::vector<double> restart_delays_ms(const std::string& log) {
         out.push_back((*it)[2] == "s" ? v * 1000 : v);
     }
     return out;
-}
-
-// True while the process's (main) thread is in nanosleep or clock_nanosleep.
-bool in_sleep_syscall(pid_t pid) {
-    const std::string call = read_file("/proc/" + std::to_string(pid) + "/syscall");
-    return call.starts_with(std::to_string(SYS_clock_nanosleep) + " ") ||
-           call.starts_with(std::to_string(SYS_nanosleep) + " ");
 }
 
 long vm_field_kib(pid_t pid, const std::string& field) {

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,6 +175,12 @@ std::map<int, std::string> open_fds(pid_t pid) {
         out[std::stoi(entry.path().filename())] = fs::read_symlink(entry.path(), link_ec).string();
     }
     return out;
+}
+
+bool in_sleep_syscall(pid_t pid) {
+    const std::string call = read_file("/proc/" + std::to_string(pid) + "/syscall");
+    return call.starts_with(std::to_string(SYS_clock_nanosleep) + " ") ||
+           call.starts_with(std::to_string(SYS_nanosleep) + " ");
 }
 
 std::map<std::string, std::string> environment_of(pid_t pid) {

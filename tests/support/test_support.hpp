@@ -86,6 +86,9 @@ bool process_alive(pid_t pid);
 /// True once `pid` runs the program named `comm` and is asleep in it (state S): past exec,
 /// with its close-on-exec descriptors already gone.
 bool settled_in(pid_t pid, const std::string& comm);
+/// True while the process's main thread sleeps in nanosleep or clock_nanosleep (a bundled
+/// worker inside /demo/block, say; an idle one waits in epoll instead).
+bool in_sleep_syscall(pid_t pid);
 /// /proc/PID/fd entries: fd number -> link target ("socket:[123]", "/dev/null", "pipe:[9]").
 std::map<int, std::string> open_fds(pid_t pid);
 /// /proc/PID/environ as KEY -> VALUE.

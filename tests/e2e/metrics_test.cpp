@@ -1,0 +1,210 @@
+// End-to-end: the metrics endpoint with promtool and a real Prometheus server on loopback.
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <csignal>
+#include <cstring>
+#include <future>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+using json = nlohmann::json;
+
+namespace {
+
+struct Fleet {
+    TempDir dir;
+    int port = free_tcp_port();
+    int metrics_port = free_tcp_port();
+    std::unique_ptr<Daemon> daemon;
+
+    Fleet(int workers, int min_ready = 1) {
+        daemon = std::make_unique<Daemon>(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}", "unix:{}/app.sock"]
+workers: {}
+app:
+  builtin: {{demo: true}}
+metrics: {{listen: "127.0.0.1:{}", min_ready: {}}}
+graceful_timeout: 10s
+)",
+                                                           port, dir.path(), workers, metrics_port, min_ready));
+        // Not /healthz on the app port: every request there would count in the metrics.
+        REQUIRE_MESSAGE(daemon->wait_for_log("ready: said READY", 10s, workers), daemon->log());
+        REQUIRE(eventually([&] { return http_get(metrics_port, "/healthz").has_value(); }, 5s));
+    }
+    std::string scrape() const {
+        auto r = http_get(metrics_port, "/metrics");
+        REQUIRE(r);
+        REQUIRE(r->status == 200);
+        return r->body;
+    }
+};
+
+// name{labels} -> value, for every sample in a scrape.
+std::map<std::string, double> samples(const std::string& text) {
+    std::map<std::string, double> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#') continue;
+        const auto space = line.rfind(' ');
+        out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+    }
+    return out;
+}
+
+bool is_counter_sample(const std::string& key) {
+    const std::string name = key.substr(0, key.find('{'));
+    return name.ends_with("_total") || name.ends_with("_bucket") || name.ends_with("_count") ||
+           name.ends_with("_sum");
+}
+
+}  // namespace
+
+TEST_CASE("promtool finds no problem in a live scrape") {
+    Fleet fleet(2);
+    for (int i = 0; i < 5; ++i) REQUIRE(http_get(fleet.port, "/demo/whoami"));
+    const std::string path = fleet.dir.write("scrape.txt", fleet.scrape());
+    const auto r = run_program({"/bin/sh", "-c", "/usr/bin/promtool check metrics < " + path});
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(r.output.empty());
+}
+
+TEST_CASE("a real Prometheus scrapes workerd: ready workers, exact request count, plausible latency") {
+    Fleet fleet(3);
+    const int prom_port = free_tcp_port();
+    const std::string config = fleet.dir.write("prometheus.yml", fmt::format(R"(
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: workerd
+    static_configs: [{{targets: ["127.0.0.1:{}"]}}]
+)",
+                                                                             fleet.metrics_port));
+    ChildProcess prometheus({"/usr/bin/prometheus", "--config.file=" + config,
+                             "--storage.tsdb.path=" + fleet.dir.path() + "/tsdb",
+                             fmt::format("--web.listen-address=127.0.0.1:{}", prom_port)},
+                            fleet.dir.path() + "/prometheus.log");
+    auto query = [&](const std::string& promql) -> std::optional<double> {
+        std::string encoded;
+        for (unsigned char c : promql) {
+            encoded += std::isalnum(c) ? std::string(1, static_cast<char>(c)) : fmt::format("%{:02X}", c);
+        }
+        auto r = http_get(prom_port, "/api/v1/query?query=" + encoded, 5s);
+        if (!r || r->status != 200) return std::nullopt;
+        const json j = json::parse(r->body, nullptr, false);
+        if (j.is_discarded() || j["data"]["result"].empty()) return std::nullopt;
+        return std::stod(j["data"]["result"][0]["value"][1].get<std::string>());
+    };
+
+    // 120 requests that each wait 50 ms, 12 at a time.
+    constexpr int kRequests = 120;
+    std::vector<std::future<bool>> clients;
+    for (int t = 0; t < 12; ++t) {
+        clients.push_back(std::async(std::launch::async, [&] {
+            bool ok = true;
+            for (int i = 0; i < kRequests / 12; ++i) {
+                auto r = http_get(fleet.port, "/demo/io?ms=50");
+                ok = ok && r && r->status == 200;
+            }
+            return ok;
+        }));
+    }
+    for (auto& c : clients) REQUIRE(c.get());
+
+    // After the workers' next STATS and the next scrape, Prometheus has it all.
+    CHECK_MESSAGE(eventually([&] { return query("workerd_requests_total") == double(kRequests); }, 30s),
+                  read_file(fleet.dir.path() + "/prometheus.log"));
+    CHECK(query("workerd_workers_ready") == 3.0);
+    CHECK(query("sum(workerd_worker_requests_total)") == double(kRequests));
+    const auto p50 = query("histogram_quantile(0.5, workerd_request_duration_seconds_bucket)");
+    REQUIRE(p50);
+    CHECK(*p50 > 0.045);
+    CHECK(*p50 < 0.075);
+}
+
+TEST_CASE("killing a worker makes no counter go down") {
+    Fleet fleet(2);
+    for (int i = 0; i < 40; ++i) REQUIRE(http_get(fleet.port, "/demo/whoami"));
+    // Both workers' STATS are in.
+    REQUIRE(eventually([&] { return samples(fleet.scrape())["workerd_requests_total"] == 40; }, 5s));
+    const auto before = samples(fleet.scrape());
+    const auto workers = fleet.daemon->workers();
+    ::kill(workers.front(), SIGKILL);
+    REQUIRE(eventually([&] {
+        return !process_alive(workers.front()) && fleet.daemon->workers().size() == 2 &&
+               samples(fleet.scrape())["workerd_workers_ready"] == 2;
+    }, 5s));
+    const auto after = samples(fleet.scrape());
+    int compared = 0;
+    for (const auto& [key, value] : before) {
+        if (!is_counter_sample(key)) continue;
+        CAPTURE(key);
+        REQUIRE(after.count(key));
+        CHECK(after.at(key) >= value);
+        ++compared;
+    }
+    CHECK(compared > 40);
+    CHECK(after.at("workerd_requests_total") == 40);
+    CHECK(after.at(R"(workerd_worker_restarts_total{reason="signal"})") == 1);
+}
+
+TEST_CASE("the listen-queue depth rises while every worker is blocked, on TCP and Unix listeners") {
+    Fleet fleet(1);
+    auto depth = [&](const std::string& listener) {
+        return samples(fleet.scrape())[fmt::format(R"(workerd_listen_queue_depth{{listener="{}"}})", listener)];
+    };
+    CHECK(depth("listen0") == 0);
+    CHECK(depth("listen1") == 0);
+    auto blocked = std::async(std::launch::async, [&] { return http_get(fleet.port, "/demo/block?ms=3000", 10s); });
+    const pid_t worker = fleet.daemon->workers().front();
+    REQUIRE(eventually([&] { return in_sleep_syscall(worker); }, 2s));  // inside the blocking request
+    std::vector<std::unique_ptr<HttpConnection>> waiting;
+    for (int i = 0; i < 5; ++i) waiting.push_back(std::make_unique<HttpConnection>(fleet.port));
+    std::vector<int> unix_clients;
+    for (int i = 0; i < 4; ++i) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        const std::string path = fleet.dir.path() + "/app.sock";
+        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        unix_clients.push_back(fd);
+    }
+    CHECK(depth("listen0") >= 5);
+    CHECK(depth("listen1") >= 4);
+    CHECK(blocked.get().has_value());
+    // Once the worker is back, it drains the queue.
+    CHECK(eventually([&] { return depth("listen0") == 0 && depth("listen1") == 0; }, 5s));
+    for (int fd : unix_clients) ::close(fd);
+}
+
+TEST_CASE("/readyz is 503 below min_ready and while stopping") {
+    Fleet fleet(2, /*min_ready=*/2);
+    auto readyz = [&] {
+        auto r = http_get(fleet.metrics_port, "/readyz");
+        return r ? r->status : 0;
+    };
+    CHECK(readyz() == 200);
+    REQUIRE(fleet.daemon->ctl({"scale", "1", "--wait"}).exit_code == 0);
+    CHECK(readyz() == 503);
+    REQUIRE(fleet.daemon->ctl({"scale", "2", "--wait"}).exit_code == 0);
+    CHECK(readyz() == 200);
+    // Stopping: a request in flight keeps the daemon up, and /readyz says no at once.
+    auto slow = std::async(std::launch::async, [&] { return http_get(fleet.port, "/demo/io?ms=4000", 10s); });
+    // In flight once a worker's STATS says so (they come every second).
+    REQUIRE(eventually([&] {
+        auto m = samples(fleet.scrape());
+        return m[R"(workerd_worker_requests_in_flight{slot="0"})"] + m[R"(workerd_worker_requests_in_flight{slot="1"})"] >= 1;
+    }, 3s));
+    fleet.daemon->process().signal(SIGTERM);
+    CHECK(eventually([&] { return readyz() == 503; }, 2s));
+    CHECK(slow.get().has_value());
+}
