@@ -8,6 +8,8 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -207,4 +209,25 @@ TEST_CASE("/readyz is 503 below min_ready and while stopping") {
     fleet.daemon->process().signal(SIGTERM);
     CHECK(eventually([&] { return readyz() == 503; }, 2s));
     CHECK(slow.get().has_value());
+}
+
+TEST_CASE("the shipped Prometheus config, alerts and Grafana dashboard use only metrics workerd serves") {
+    const auto config = run_program({"/usr/bin/promtool", "check", "config", source_path("packaging/monitoring/prometheus.yml")});
+    CHECK_MESSAGE(config.exit_code == 0, config.output);
+    Fleet fleet(1);
+    for (int i = 0; i < 3; ++i) REQUIRE(http_get(fleet.port, "/demo/whoami"));
+    REQUIRE(eventually([&] { return samples(fleet.scrape())["workerd_requests_total"] == 3; }, 5s));
+    std::set<std::string> served;
+    for (const auto& [key, value] : samples(fleet.scrape())) served.insert(key.substr(0, key.find('{')));
+    for (const char* file : {"packaging/monitoring/alerts.yml", "packaging/monitoring/grafana-dashboard.json"}) {
+        const std::string text = read_file(source_path(file));
+        static const std::regex name(R"(workerd_[a-z_]+)");
+        int used = 0;
+        for (auto it = std::sregex_iterator(text.begin(), text.end(), name); it != std::sregex_iterator(); ++it) {
+            CAPTURE(file);
+            CHECK_MESSAGE(served.count(it->str()), it->str());
+            ++used;
+        }
+        CHECK(used > 3);
+    }
 }
