@@ -81,6 +81,7 @@ bench: bench-deps build
 	tests/bench/bench_core.sh
 	tests/bench/bench_ctl.sh
 	tests/bench/bench_reload.sh
+	tests/bench/bench_metrics.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
