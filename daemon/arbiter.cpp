@@ -173,7 +173,16 @@ void Arbiter::handle_signals() {
                 }
                 break;
             case SIGUSR1:
-                spdlog::info("SIGUSR1: the log goes to stderr; there is no file to reopen");
+                if (spec_.log.file.empty()) {
+                    spdlog::info("SIGUSR1: the log goes to stderr; there is no file to reopen");
+                } else {
+                    try {
+                        reopen_log(spec_.log);
+                        spdlog::info("SIGUSR1: reopened {}", spec_.log.file);
+                    } catch (const std::exception& e) {
+                        spdlog::error("SIGUSR1: cannot reopen {}: {}", spec_.log.file, e.what());
+                    }
+                }
                 break;
             default:
                 spdlog::debug("ignoring {}", signal_name(sig));

@@ -70,7 +70,12 @@ int start(const std::string& path) {
     auto spec = load_or_report(path);
     if (!spec) return kExitBadSpec;
     // 2. Log to stderr at the spec's level (journald and terminals both read it there).
-    workerd::setup_logging(spec->log.level);
+    try {
+        workerd::setup_logging(spec->log);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "workerd: cannot open the log: %s\n", e.what());
+        return kExitStartFailed;
+    }
     // 3. Bind every listener; the daemon holds them for its whole life.
     std::vector<workerd::Listener> listeners;
     try {

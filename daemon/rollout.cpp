@@ -102,6 +102,14 @@ json Arbiter::reload(const std::string& why) {
     // In place: the log level, timeouts, backoff, recycling and rollout settings are read from
     // spec_ as they are needed; the worker count follows the spec only if the spec changed it,
     // so a `workerctl scale` survives a reload of an unchanged spec.
+    if (next.log.json != spec_.log.json || next.log.file != spec_.log.file) {
+        try {
+            setup_logging(next.log);
+        } catch (const std::exception& e) {
+            spdlog::error("{}: cannot open the log {}: {}; keeping the current log", why, next.log.file, e.what());
+            next.log = spec_.log;
+        }
+    }
     set_log_level(next.log.level);
     const bool rescale = next.workers != spec_.workers;
     // A superseded rollout's target becomes the state to return to.

@@ -507,6 +507,17 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                                      } else if (s) {
                                          spec.log.level = *s;
                                      }
+                                 }},
+                                 {"format", [&](auto& kk, auto& vv) {
+                                     auto s = scalar(vv, kk, "text or json");
+                                     if (s && *s != "text" && *s != "json") {
+                                         error(vv, kk, fmt::format("'{}' is not a log format; use text or json", *s));
+                                     } else if (s) {
+                                         spec.log.json = *s == "json";
+                                     }
+                                 }},
+                                 {"file", [&](auto& kk, auto& vv) {
+                                     if (auto s = scalar(vv, kk, "a path")) spec.log.file = absolute(*s);
                                  }}});
          }},
     });

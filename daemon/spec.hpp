@@ -82,6 +82,8 @@ struct MetricsSpec {
 
 struct LogSpec {
     std::string level = "info";  ///< trace, debug, info, warn, error, critical, off
+    bool json = false;           ///< `format: json`: one JSON object per line
+    std::string file;            ///< absolute; empty = stderr. SIGUSR1 reopens it (logrotate).
 };
 
 /// The whole spec, validated. Every path in it is absolute.

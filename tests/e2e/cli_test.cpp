@@ -2,7 +2,12 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <csignal>
+#include <cstdio>
+#include <sstream>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "daemon/listener.hpp"
 #include "tests/support/test_support.hpp"
@@ -53,4 +58,38 @@ TEST_CASE("version and usage") {
     CHECK(run({bin_path("workerd"), "--version"}).output == "workerd 0.1.0\n");
     CHECK(run({bin_path("workerctl"), "--version"}).output == "workerctl 0.1.0\n");
     CHECK(run({bin_path("workerd"), "frobnicate"}).exit_code == 2);
+}
+
+TEST_CASE("log.format json to log.file; SIGUSR1 reopens the file after logrotate moved it") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    const std::string log = dir.path() + "/workerd.log";
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  builtin: {{}}
+log: {{level: info, format: json, file: ./workerd.log}}
+)",
+                                   port));
+    REQUIRE(eventually([&] { return read_file(log).find("said READY") != std::string::npos; }, 10s));
+    bool found_worker_line = false;
+    std::istringstream lines(read_file(log));
+    for (std::string line; std::getline(lines, line);) {
+        const auto j = nlohmann::json::parse(line);  // every line is one JSON object
+        CHECK(j.contains("time"));
+        CHECK(j.contains("level"));
+        if (j["msg"].get<std::string>().find("said READY") != std::string::npos) {
+            found_worker_line = true;
+            CHECK(j["slot"] == 0);
+            CHECK(j["pid"] == daemon.workers().front());
+            CHECK(j["generation"] == 1);
+        }
+    }
+    CHECK(found_worker_line);
+    // logrotate: move the file away, then SIGUSR1.
+    REQUIRE(::rename(log.c_str(), (log + ".1").c_str()) == 0);
+    daemon.process().signal(SIGUSR1);
+    CHECK(eventually([&] { return read_file(log).find("SIGUSR1: reopened") != std::string::npos; }, 5s));
+    CHECK(read_file(log + ".1").find("SIGUSR1") == std::string::npos);
 }
