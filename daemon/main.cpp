@@ -36,6 +36,8 @@ int usage(FILE* out) {
     std::fprintf(out,
                  "usage: workerd start SPEC     run the fleet described by SPEC (foreground)\n"
                  "       workerd check SPEC     validate SPEC and exit 0 (valid) or 1\n"
+                 "       workerd check --explain [--root DIR] SPEC\n"
+                 "                              also show how `workers: auto` was computed\n"
                  "       workerd --version\n"
                  "\n"
                  "Signals: TERM graceful stop, INT/QUIT fast stop, TTIN/TTOU one worker more/less.\n"
@@ -56,9 +58,13 @@ std::string self_executable() {
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("workerd");
 }
 
-int check(const std::string& path) {
+int check(const std::string& path, bool explain, const std::string& root) {
     auto spec = load_or_report(path);
     if (!spec) return kExitBadSpec;
+    const auto sizing = workerd::resolve_workers(*spec, root);
+    if (explain) {
+        for (const auto& line : sizing.explanation) std::printf("%s\n", line.c_str());
+    }
     std::printf("%s: ok (%d worker%s, %zu listener%s)\n", path.c_str(), spec->workers,
                 spec->workers == 1 ? "" : "s", spec->listen.size(),
                 spec->listen.size() == 1 ? "" : "s");
@@ -69,12 +75,18 @@ int start(const std::string& path) {
     // 1. Read and validate the whole spec; nothing starts from an invalid one.
     auto spec = load_or_report(path);
     if (!spec) return kExitBadSpec;
+    const auto sizing = workerd::resolve_workers(*spec);
     // 2. Log to stderr at the spec's level (journald and terminals both read it there).
     try {
         workerd::setup_logging(spec->log);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "workerd: cannot open the log: %s\n", e.what());
         return kExitStartFailed;
+    }
+    if (spec->workers_auto) {
+        std::string how;
+        for (const auto& line : sizing.explanation) how += (how.empty() ? "" : "; ") + line;
+        spdlog::info("workers: auto -> {} ({})", spec->workers, how);
     }
     // 3. Bind every listener; the daemon holds them for its whole life.
     std::vector<workerd::Listener> listeners;
@@ -115,9 +127,27 @@ int main(int argc, char** argv) {
     }
     if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
     if (command == "serve-builtin") return serve_builtin({args.begin() + 1, args.end()});
-    if ((command == "start" || command == "check") && args.size() == 2) {
+    if (command == "check" && args.size() >= 2) {
+        // workerd check [--explain] [--root DIR] SPEC
+        bool explain = false;
+        std::string root = "/", path;
+        for (std::size_t i = 1; i < args.size(); ++i) {
+            if (args[i] == "--explain") explain = true;
+            else if (args[i] == "--root" && i + 1 < args.size()) root = args[++i];
+            else if (path.empty()) path = args[i];
+            else return usage(stderr);
+        }
+        if (path.empty()) return usage(stderr);
         try {
-            return command == "start" ? start(args[1]) : check(args[1]);
+            return check(path, explain, root);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "workerd: %s\n", e.what());
+            return kExitStartFailed;
+        }
+    }
+    if (command == "start" && args.size() == 2) {
+        try {
+            return start(args[1]);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "workerd: %s\n", e.what());
             return kExitStartFailed;

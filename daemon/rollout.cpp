@@ -79,6 +79,7 @@ json Arbiter::reload(const std::string& why) {
         throw ControlError("bad_spec", all);
     }
     Spec next = std::move(*loaded.spec);
+    resolve_workers(next);
     // Listeners: the same address keeps its socket (and accept queue); new ones are opened
     // now, before anything else changes; dropped ones close when their last worker is gone.
     std::map<std::string, std::shared_ptr<Listener>> current;

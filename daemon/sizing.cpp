@@ -95,6 +95,8 @@ Resources detect_resources(const std::string& root_dir, int affinity) {
     r.sources.push_back(fmt::format("affinity: {} CPUs (sched_getaffinity)", r.affinity_cpus));
     std::ifstream cgroups(root + "/proc/self/cgroup");
     std::string v2_path, v1_cpu, v1_cpuset, v1_memory;
+    // Our cgroup's directory in a hierarchy: "/" (the hierarchy's root) adds nothing.
+    auto under = [](const std::string& mount, const std::string& path) { return path == "/" ? mount : mount + path; };
     for (std::string line; std::getline(cgroups, line);) {
         // "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
         const auto first = line.find(':');
@@ -112,7 +114,7 @@ Resources detect_resources(const std::string& root_dir, int affinity) {
         r.cgroup = "v1";
         r.cgroup_path = !v1_cpu.empty() ? v1_cpu : v1_memory;
         if (auto m = mount_point(root, "cgroup", "cpu")) {
-            const std::string dir = root + *m + v1_cpu;
+            const std::string dir = root + under(*m, v1_cpu);
             const auto quota = read_line(dir + "/cpu.cfs_quota_us");
             const auto period = read_line(dir + "/cpu.cfs_period_us");
             if (quota && period && std::stol(*quota) > 0 && std::stol(*period) > 0) {
@@ -122,16 +124,16 @@ Resources detect_resources(const std::string& root_dir, int affinity) {
             }
         }
         if (auto m = mount_point(root, "cgroup", "cpuset")) {
-            if (auto cpus = read_line(root + *m + v1_cpuset + "/cpuset.cpus"); cpus && !cpus->empty()) {
+            if (auto cpus = read_line(root + under(*m, v1_cpuset) + "/cpuset.cpus"); cpus && !cpus->empty()) {
                 r.cpuset_cpus = count_cpu_list(*cpus);
-                r.sources.push_back(fmt::format("cpuset: {} = {} CPUs ({}{}/cpuset.cpus)", *cpus, *r.cpuset_cpus, *m, v1_cpuset));
+                r.sources.push_back(fmt::format("cpuset: {} = {} CPUs ({}/cpuset.cpus)", *cpus, *r.cpuset_cpus, under(*m, v1_cpuset)));
             }
         }
         if (auto m = mount_point(root, "cgroup", "memory")) {
-            if (auto limit = read_line(root + *m + v1_memory + "/memory.limit_in_bytes")) {
+            if (auto limit = read_line(root + under(*m, v1_memory) + "/memory.limit_in_bytes")) {
                 r.memory_limit = parse_bytes(*limit);
                 if (r.memory_limit) {
-                    r.sources.push_back(fmt::format("memory: {} bytes ({}{}/memory.limit_in_bytes)", *r.memory_limit, *m, v1_memory));
+                    r.sources.push_back(fmt::format("memory: {} bytes ({}/memory.limit_in_bytes)", *r.memory_limit, under(*m, v1_memory)));
                 }
             }
         }

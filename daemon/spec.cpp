@@ -406,6 +406,27 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                  spec.health.timeout_signal = sig;
              }
          }},
+        {"workload", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "cpu, mixed, io or gunicorn");
+             if (!s) return;
+             if (*s == "cpu") spec.workload = Workload::cpu;
+             else if (*s == "mixed") spec.workload = Workload::mixed;
+             else if (*s == "io") spec.workload = Workload::io;
+             else if (*s == "gunicorn") spec.workload = Workload::gunicorn;
+             else error(v, k, fmt::format("'{}' is not a workload; use cpu (1 x CPUs), mixed (1.5 x), io (2 x) or gunicorn (2 x + 1)", *s));
+         }},
+        {"memory_per_worker", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.memory_per_worker = *x; }},
+        {"memory_margin", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a percentage such as 10%");
+             if (!s) return;
+             const bool ok = s->size() >= 2 && s->size() <= 3 && s->back() == '%' &&
+                             s->substr(0, s->size() - 1).find_first_not_of("0123456789") == std::string::npos;
+             if (!ok || std::stoi(s->substr(0, s->size() - 1)) > 90) {
+                 error(v, k, fmt::format("'{}' is not a margin; use a percentage from 0% to 90%", *s));
+             } else {
+                 spec.memory_margin = std::stoi(s->substr(0, s->size() - 1)) / 100.0;
+             }
+         }},
         {"max_requests", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1LL << 50)) spec.recycle.max_requests = static_cast<std::uint64_t>(*x); }},
         {"max_requests_jitter", [&](auto& k, auto& v) { if (auto x = integer(v, k, 0, 1LL << 50)) spec.recycle.max_requests_jitter = static_cast<std::uint64_t>(*x); }},
         {"max_rss", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.recycle.max_rss = *x; }},
@@ -528,6 +549,18 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
 }
 
 }  // namespace
+
+AutoWorkers resolve_workers(Spec& spec, const std::string& root, int affinity) {
+    if (!spec.workers_auto) {
+        AutoWorkers fixed;
+        fixed.workers = spec.workers;
+        fixed.explanation.push_back(fmt::format("workers: {} (fixed in the spec)", spec.workers));
+        return fixed;
+    }
+    auto a = auto_workers(detect_resources(root, affinity), spec.workload, spec.memory_per_worker, spec.memory_margin);
+    spec.workers = std::min(a.workers, kMaxWorkers);
+    return a;
+}
 
 std::string SpecError::to_string() const {
     std::string out = file;

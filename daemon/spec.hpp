@@ -8,6 +8,7 @@
 
 #include "daemon/health.hpp"
 #include "daemon/listen_address.hpp"
+#include "daemon/sizing.hpp"
 #include "daemon/units.hpp"
 
 namespace workerd {
@@ -92,6 +93,9 @@ struct Spec {
     std::vector<ListenAddress> listen;   ///< at least one
     int backlog = 2048;                  ///< requested; clamped to somaxconn when binding
     bool workers_auto = false;           ///< `workers: auto`
+    Workload workload = Workload::mixed; ///< how `auto` counts: cpu, mixed, io, gunicorn
+    std::optional<std::uint64_t> memory_per_worker;  ///< a hint for the memory budget
+    double memory_margin = 0.1;          ///< the share of the memory limit kept free
     int workers = 1;                     ///< the count (resolved when workers_auto)
     AppSpec app;
     Duration graceful_timeout{std::chrono::seconds(30)};
@@ -123,6 +127,11 @@ struct SpecLoadResult {
     std::vector<SpecError> errors;
     bool ok() const { return spec.has_value(); }
 };
+
+/// Resolves `workers: auto` against what the container really gives (cgroups under `root`,
+/// the CPU affinity) and sets spec.workers; returns the derivation. For a fixed count it only
+/// says so.
+AutoWorkers resolve_workers(Spec& spec, const std::string& root = "/", int affinity = 0);
 
 /// Reads and validates the spec at `path`. `cpu_count` resolves `workers: auto`.
 SpecLoadResult load_spec_file(const std::string& path, int cpu_count);

@@ -93,3 +93,24 @@ log: {{level: info, format: json, file: ./workerd.log}}
     CHECK(eventually([&] { return read_file(log).find("SIGUSR1: reopened") != std::string::npos; }, 5s));
     CHECK(read_file(log + ".1").find("SIGUSR1") == std::string::npos);
 }
+
+TEST_CASE("workerd check --explain shows how workers: auto was computed on a fixture cgroup") {
+    TempDir dir;
+    const std::string spec = dir.write("auto.yaml", R"(
+listen: ["127.0.0.1:8000"]
+workers: auto
+workload: gunicorn
+memory_per_worker: 300MiB
+app: {builtin: {}}
+)");
+    const auto r = run({bin_path("workerd"), "check", "--explain", "--root",
+                        source_path("tests/data/cgroup/v2-limited"), spec});
+    CHECK(r.exit_code == 0);
+    CAPTURE(r.output);
+    for (const char* line : {"quota: 150000 100000 = 1.50 CPUs (/sys/fs/cgroup/app.slice/web.service/cpu.max)",
+                             "usable CPUs: 1.50", "workload gunicorn: 2 x CPUs + 1 = 4 workers",
+                             "memory budget: 1024 MiB x (1 - 10% margin) / 300 MiB per worker = 3 workers",
+                             "capped by the memory budget: 4 -> 3", "workers: 3", "ok (3 workers, 1 listener)"}) {
+        CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
+    }
+}
