@@ -156,8 +156,8 @@ int main(int argc, char** argv) {
 
     std::string count;
     bool wait = false;
-    auto* scale = app.add_subcommand("scale", "set the number of workers: N, +N or -N");
-    scale->add_option("count", count, "N (absolute), +N or -N (relative)")->required();
+    auto* scale = app.add_subcommand("scale", "set the number of workers: N, +N or -N (pins it), or auto");
+    scale->add_option("count", count, "N (absolute), +N or -N (relative), or auto (back to the autoscaler)")->required();
     scale->add_flag("--wait", wait, "return once the fleet has that many ready workers");
 
     auto* reload = app.add_subcommand("reload", "re-read the spec and roll out a new generation (as SIGHUP)");
@@ -202,6 +202,11 @@ int main(int argc, char** argv) {
             const json s = client.call("status");
             std::fputs(as_json ? (s.dump(2) + "\n").c_str() : render_status(s).c_str(), stdout);
         } else if (*scale) {
+            if (count == "auto") {
+                client.call("scale", json{{"auto", true}});
+                std::printf("the autoscaler decides the size again\n");
+                return kOk;
+            }
             static const std::regex shape("([+-]?)([0-9]{1,6})");
             std::smatch m;
             if (!std::regex_match(count, m, shape)) throw Failure(kUsage, fmt::format("scale needs N, +N or -N, not '{}'", count));

@@ -74,7 +74,10 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_ex
     }
     for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
     if (spec_.app.builtin) board_ = LoadBoard::create();
-    for (int slot = 0; slot < spec_.workers; ++slot) slots_[slot].active = true;
+    int initial = spec_.workers;
+    if (spec_.autoscale) initial = std::clamp(initial, spec_.autoscale->min, spec_.autoscale->max);
+    for (int slot = 0; slot < initial; ++slot) slots_[slot].active = true;
+    cgroup_memory_limit_ = detect_resources().memory_limit;
     if (spec_.metrics.listen) {
         metrics_ = std::make_unique<MetricsServer>(io_, *spec_.metrics.listen,
                                                    [this](const std::string& path) { return metrics_endpoint(path); });
@@ -130,6 +133,7 @@ void Arbiter::tick() {
     reap_children();
     expire_deadlines(now);
     check_health(now);
+    autoscale(now);
     reconcile(now);
     if (mode_ != Mode::running && workers_.empty()) {
         timer_.cancel();
@@ -316,6 +320,7 @@ void Arbiter::arm_timer(Clock::time_point now) {
     if (mode_ == Mode::running) {
         // Recycling by memory is sampled once a second; by age, at each worker's time.
         if (spec_.recycle.max_rss) consider(std::max(now, next_rss_sample_));
+        if (spec_.autoscale && !autoscale_pinned_) consider(std::max(now, next_autoscale_));
         for (const auto& [pid, worker] : workers_) {
             if (worker.retire_at && worker.replace_reason.empty()) {
                 consider(std::max(*worker.retire_at, worker.started_at + spec_.recycle.min_lifetime));

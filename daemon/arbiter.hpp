@@ -141,6 +141,10 @@ private:
     void roll(Clock::time_point now);
     void fail_rollout(Clock::time_point now);
     void check_recycling(Clock::time_point now);
+    /// Once a second when `autoscale` is on and the size is not pinned: decide and scale.
+    void autoscale(Clock::time_point now);
+    /// The memory budget in workers, when a limit (cgroup or spec) is known.
+    std::optional<int> memory_cap() const;
     bool is_outgoing(const Worker& w) const;
     Worker* successor_in_slot(int slot, pid_t outgoing);
     bool rolling() const;
@@ -165,6 +169,13 @@ private:
     std::map<pid_t, std::pair<Clock::time_point, long>> cpu_samples_;  ///< for CPU% in status
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
+    // The autoscaler: its memory, whether workerctl pinned the size, and what it decided.
+    AutoscaleState autoscale_state_;
+    bool autoscale_pinned_ = false;
+    Clock::time_point next_autoscale_{};
+    std::string autoscale_view_;
+    std::map<std::string, std::uint64_t> autoscale_decisions_;
+    std::optional<std::uint64_t> cgroup_memory_limit_;
     // Fleet totals of gone workers (requests, latency) and restarts by reason, for /metrics.
     RequestStats retired_stats_;
     std::map<std::string, std::uint64_t> restarts_by_reason_;

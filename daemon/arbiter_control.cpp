@@ -169,6 +169,12 @@ json Arbiter::status_json(Clock::time_point now) {
         {"desired", desired()},
         {"ready", ready_workers()},
         {"rolling", rolling()},
+        {"autoscale", spec_.autoscale ? json{{"pinned", autoscale_pinned_},
+                                             {"min", spec_.autoscale->min},
+                                             {"max", spec_.autoscale->max},
+                                             {"memory_cap", memory_cap() ? json(*memory_cap()) : json(nullptr)},
+                                             {"view", autoscale_view_}}
+                                      : json(nullptr)},
         {"rollout", rollout_.state == Rollout::State::none
                         ? json(nullptr)
                         : json{{"generation", rollout_.generation},
@@ -236,6 +242,14 @@ json Arbiter::control(const std::string& command, const json& args) {
     } else if (command == "scale") {
         stopping();
         int target = 0;
+        if (args.value("auto", false)) {
+            if (!spec_.autoscale) throw ControlError("bad_argument", "there is no autoscale section in the spec");
+            autoscale_pinned_ = false;
+            next_autoscale_ = now;
+            spdlog::info("control: the autoscaler decides the size again");
+            boost::asio::post(io_, [this] { tick(); });
+            return {{"desired", desired()}, {"autoscale", true}};
+        }
         if (args.contains("workers")) {
             target = int_arg(args, "workers");
         } else if (args.contains("delta")) {
@@ -247,6 +261,10 @@ json Arbiter::control(const std::string& command, const json& args) {
             throw ControlError("bad_argument", fmt::format("the fleet must have 1 to {} workers, not {}", kMaxWorkers, target));
         }
         scale_to(target, "control");
+        if (spec_.autoscale && !autoscale_pinned_) {
+            autoscale_pinned_ = true;
+            spdlog::info("control: size pinned at {}; `workerctl scale auto` hands it back to the autoscaler", target);
+        }
         result = {{"desired", desired()}};
     } else if (command == "reload") {
         stopping();

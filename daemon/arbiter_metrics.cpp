@@ -195,6 +195,17 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
                 beat ? seconds(now - *beat) : -1.0, labels);
     }
 
+    if (spec_.autoscale) {
+        for (const char* direction : {"up", "down"}) {
+            f.counter("workerd_autoscale_decisions_total", "Autoscaler decisions that changed the fleet's size.",
+                      static_cast<double>(autoscale_decisions_.count(direction) ? autoscale_decisions_.at(direction) : 0),
+                      {{"direction", direction}});
+        }
+    }
+    if (auto cap = memory_cap()) {
+        f.gauge("workerd_memory_budget_workers", "Workers that fit in the memory budget (limit less margin, by RSS per worker).", *cap);
+    }
+
     // Restarts by reason; every reason is present from the start, at 0.
     for (const char* reason : {"exit", "signal", "heartbeat_timeout", "boot_timeout", "request_timeout", "max_requests",
                                "max_rss", "max_lifetime", "reload", "restart", "scale_down"}) {

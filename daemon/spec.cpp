@@ -416,6 +416,21 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
              else error(v, k, fmt::format("'{}' is not a workload; use cpu (1 x CPUs), mixed (1.5 x), io (2 x) or gunicorn (2 x + 1)", *s));
          }},
         {"memory_per_worker", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.memory_per_worker = *x; }},
+        {"memory_limit", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.memory_limit = *x; }},
+        {"autoscale", [&](auto& k, auto& v) {
+             AutoscaleSpec a;
+             for_each_key(v, k, {
+                 {"min", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, kMaxWorkers)) a.min = static_cast<int>(*x); }},
+                 {"max", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, kMaxWorkers)) a.max = static_cast<int>(*x); }},
+                 {"target_inflight", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, 100000)) a.target_inflight = static_cast<int>(*x); }},
+                 {"target_latency", [&](auto& kk, auto& vv) { if (auto x = positive_duration(vv, kk)) a.target_latency = *x; }},
+                 {"up_cooldown", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.up_cooldown = *x; }},
+                 {"down_delay", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.down_delay = *x; }},
+                 {"down_cooldown", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.down_cooldown = *x; }},
+             });
+             if (a.min > a.max) error(v, k, fmt::format("min ({}) is above max ({})", a.min, a.max));
+             spec.autoscale = a;
+         }},
         {"memory_margin", [&](auto& k, auto& v) {
              auto s = scalar(v, k, "a percentage such as 10%");
              if (!s) return;

@@ -8,6 +8,7 @@
 
 #include "daemon/health.hpp"
 #include "daemon/listen_address.hpp"
+#include "daemon/autoscale.hpp"
 #include "daemon/sizing.hpp"
 #include "daemon/units.hpp"
 
@@ -96,6 +97,8 @@ struct Spec {
     Workload workload = Workload::mixed; ///< how `auto` counts: cpu, mixed, io, gunicorn
     std::optional<std::uint64_t> memory_per_worker;  ///< a hint for the memory budget
     double memory_margin = 0.1;          ///< the share of the memory limit kept free
+    std::optional<std::uint64_t> memory_limit;  ///< overrides the cgroup's limit for the budget
+    std::optional<AutoscaleSpec> autoscale;     ///< off when absent
     int workers = 1;                     ///< the count (resolved when workers_auto)
     AppSpec app;
     Duration graceful_timeout{std::chrono::seconds(30)};

@@ -73,7 +73,12 @@ void Server::heartbeat() {
 
 void Server::accept(Listener& listener) {
     listener.acceptor.async_accept([this, &listener](const boost::system::error_code& ec, Socket socket) {
-        if (draining_) return;
+        if (draining_) {
+            // Accepted just before the drain began: the connection left the shared queue for
+            // this process, so serve it (its answer says Connection: close) rather than drop it.
+            if (!ec && socket.is_open()) on_accepted(listener, std::move(socket));
+            return;
+        }
         if (ec) {
             if (ec == asio::error::operation_aborted) return;
             // EMFILE and friends: say so, back off briefly, keep serving what is open.
@@ -142,7 +147,11 @@ void Server::drain(std::function<void()> on_done) {
         l->acceptor.close(ignored);  // this process's copy only; the daemon keeps the socket
     }
     if (connections_.empty()) {
-        asio::post(io_, [this] { on_drained_(); });
+        // Checked again when it runs: a connection accepted just before the drain may have
+        // arrived meanwhile, and then its end finishes the drain (remove()).
+        asio::post(io_, [this] {
+            if (connections_.empty()) on_drained_();
+        });
         return;
     }
     sweep();

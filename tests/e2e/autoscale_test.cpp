@@ -1,0 +1,106 @@
+// End-to-end: the autoscaler under a burst of load, and the memory budget.
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+using json = nlohmann::json;
+
+namespace {
+json status_of(const Daemon& daemon) {
+    const auto r = daemon.ctl({"status", "--json"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    return json::parse(r.output);
+}
+}  // namespace
+
+TEST_CASE("autoscale 1..6: the fleet grows under a burst, returns to 1 after it, and no request fails") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    const int metrics_port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  builtin: {{demo: true}}
+autoscale: {{min: 1, max: 6, target_inflight: 4, up_cooldown: 1s, down_delay: 1s, down_cooldown: 1s}}
+metrics: {{listen: "127.0.0.1:{}"}}
+)",
+                                   port, metrics_port));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    const std::string out = dir.path() + "/wrk.out";
+    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d5s", fmt::format("http://127.0.0.1:{}/demo/io?ms=200", port)}, out);
+    int most = 1;
+    CHECK(eventually([&] {
+        most = std::max(most, status_of(daemon)["desired"].get<int>());
+        return most >= 4;
+    }, 5s));
+    const auto status = wrk.wait_exit(30s);
+    REQUIRE(status);
+    const std::string report = read_file(out);
+    CAPTURE(report);
+    CHECK(report.find("Non-2xx") == std::string::npos);
+    CHECK(report.find("Socket errors") == std::string::npos);
+    // After the burst: back to min, one step at a time.
+    CHECK_MESSAGE(eventually([&] {
+        const json s = status_of(daemon);
+        return s["desired"] == 1 && s["workers"].size() == 1;
+    }, 30s), daemon.log());
+    CHECK(daemon.count_in_log("autoscale (busy") >= 1);
+    CHECK(daemon.count_in_log("autoscale (idle") >= 2);
+    const auto metrics = http_get(metrics_port, "/metrics");
+    REQUIRE(metrics);
+    CHECK(metrics->body.find("workerd_autoscale_decisions_total{direction=\"up\"} 0") == std::string::npos);
+    CHECK(metrics->body.find("workerd_autoscale_decisions_total{direction=\"down\"}") != std::string::npos);
+    // workerctl scale pins the size; scale auto hands it back.
+    CHECK(daemon.ctl({"scale", "3", "--wait"}).exit_code == 0);
+    std::this_thread::sleep_for(2500ms);
+    CHECK(status_of(daemon)["desired"] == 3);  // pinned: the idle autoscaler leaves it
+    CHECK(status_of(daemon)["autoscale"]["pinned"] == true);
+    CHECK(daemon.ctl({"scale", "auto"}).exit_code == 0);
+    CHECK(eventually([&] { return status_of(daemon)["desired"] == 1; }, 15s));
+}
+
+TEST_CASE("a memory budget smaller than max x RSS stops growth at the budget") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  builtin: {{demo: true}}
+memory_limit: 16MiB
+memory_margin: 0%
+autoscale: {{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30s}}
+)",
+                                   port));
+    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    REQUIRE(eventually([&] { return status_of(daemon)["autoscale"]["memory_cap"].is_number(); }, 5s));
+    const int cap = status_of(daemon)["autoscale"]["memory_cap"].get<int>();
+    CAPTURE(cap);
+    REQUIRE(cap < 8);
+    const std::string out = dir.path() + "/wrk.out";
+    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d6s", fmt::format("http://127.0.0.1:{}/demo/io?ms=200", port)}, out);
+    // The budget moves a little with the workers' measured RSS; growth must stay within it.
+    int most = 1, cap_seen = 0;
+    bool saw_budget = false;
+    const auto until = std::chrono::steady_clock::now() + 5500ms;
+    while (std::chrono::steady_clock::now() < until) {
+        const json s = status_of(daemon);
+        most = std::max(most, s["desired"].get<int>());
+        cap_seen = std::max(cap_seen, s["autoscale"]["memory_cap"].get<int>());
+        saw_budget = saw_budget || s["autoscale"]["view"].get<std::string>().find("memory budget") != std::string::npos;
+        std::this_thread::sleep_for(100ms);
+    }
+    REQUIRE(wrk.wait_exit(30s));
+    CAPTURE(cap_seen);
+    CHECK(most >= 2);           // it grew...
+    CHECK(most <= cap_seen);    // ...up to the budget,
+    CHECK(most < 8);            // not to max
+    CHECK(saw_budget);          // and said why it stopped
+}
