@@ -87,6 +87,16 @@ int start(const std::string& path) {
         std::string how;
         for (const auto& line : sizing.explanation) how += (how.empty() ? "" : "; ") + line;
         spdlog::info("workers: auto -> {} ({})", spec->workers, how);
+    } else if (spec->memory_per_worker) {
+        // A fixed count over the memory budget is the user's call, but say so.
+        const auto limit = spec->memory_limit ? spec->memory_limit : workerd::detect_resources().memory_limit;
+        if (limit) {
+            const int cap = workerd::memory_budget(*limit, spec->memory_margin, *spec->memory_per_worker);
+            if (spec->workers > cap) {
+                spdlog::warn("workers: {} x {} MiB is over the memory budget ({} MiB less {:.0f}% fits {} workers)",
+                             spec->workers, *spec->memory_per_worker >> 20, *limit >> 20, spec->memory_margin * 100, cap);
+            }
+        }
     }
     // 3. Bind every listener; the daemon holds them for its whole life.
     std::vector<workerd::Listener> listeners;

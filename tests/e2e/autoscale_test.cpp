@@ -104,3 +104,17 @@ autoscale: {{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30
     CHECK(most < 8);            // not to max
     CHECK(saw_budget);          // and said why it stopped
 }
+
+TEST_CASE("a fixed worker count over the memory budget starts, with a warning") {
+    TempDir dir;
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 4
+memory_per_worker: 100MiB
+memory_limit: 250MiB
+app: {{builtin: {{}}}}
+)",
+                                   free_tcp_port()));
+    CHECK(daemon.wait_for_log("workers: 4 x 100 MiB is over the memory budget (250 MiB less 10% fits 2 workers)", 5s));
+    CHECK(daemon.wait_for_workers(4, 10s));
+}
