@@ -11,14 +11,6 @@
 using namespace workerd::test;
 using json = nlohmann::json;
 
-namespace {
-json status_of(const Daemon& daemon) {
-    const auto r = daemon.ctl({"status", "--json"});
-    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-    return json::parse(r.output);
-}
-}  // namespace
-
 TEST_CASE("autoscale 1..6: the fleet grows under a burst, returns to 1 after it, and no request fails") {
     TempDir dir;
     const int port = free_tcp_port();
@@ -37,7 +29,7 @@ metrics: {{listen: "127.0.0.1:{}"}}
     ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d5s", fmt::format("http://127.0.0.1:{}/demo/io?ms=200", port)}, out);
     int most = 1;
     CHECK(eventually([&] {
-        most = std::max(most, status_of(daemon)["desired"].get<int>());
+        most = std::max(most, daemon.status()["desired"].get<int>());
         return most >= 4;
     }, 5s));
     const auto status = wrk.wait_exit(30s);
@@ -48,7 +40,7 @@ metrics: {{listen: "127.0.0.1:{}"}}
     CHECK(report.find("Socket errors") == std::string::npos);
     // After the burst: back to min, one step at a time.
     CHECK_MESSAGE(eventually([&] {
-        const json s = status_of(daemon);
+        const json s = daemon.status();
         return s["desired"] == 1 && s["workers"].size() == 1;
     }, 30s), daemon.log());
     CHECK(daemon.count_in_log("autoscale (busy") >= 1);
@@ -60,10 +52,10 @@ metrics: {{listen: "127.0.0.1:{}"}}
     // workerctl scale pins the size; scale auto hands it back.
     CHECK(daemon.ctl({"scale", "3", "--wait"}).exit_code == 0);
     std::this_thread::sleep_for(2500ms);
-    CHECK(status_of(daemon)["desired"] == 3);  // pinned: the idle autoscaler leaves it
-    CHECK(status_of(daemon)["autoscale"]["pinned"] == true);
+    CHECK(daemon.status()["desired"] == 3);  // pinned: the idle autoscaler leaves it
+    CHECK(daemon.status()["autoscale"]["pinned"] == true);
     CHECK(daemon.ctl({"scale", "auto"}).exit_code == 0);
-    CHECK(eventually([&] { return status_of(daemon)["desired"] == 1; }, 15s));
+    CHECK(eventually([&] { return daemon.status()["desired"] == 1; }, 15s));
 }
 
 TEST_CASE("a memory budget smaller than max x RSS stops growth at the budget") {
@@ -80,8 +72,8 @@ autoscale: {{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30
 )",
                                    port));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
-    REQUIRE(eventually([&] { return status_of(daemon)["autoscale"]["memory_cap"].is_number(); }, 5s));
-    const int cap = status_of(daemon)["autoscale"]["memory_cap"].get<int>();
+    REQUIRE(eventually([&] { return daemon.status()["autoscale"]["memory_cap"].is_number(); }, 5s));
+    const int cap = daemon.status()["autoscale"]["memory_cap"].get<int>();
     CAPTURE(cap);
     REQUIRE(cap < 8);
     const std::string out = dir.path() + "/wrk.out";
@@ -91,7 +83,7 @@ autoscale: {{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30
     bool saw_budget = false;
     const auto until = std::chrono::steady_clock::now() + 5500ms;
     while (std::chrono::steady_clock::now() < until) {
-        const json s = status_of(daemon);
+        const json s = daemon.status();
         most = std::max(most, s["desired"].get<int>());
         cap_seen = std::max(cap_seen, s["autoscale"]["memory_cap"].get<int>());
         saw_budget = saw_budget || s["autoscale"]["view"].get<std::string>().find("memory budget") != std::string::npos;

@@ -34,12 +34,6 @@ graceful_timeout: 5s
                        port, workers, extra);
 }
 
-json status_of(const Daemon& daemon) {
-    const auto r = daemon.ctl({"status", "--json"});
-    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-    return json::parse(r.output);
-}
-
 // A raw client of the control socket, for what workerctl would never send.
 class RawClient {
 public:
@@ -104,7 +98,7 @@ TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no erro
         CAPTURE(n);
         const auto r = daemon.ctl({"scale", std::to_string(n), "--wait"});
         CHECK_MESSAGE(r.exit_code == 0, r.output);
-        const json s = status_of(daemon);
+        const json s = daemon.status();
         CHECK(s["desired"] == n);
         CHECK(s["ready"] == n);
     }
@@ -124,14 +118,14 @@ TEST_CASE("relative scaling, SIGTTIN/SIGTTOU, and the status a script reads") {
     Daemon daemon(dir, builtin_spec(port, 2));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
     CHECK(daemon.ctl({"scale", "+2", "--wait"}).exit_code == 0);
-    CHECK(status_of(daemon)["ready"] == 4);
+    CHECK(daemon.status()["ready"] == 4);
     CHECK(daemon.ctl({"scale", "-3", "--wait"}).exit_code == 0);
-    CHECK(status_of(daemon)["ready"] == 1);
+    CHECK(daemon.status()["ready"] == 1);
     daemon.process().signal(SIGTTIN);
-    CHECK(eventually([&] { return status_of(daemon)["ready"] == 2; }, 5s));
+    CHECK(eventually([&] { return daemon.status()["ready"] == 2; }, 5s));
     daemon.process().signal(SIGTTOU);
     CHECK(eventually([&] {
-        const json st = status_of(daemon);
+        const json st = daemon.status();
         return st["desired"] == 1 && st["workers"].size() == 1;  // the surplus worker has drained
     }, 5s));
 
@@ -139,13 +133,13 @@ TEST_CASE("relative scaling, SIGTTIN/SIGTTOU, and the status a script reads") {
     for (int i = 0; i < 20; ++i) REQUIRE(http_get(port, "/healthz"));
     CHECK_MESSAGE(eventually([&] {
         long total = 0;
-        const json st = status_of(daemon);  // (a range-for over a temporary's member would dangle)
+        const json st = daemon.status();  // (a range-for over a temporary's member would dangle)
         for (const auto& w : st["workers"]) {
             if (w["requests"].is_number()) total += w["requests"].get<long>();
         }
         return total >= 20;
-    }, 5s), status_of(daemon).dump(1));
-    const json s = status_of(daemon);
+    }, 5s), daemon.status().dump(1));
+    const json s = daemon.status();
     for (const char* key : {"pid", "version", "uptime_s", "spec", "generation", "desired", "ready", "workers"}) {
         CHECK_MESSAGE(s.contains(key), key);
     }
@@ -171,14 +165,14 @@ TEST_CASE("restart and reload replace workers one at a time; stop stops") {
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 3));
     const auto before = daemon.workers();
     CHECK(daemon.ctl({"restart", "1", "--wait"}).exit_code == 0);
-    json s = status_of(daemon);
+    json s = daemon.status();
     int replaced = 0;
     for (const auto& w : s["workers"]) {
         replaced += std::find(before.begin(), before.end(), w["pid"].get<pid_t>()) == before.end();
     }
     CHECK(replaced == 1);
     CHECK(daemon.ctl({"reload", "--wait"}).exit_code == 0);
-    s = status_of(daemon);
+    s = daemon.status();
     CHECK(s["generation"] == 2);
     CHECK(s["ready"] == 3);
     for (const auto& w : s["workers"]) CHECK(w["generation"] == 2);
@@ -299,7 +293,7 @@ TEST_CASE("malformed and hostile requests get an error or the door, and supervis
     REQUIRE(workers.size() == 2);
     ::kill(workers.front(), SIGKILL);
     CHECK(eventually([&] {
-        const json s = status_of(daemon);
+        const json s = daemon.status();
         return s["ready"] == 2 && s["workers"].size() == 2 && s["workers"][0]["restarts"].get<int>() +
                                                                        s["workers"][1]["restarts"].get<int>() == 1;
     }, 5s));

@@ -55,12 +55,6 @@ private:
     ChildProcess wrk_;
 };
 
-json status_of(const Daemon& daemon) {
-    const auto r = daemon.ctl({"status", "--json"});
-    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-    return json::parse(r.output);
-}
-
 void sleep_until(SteadyClock::time_point t) { std::this_thread::sleep_until(t); }
 
 }  // namespace
@@ -79,7 +73,7 @@ TEST_CASE("4 bundled workers, SIGHUP at 3, 7 and 11 s under wrk: no request fail
     load.finish();
     CHECK(daemon.wait_for_log("generation 4 rolled out", 10s));
     CHECK(daemon.count_in_log("rolled out in") == 3);
-    const json s = status_of(daemon);
+    const json s = daemon.status();
     CHECK(s["generation"] == 4);
     CHECK(s["ready"] == 4);
     for (const auto& w : s["workers"]) CHECK(w["generation"] == 4);
@@ -97,7 +91,7 @@ TEST_CASE("a single-worker fleet reloads without failing a request") {
     std::this_thread::sleep_for(1s);
     CHECK(daemon.ctl({"reload", "--wait"}).exit_code == 0);
     load.finish();
-    CHECK(status_of(daemon)["generation"] == 3);
+    CHECK(daemon.status()["generation"] == 3);
 }
 
 TEST_CASE("reload to an app that exits at boot: the rollout stops, the old workers serve throughout") {
@@ -123,7 +117,7 @@ control: {{socket: {}}}
     CHECK_MESSAGE(r.output.find("the rollout of generation 2 failed") != std::string::npos, r.output);
     CHECK(r.output.find("exited with status 1") != std::string::npos);
     load.finish();
-    const json s = status_of(daemon);
+    const json s = daemon.status();
     CHECK(s["generation"] == 1);
     CHECK(s["ready"] == 4);
     CHECK(s["rollout"]["state"] == "failed");
@@ -146,7 +140,7 @@ TEST_CASE("reload with a broken spec changes nothing and says where the spec is 
     daemon.process().signal(SIGHUP);  // the same through the signal: logged
     CHECK(daemon.wait_for_log("SIGHUP: the spec has errors; nothing changed", 5s));
     load.finish();
-    CHECK(status_of(daemon)["generation"] == 1);
+    CHECK(daemon.status()["generation"] == 1);
     CHECK(daemon.workers() == before);
 }
 
@@ -158,11 +152,11 @@ TEST_CASE("max_requests with jitter recycles workers under load without failing 
     Load load(dir, port, 5, "/healthz", 16);
     load.finish();
     CHECK(daemon.count_in_log("recycled: served") >= 2);
-    const json s = status_of(daemon);
+    const json s = daemon.status();
     int recycles = 0;
     for (const auto& w : s["workers"]) recycles += w["recycles"].get<int>();
     CHECK(recycles >= 1);
-    CHECK(eventually([&] { return status_of(daemon)["ready"] == 2; }, 5s));
+    CHECK(eventually([&] { return daemon.status()["ready"] == 2; }, 5s));
 }
 
 namespace {
@@ -194,7 +188,7 @@ TEST_CASE("FastAPI under workerd_uvicorn: SIGHUP under wrk fails no request") {
     }
     load.finish();
     CHECK(daemon.wait_for_log("generation 3 rolled out", 20s));
-    CHECK(status_of(daemon)["generation"] == 3);
+    CHECK(daemon.status()["generation"] == 3);
 }
 
 TEST_CASE("an app that leaks memory is recycled at max_rss, and no request fails") {
@@ -205,7 +199,7 @@ TEST_CASE("an app that leaks memory is recycled at max_rss, and no request fails
     Load load(dir, port, 8, "/leak", 16);
     load.finish();
     CHECK_MESSAGE(daemon.count_in_log("recycled: RSS") >= 1, daemon.log());
-    const json s = status_of(daemon);
+    const json s = daemon.status();
     int recycles = 0;
     for (const auto& w : s["workers"]) recycles += w["recycles"].get<int>();
     CHECK(recycles >= 1);
@@ -259,7 +253,7 @@ TEST_CASE("a reload during a rollout supersedes it, and no request fails") {
     load.finish();
     CHECK(daemon.wait_for_log("generation 3 rolled out", 20s));
     CHECK(daemon.count_in_log("generation 2 rolled out") == 0);
-    const json s = status_of(daemon);
+    const json s = daemon.status();
     CHECK(s["generation"] == 3);
     for (const auto& w : s["workers"]) CHECK(w["generation"] == 3);
 }

@@ -240,6 +240,12 @@ Daemon::~Daemon() {
 
 std::string Daemon::log() const { return read_file(log_path_); }
 
+nlohmann::json Daemon::status() const {
+    const auto r = ctl({"status", "--json"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    return nlohmann::json::parse(r.output);
+}
+
 RunResult Daemon::ctl(const std::vector<std::string>& args, Ms timeout) const {
     std::vector<std::string> argv{bin_path("workerctl"), "-s", control_socket_};
     argv.insert(argv.end(), args.begin(), args.end());

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <functional>
 #include <map>
+
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,6 +117,8 @@ public:
     const std::string& control_socket() const { return control_socket_; }
     /// `workerctl -s SOCKET ARGS...`, run to completion.
     RunResult ctl(const std::vector<std::string>& args, Ms timeout = 20s) const;
+    /// `workerctl status --json`, parsed (the test fails if workerctl does).
+    nlohmann::json status() const;
     bool wait_for_workers(std::size_t n, Ms timeout) const;
 
 private:
