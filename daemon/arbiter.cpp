@@ -135,6 +135,7 @@ void Arbiter::tick() {
     check_health(now);
     autoscale(now);
     reconcile(now);
+    notify_systemd(now);
     if (mode_ != Mode::running && workers_.empty()) {
         timer_.cancel();
         signals_.cancel();
@@ -321,6 +322,7 @@ void Arbiter::arm_timer(Clock::time_point now) {
         // Recycling by memory is sampled once a second; by age, at each worker's time.
         if (spec_.recycle.max_rss) consider(std::max(now, next_rss_sample_));
         if (spec_.autoscale && !autoscale_pinned_) consider(std::max(now, next_autoscale_));
+        if (systemd_.watchdog_interval()) consider(std::max(now, next_watchdog_));
         for (const auto& [pid, worker] : workers_) {
             if (worker.retire_at && worker.replace_reason.empty()) {
                 consider(std::max(*worker.retire_at, worker.started_at + spec_.recycle.min_lifetime));
@@ -553,6 +555,7 @@ void Arbiter::kill_now(Worker& worker) {
 void Arbiter::begin_stop(Mode mode, Clock::time_point now) {
     if (mode_ == mode || mode_ == Mode::stopping_fast) return;
     mode_ = mode;
+    systemd_.send(fmt::format("STOPPING=1\nSTATUS=stopping {}", mode == Mode::stopping_graceful ? "gracefully" : "now"));
     if (mode == Mode::stopping_graceful) {
         spdlog::info("stopping gracefully: {} worker(s) get SIGTERM, SIGKILL after {}",
                      workers_.size(), format_duration(spec_.graceful_timeout));

@@ -18,6 +18,7 @@
 #include "daemon/backoff.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/metrics_server.hpp"
+#include "daemon/sd_notify.hpp"
 #include "daemon/health.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/load_board.hpp"
@@ -141,6 +142,9 @@ private:
     void roll(Clock::time_point now);
     void fail_rollout(Clock::time_point now);
     void check_recycling(Clock::time_point now);
+    /// sd_notify: READY once the fleet is first ready, READY again after a reload's rollout,
+    /// and WATCHDOG pings while the loop turns.
+    void notify_systemd(Clock::time_point now);
     /// Once a second when `autoscale` is on and the size is not pinned: decide and scale.
     void autoscale(Clock::time_point now);
     /// The memory budget in workers, when a limit (cgroup or spec) is known.
@@ -176,6 +180,10 @@ private:
     std::string autoscale_view_;
     std::map<std::string, std::uint64_t> autoscale_decisions_;
     std::optional<std::uint64_t> cgroup_memory_limit_;
+    SystemdNotifier systemd_ = SystemdNotifier::from_environment();
+    bool systemd_ready_sent_ = false;
+    long systemd_reloading_ = 0;  ///< the generation systemd was told RELOADING for
+    Clock::time_point next_watchdog_{};
     // Fleet totals of gone workers (requests, latency) and restarts by reason, for /metrics.
     RequestStats retired_stats_;
     std::map<std::string, std::uint64_t> restarts_by_reason_;

@@ -132,7 +132,32 @@ json Arbiter::reload(const std::string& why) {
         if (w.generation < generation_ && w.state == WorkerState::booting) drain(w, Clock::now());
     }
     spdlog::info("{}: spec re-read; rolling out generation {} ({} workers)", why, generation_, desired());
+    timespec mono{};
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    systemd_.send(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=rolling out generation {}",
+                              static_cast<long long>(mono.tv_sec) * 1000000 + mono.tv_nsec / 1000, generation_));
+    systemd_reloading_ = generation_;
     return {{"generation", generation_}};
+}
+
+void Arbiter::notify_systemd(Clock::time_point now) {
+    if (!systemd_.active() && !systemd_.watchdog_interval()) return;
+    if (mode_ == Mode::running && !systemd_ready_sent_ && ready_workers() >= desired()) {
+        systemd_ready_sent_ = true;
+        systemd_.send(fmt::format("READY=1\nSTATUS={} workers ready, generation {}", ready_workers(), generation_));
+    }
+    if (systemd_reloading_ != 0 && rollout_.state != Rollout::State::running) {
+        // A failed rollout is still the end of the reload: the old generation serves.
+        systemd_.send(fmt::format("READY=1\nSTATUS={}",
+                                  rollout_.state == Rollout::State::failed
+                                      ? fmt::format("reload failed ({}); generation {} serves", rollout_.reason, generation_)
+                                      : fmt::format("{} workers ready, generation {}", ready_workers(), generation_)));
+        systemd_reloading_ = 0;
+    }
+    if (auto interval = systemd_.watchdog_interval(); interval && now >= next_watchdog_) {
+        systemd_.send("WATCHDOG=1");
+        next_watchdog_ = now + *interval;
+    }
 }
 
 void Arbiter::fail_rollout(Clock::time_point now) {

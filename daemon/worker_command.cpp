@@ -81,8 +81,9 @@ std::vector<std::string> worker_env(const std::vector<std::string>& base, const 
                                     long generation) {
     std::vector<std::string> env;
     auto overridden = [&](const std::string& entry) {
+        // Ours, and systemd's notification variables: workers never speak to systemd for us.
         for (const char* key : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WORKERD_SLOT",
-                                "WORKERD_GENERATION"}) {
+                                "WORKERD_GENERATION", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) {
             if (has_key(entry, key)) return true;
         }
         for (const auto& [key, value] : app.env) {

@@ -208,7 +208,7 @@ RunResult run_program(const std::vector<std::string>& argv, Ms timeout, const st
     return {WEXITSTATUS(*status), read_file(log)};
 }
 
-Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml)
+Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env)
     : log_path_(dir.path() + "/daemon.log") {
     std::string text = spec_yaml;
     const auto at = text.find("\ncontrol:");
@@ -222,7 +222,7 @@ Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml)
     }
     const std::string spec = dir.write("workerd.yaml", text);
     process_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{bin_path("workerd"), "start", spec}, log_path_);
+        std::vector<std::string>{bin_path("workerd"), "start", spec}, log_path_, env);
 }
 
 Daemon::~Daemon() {

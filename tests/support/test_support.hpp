@@ -102,7 +102,7 @@ class Daemon {
 public:
     /// Writes `spec_yaml` to DIR/workerd.yaml and starts the daemon; stderr goes to
     /// DIR/daemon.log.
-    Daemon(const TempDir& dir, const std::string& spec_yaml);
+    Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env = {});
     ~Daemon();
 
     pid_t pid() const { return process_->pid(); }
