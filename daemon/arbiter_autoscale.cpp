@@ -9,6 +9,7 @@
 
 #include "daemon/arbiter.hpp"
 #include "daemon/listen_queue.hpp"
+#include "daemon/proc_stats.hpp"
 
 namespace workerd {
 
@@ -35,11 +36,7 @@ void Arbiter::autoscale(Clock::time_point now) {
     next_autoscale_ = now + std::chrono::seconds(1);
     // Fresh RSS for the budget (the recycling check samples too, when max_rss is set).
     for (auto& [pid, w] : workers_) {
-        if (w.state == WorkerState::ready) {
-            std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-            long size = 0, resident = 0;
-            if (statm >> size >> resident) w.rss_bytes = resident * ::sysconf(_SC_PAGESIZE);
-        }
+        if (w.state == WorkerState::ready) w.rss_bytes = proc_rss_bytes(pid);
     }
     AutoscaleInputs in;
     in.current = desired();

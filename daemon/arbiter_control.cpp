@@ -15,6 +15,7 @@
 
 #include "daemon/arbiter.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/proc_stats.hpp"
 #include "daemon/version.hpp"
 
 namespace workerd {
@@ -26,30 +27,6 @@ namespace {
 constexpr int kMaxWorkers = 1024;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// Resident set size of a process in bytes, from /proc/PID/statm; 0 when gone.
-long rss_bytes(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/statm");
-    long size = 0, resident = 0;
-    if (!(in >> size >> resident)) return 0;
-    return resident * ::sysconf(_SC_PAGESIZE);
-}
-
-// User + system CPU time of a process in clock ticks, from /proc/PID/stat; -1 when gone.
-long cpu_ticks(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto close = text.rfind(')');
-    if (close == std::string::npos) return -1;
-    std::istringstream fields(text.substr(close + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && fields >> field; ++i) {
-        if (i == 14) utime = std::stol(field);
-        if (i == 15) stime = std::stol(field);
-    }
-    return utime + stime;
-}
 
 int int_arg(const json& args, const char* name) {
     if (!args.contains(name)) throw ControlError("bad_argument", fmt::format("'{}' is missing", name));
@@ -117,7 +94,7 @@ json Arbiter::status_json(Clock::time_point now) {
     for (const auto& [pid, w] : workers_) {
         const Slot& slot = slots_[w.slot];
         // CPU% since the previous status call (or since the worker started).
-        const long ticks = cpu_ticks(pid);
+        const long ticks = proc_cpu_ticks(pid);
         const auto [then, then_ticks] = cpu_samples_.count(pid) ? cpu_samples_[pid] : std::make_pair(w.started_at, 0L);
         samples[pid] = {now, ticks};
         const double wall = seconds(now - then);
@@ -131,7 +108,7 @@ json Arbiter::status_json(Clock::time_point now) {
             {"recycles", slot.recycles},
             {"replacing", w.replace_reason.empty() ? json(nullptr) : json(w.replace_reason)},
             {"last_exit", slot.last_exit.empty() ? json(nullptr) : json(slot.last_exit)},
-            {"rss_bytes", rss_bytes(pid)},
+            {"rss_bytes", proc_rss_bytes(pid)},
             {"cpu_percent", ticks >= 0 && wall > 0 ? 100.0 * static_cast<double>(ticks - then_ticks) / static_cast<double>(ticks_per_second) / wall : 0.0},
             {"status", w.status.empty() ? json(nullptr) : json(w.status)},
         };

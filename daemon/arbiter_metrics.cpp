@@ -15,6 +15,7 @@
 
 #include "daemon/arbiter.hpp"
 #include "daemon/listen_queue.hpp"
+#include "daemon/proc_stats.hpp"
 #include "daemon/version.hpp"
 
 namespace workerd {
@@ -161,18 +162,8 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
         for (const auto& [pid, w] : workers_) {
             if (w.slot != slot) continue;
             any = true;
-            std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-            long size = 0, resident = 0;
-            if (statm >> size >> resident) rss += static_cast<double>(resident * ::sysconf(_SC_PAGESIZE));
-            std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-            std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-            if (const auto close = text.rfind(')'); close != std::string::npos) {
-                std::istringstream fields(text.substr(close + 2));
-                std::string field;
-                long ticks = 0;
-                for (int i = 3; i <= 15 && fields >> field; ++i) {
-                    if (i == 14 || i == 15) ticks += std::stol(field);
-                }
+            rss += static_cast<double>(proc_rss_bytes(pid));
+            if (const long ticks = proc_cpu_ticks(pid); ticks >= 0) {
                 cpu += static_cast<double>(ticks) / static_cast<double>(ticks_per_second);
             }
             requests += static_cast<double>(w.stats.served);

@@ -27,7 +27,6 @@ public:
 
 private:
     void read() {
-        request_ = {};
         parser_.emplace();
         parser_->header_limit(8 * 1024);
         parser_->body_limit(0);
@@ -71,7 +70,6 @@ private:
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::empty_body>> parser_;
-    http::request<http::empty_body> request_;
     const Handler& handler_;
     std::shared_ptr<int> count_;
 };

@@ -10,6 +10,7 @@
 
 #include "daemon/arbiter.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/proc_stats.hpp"
 #include "daemon/sizing.hpp"
 
 namespace workerd {
@@ -17,13 +18,6 @@ namespace workerd {
 using json = nlohmann::json;
 
 namespace {
-
-long rss_of(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/statm");
-    long size = 0, resident = 0;
-    if (!(in >> size >> resident)) return 0;
-    return resident * ::sysconf(_SC_PAGESIZE);
-}
 
 std::string listener_key(const ListenAddress& a) { return a.to_string() + "|" + a.name; }
 
@@ -182,7 +176,7 @@ void Arbiter::check_recycling(Clock::time_point now) {
     if (sample_rss) next_rss_sample_ = now + std::chrono::seconds(1);
     for (auto& [pid, w] : workers_) {
         if (w.state != WorkerState::ready || !w.replace_reason.empty() || !slots_[w.slot].active) continue;
-        if (sample_rss) w.rss_bytes = rss_of(pid);
+        if (sample_rss) w.rss_bytes = proc_rss_bytes(pid);
         if (now - w.started_at < r.min_lifetime) continue;
         std::string reason;
         if (w.request_limit && w.stats.served >= *w.request_limit) {
