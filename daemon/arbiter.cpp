@@ -60,33 +60,46 @@ std::string describe_hang(const Verdict& v, const HealthPolicy& policy) {
 
 }  // namespace
 
-Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_exe)
+Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, DaemonStart start)
     : spec_(std::move(spec)),
-
-      self_exe_(std::move(self_exe)),
+      self_exe_(std::move(start.self_exe)),
+      argv_(std::move(start.argv)),
+      allow_root_(start.allow_root),
       signals_(io_),
       timer_(io_),
       rng_(static_cast<unsigned>(::getpid()) ^
            static_cast<unsigned>(Clock::now().time_since_epoch().count())),
       base_env_(current_environment()) {
-    for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1}) {
+    for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2}) {
         signals_.add(sig);
     }
+    // A re-exec (SIGUSR2) starts with every signal blocked, so that none arriving while the
+    // new image starts is lost or kills it; the handlers are in place now.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
     if (spec_.app.builtin) board_ = LoadBoard::create();
     int initial = spec_.workers;
     if (spec_.autoscale) initial = std::clamp(initial, spec_.autoscale->min, spec_.autoscale->max);
     for (int slot = 0; slot < initial; ++slot) slots_[slot].active = true;
     cgroup_memory_limit_ = detect_resources().memory_limit;
+    UniqueFd control_fd, metrics_fd;
+    if (start.handover) {
+        control_fd.reset(std::exchange(start.handover->control_fd, -1));
+        metrics_fd.reset(std::exchange(start.handover->metrics_fd, -1));
+    }
     if (spec_.metrics.listen) {
         metrics_ = std::make_unique<MetricsServer>(io_, *spec_.metrics.listen,
-                                                   [this](const std::string& path) { return metrics_endpoint(path); });
+                                                   [this](const std::string& path) { return metrics_endpoint(path); },
+                                                   std::move(metrics_fd));
     }
     // Throws ListenError when the socket is a live daemon's or cannot be made.
     control_ = std::make_unique<ControlServer>(
-        io_, spec_.control, [this](const std::string& command, const nlohmann::json& args) {
-            return control(command, args);
-        });
+        io_, spec_.control,
+        [this](const std::string& command, const nlohmann::json& args) { return control(command, args); },
+        std::move(control_fd));
+    if (start.handover) adopt(*start.handover, Clock::now());
 }
 
 int Arbiter::run() {
@@ -176,6 +189,9 @@ void Arbiter::handle_signals() {
                 } catch (const ControlError&) {
                     // Logged by reload(); the fleet keeps serving as it was.
                 }
+                break;
+            case SIGUSR2:
+                if (mode_ == Mode::running) upgrade();
                 break;
             case SIGUSR1:
                 if (spec_.log.file.empty()) {
@@ -371,6 +387,9 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         request.inherit_fds.push_back(notify.write_end.get());
         request.stdout_fd = out.write_end.get();
         request.stderr_fd = err.write_end.get();
+        request.uid = spec_.run_as.uid;
+        request.gid = spec_.run_as.gid;
+        request.user = spec_.run_as.user.value_or("");
         pid = spawn_process(request);
     } catch (const std::exception& e) {
         // SpawnError (exec failed, bad cwd) or a resource failure (pipe2: EMFILE): the slot
@@ -409,20 +428,30 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
                            Duration(static_cast<long>(unit(rng_) * static_cast<double>(recycle.max_lifetime_jitter.count())));
     }
     transition(worker, WorkerEvent::started);
-    workers_[pid] = worker;
     spdlog::info("worker {} (pid {}, gen {}) started: {}", slot_index, pid, generation_,
                  request.argv.front());
+    watch_pipes(workers_[pid] = worker, std::move(out.read_end), std::move(err.read_end),
+                std::move(notify.read_end));
+}
 
-    for (auto [pipe, stream] : {std::pair{&out, "stdout"}, std::pair{&err, "stderr"}}) {
-        OutputPipe::start(io_, std::move(pipe->read_end),
-                          [slot_index, pid, stream](std::string_view line, bool) {
-                              spdlog::info("worker {} (pid {}) {}: {}", slot_index, pid, stream, line);
-                          });
+void Arbiter::watch_pipes(Worker& worker, UniqueFd out, UniqueFd err, UniqueFd notify) {
+    const int slot = worker.slot;
+    const pid_t pid = worker.pid;
+    int i = 0;
+    for (auto [fd, stream] : {std::pair{&out, "stdout"}, std::pair{&err, "stderr"}}) {
+        if (fd->valid()) {
+            worker.pipes[i] = OutputPipe::start(io_, std::move(*fd), [slot, pid, stream](std::string_view line, bool) {
+                spdlog::info("worker {} (pid {}) {}: {}", slot, pid, stream, line);
+            });
+        }
+        ++i;
     }
-    OutputPipe::start(
-        io_, std::move(notify.read_end),
-        [this, pid](std::string_view line, bool truncated) { on_notify(pid, line, truncated); },
-        kMaxNotifyLine - 1);
+    if (notify.valid()) {
+        worker.pipes[2] = OutputPipe::start(
+            io_, std::move(notify),
+            [this, pid](std::string_view line, bool truncated) { on_notify(pid, line, truncated); },
+            kMaxNotifyLine - 1);
+    }
 }
 
 void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated) {

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -21,6 +22,7 @@
 #include "daemon/sd_notify.hpp"
 #include "daemon/health.hpp"
 #include "daemon/listener.hpp"
+#include "daemon/handover.hpp"
 #include "daemon/load_board.hpp"
 #include "daemon/notify.hpp"
 #include "daemon/unique_fd.hpp"
@@ -31,13 +33,24 @@ namespace workerd {
 
 using Clock = std::chrono::steady_clock;
 
+class OutputPipe;
+
+/// How the daemon was started, besides its spec and listeners.
+struct DaemonStart {
+    std::string self_exe;              ///< the workerd binary: serve-builtin, and SIGUSR2's re-exec
+    std::vector<std::string> argv;     ///< the daemon's own command line, for the re-exec
+    bool allow_root = false;           ///< `--allow-root`: workers may run as root without `user: root`
+    std::optional<Handover> handover;  ///< what the previous image left (SIGUSR2 re-exec)
+};
+
 /// The daemon's supervisor: one event loop, one thread. It keeps `workers` processes of the
 /// current generation running on the listeners, replaces those that exit (with per-slot
 /// backoff), and stops the fleet on TERM (graceful) or INT/QUIT (fast).
 class Arbiter {
 public:
-    /// `self_exe` is the workerd binary, run as `serve-builtin` for the bundled worker.
-    Arbiter(Spec spec, std::vector<Listener> listeners, std::string self_exe);
+    /// Listeners are open (or inherited); a handover's control and metrics sockets and workers
+    /// are adopted here. Throws ListenError when the control or metrics socket cannot be made.
+    Arbiter(Spec spec, std::vector<Listener> listeners, DaemonStart start);
 
     /// Runs until the fleet is stopped; returns the daemon's exit code.
     int run();
@@ -71,6 +84,8 @@ private:
         /// The listeners it was started with: an old generation's sockets stay open until
         /// its last worker is gone, even when a reload changed `listen`.
         std::vector<std::shared_ptr<Listener>> listeners;
+        /// Its stdout, stderr and protocol pipes, read by the loop; handed over on SIGUSR2.
+        std::array<std::weak_ptr<OutputPipe>, 3> pipes;
     };
 
     struct Slot {
@@ -121,6 +136,14 @@ private:
     MetricsResponse metrics_endpoint(const std::string& path);
     std::string metrics_text(Clock::time_point now);
     void spawn_worker(int slot, Clock::time_point now);
+    /// Starts reading a worker's stdout, stderr and protocol pipe (read ends).
+    void watch_pipes(Worker& worker, UniqueFd out, UniqueFd err, UniqueFd notify);
+    /// SIGUSR2: re-executes the workerd binary in place (same pid), handing over the
+    /// listeners, the control and metrics sockets and the workers. Returns (logged) when the
+    /// new binary fails its check or exec fails: the running daemon carries on.
+    void upgrade();
+    /// In the new image: takes over the previous one's workers and rolls them.
+    void adopt(Handover& handover, Clock::time_point now);
     void drain(Worker& worker, Clock::time_point now);
     void kill_now(Worker& worker);
     void begin_stop(Mode mode, Clock::time_point now);
@@ -158,6 +181,8 @@ private:
     Spec spec_;
     std::vector<std::shared_ptr<Listener>> listeners_;
     std::string self_exe_;
+    std::vector<std::string> argv_;
+    bool allow_root_ = false;
     boost::asio::io_context io_;
     boost::asio::signal_set signals_;
     boost::asio::steady_timer timer_;

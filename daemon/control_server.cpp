@@ -1,5 +1,6 @@
 #include "daemon/control_server.hpp"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/control_path.hpp"
+#include "daemon/handover.hpp"
 
 namespace workerd {
 
@@ -50,7 +52,12 @@ std::string socket_path(const ControlSpec& spec) {
     return path;
 }
 
-Listener bind_control(const ControlSpec& spec, const std::string& path) {
+Listener bind_control(const ControlSpec& spec, const std::string& path, UniqueFd inherited) {
+    // A socket handed over by the previous image (SIGUSR2) is kept when it is still at `path`:
+    // clients queued on it during the re-exec are served.
+    if (inherited && socket_bound_to(inherited.get(), unix_address(path))) {
+        return Listener(unix_address(path), std::move(inherited), 64, /*owns_path=*/true);
+    }
     Listener l = open_listener(unix_address(path), 64);
     if (::chmod(path.c_str(), spec.mode) != 0) {
         throw ListenError(fmt::format("chmod {:o} {} failed: {}", spec.mode, path, std::strerror(errno)));
@@ -169,16 +176,16 @@ private:
     std::shared_ptr<int> count_;
 };
 
-ControlServer::ControlServer(asio::io_context& io, const ControlSpec& spec, Handler handler)
+ControlServer::ControlServer(asio::io_context& io, const ControlSpec& spec, Handler handler, UniqueFd inherited)
     : io_(io),
       path_(socket_path(spec)),
-      listener_(bind_control(spec, path_)),
+      listener_(bind_control(spec, path_, std::move(inherited))),
       acceptor_(io),
       handler_(std::move(handler)) {
     access_.daemon_uid = ::geteuid();
     access_.users = spec.allow_users;
     access_.groups = spec.allow_groups;
-    acceptor_.assign(local(), ::dup(listener_.fd()));
+    acceptor_.assign(local(), ::fcntl(listener_.fd(), F_DUPFD_CLOEXEC, 0));
 }
 
 ControlServer::~ControlServer() { stop(); }

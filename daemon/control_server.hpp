@@ -55,10 +55,14 @@ public:
 
     /// Binds the socket (stale files replaced, a live daemon's socket refused; throws
     /// ListenError) with the spec's mode and group.
-    ControlServer(boost::asio::io_context& io, const ControlSpec& spec, Handler handler);
+    /// `inherited`: the previous image's socket (SIGUSR2), used when still bound to the path.
+    ControlServer(boost::asio::io_context& io, const ControlSpec& spec, Handler handler,
+                  UniqueFd inherited = {});
     ~ControlServer();
 
     const std::string& path() const { return path_; }
+    /// The listening socket (handed over across a SIGUSR2 re-exec).
+    int fd() const { return listener_.fd(); }
     void start();
     /// Stops accepting and closes every client (at daemon exit).
     void stop();

@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/arbiter.hpp"
+#include "daemon/handover.hpp"
 #include "daemon/http/builtin_worker.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/logging.hpp"
@@ -34,13 +35,18 @@ constexpr int kExitStartFailed = 3;
 
 int usage(FILE* out) {
     std::fprintf(out,
-                 "usage: workerd start SPEC     run the fleet described by SPEC (foreground)\n"
+                 "usage: workerd start [--allow-root] SPEC\n"
+                 "                              run the fleet described by SPEC (foreground);\n"
+                 "                              --allow-root: as root, run workers as root even\n"
+                 "                              though the spec sets no `user` (development)\n"
                  "       workerd check SPEC     validate SPEC and exit 0 (valid) or 1\n"
                  "       workerd check --explain [--root DIR] SPEC\n"
                  "                              also show how `workers: auto` was computed\n"
                  "       workerd --version\n"
                  "\n"
-                 "Signals: TERM graceful stop, INT/QUIT fast stop, TTIN/TTOU one worker more/less.\n"
+                 "Signals: TERM graceful stop, INT/QUIT fast stop, HUP reload, TTIN/TTOU one worker\n"
+                 "more/less, USR1 reopen the log, USR2 re-execute the workerd binary in place.\n"
+                 "Socket activation: sockets passed with LISTEN_FDS (systemd) replace binding.\n"
                  "Spec reference: docs/spec.md\n");
     return out == stdout ? kExitOk : kExitUsage;
 }
@@ -65,16 +71,34 @@ int check(const std::string& path, bool explain, const std::string& root) {
     if (explain) {
         for (const auto& line : sizing.explanation) std::printf("%s\n", line.c_str());
     }
+    if (const auto refused = workerd::check_run_as(*spec, ::geteuid(), ::getegid(), false); !refused.empty()) {
+        std::fprintf(stderr, "%s: warning: `workerd start` as this user would refuse: %s\n", path.c_str(), refused.c_str());
+    }
     std::printf("%s: ok (%d worker%s, %zu listener%s)\n", path.c_str(), spec->workers,
                 spec->workers == 1 ? "" : "s", spec->listen.size(),
                 spec->listen.size() == 1 ? "" : "s");
     return kExitOk;
 }
 
-int start(const std::string& path) {
+int start(const std::string& path, bool allow_root, const std::vector<std::string>& argv) {
+    // 0. What a previous image of this daemon (SIGUSR2) or systemd (socket activation) handed
+    //    over. Taken first, so that nothing of it leaks into workers, whatever happens next.
+    std::optional<workerd::Handover> handover;
+    try {
+        handover = workerd::take_handover();
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "workerd: %s is malformed: %s\n", workerd::Handover::kVariable, e.what());
+        return kExitStartFailed;
+    }
+    std::vector<workerd::InheritedSocket> inherited =
+        handover ? std::move(handover->listeners) : workerd::take_listen_fds();
     // 1. Read and validate the whole spec; nothing starts from an invalid one.
     auto spec = load_or_report(path);
     if (!spec) return kExitBadSpec;
+    if (const auto refused = workerd::check_run_as(*spec, ::geteuid(), ::getegid(), allow_root); !refused.empty()) {
+        std::fprintf(stderr, "%s: %s\n", path.c_str(), refused.c_str());
+        return kExitBadSpec;
+    }
     const auto sizing = workerd::resolve_workers(*spec);
     // 2. Log to stderr at the spec's level (journald and terminals both read it there).
     try {
@@ -98,17 +122,24 @@ int start(const std::string& path) {
             }
         }
     }
-    // 3. Bind every listener; the daemon holds them for its whole life.
+    // 3. Bind every listener (or take the inherited socket bound there); the daemon holds them
+    //    for its whole life.
     std::vector<workerd::Listener> listeners;
     try {
-        listeners = workerd::open_listeners(spec->listen, spec->backlog);
+        listeners = workerd::adopt_or_open_listeners(spec->listen, spec->backlog, inherited);
     } catch (const workerd::ListenError& e) {
         spdlog::critical("{}", e.what());
         return kExitStartFailed;
     }
+    for (const auto& s : inherited) {
+        spdlog::warn("inherited socket {}{} matches no `listen` address; closing it", s.fd.get(),
+                     s.name.empty() ? "" : " '" + s.name + "'");
+    }
+    inherited.clear();
     // 4. Supervise until stopped by a signal.
     try {
-        workerd::Arbiter arbiter(std::move(*spec), std::move(listeners), self_executable());
+        workerd::DaemonStart how{self_executable(), argv, allow_root, std::move(handover)};
+        workerd::Arbiter arbiter(std::move(*spec), std::move(listeners), std::move(how));
         return arbiter.run();
     } catch (const workerd::ListenError& e) {
         spdlog::critical("control socket: {}", e.what());
@@ -155,9 +186,9 @@ int main(int argc, char** argv) {
             return kExitStartFailed;
         }
     }
-    if (command == "start" && args.size() == 2) {
+    if (command == "start" && (args.size() == 2 || (args.size() == 3 && args[1] == "--allow-root"))) {
         try {
-            return start(args[1]);
+            return start(args.back(), args.size() == 3, std::vector<std::string>(argv, argv + argc));
         } catch (const std::exception& e) {
             std::fprintf(stderr, "workerd: %s\n", e.what());
             return kExitStartFailed;

@@ -1,10 +1,13 @@
 #include "daemon/metrics_server.hpp"
 
+#include <fcntl.h>
+
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/handover.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/version.hpp"
 
@@ -75,20 +78,24 @@ private:
 };
 
 namespace {
-tcp::acceptor bind_metrics(asio::io_context& io, const ListenAddress& address) {
-    // The same binding rules and messages as the fleet's listeners.
-    Listener l = open_listener(address, 128);
+tcp::acceptor bind_metrics(asio::io_context& io, const ListenAddress& address, UniqueFd inherited) {
+    // The same binding rules and messages as the fleet's listeners; a socket handed over by
+    // the previous image (SIGUSR2) is kept when it is still bound to the spec's address.
+    Listener l = inherited && socket_bound_to(inherited.get(), address)
+                     ? Listener(address, std::move(inherited), 128, false)
+                     : open_listener(address, 128);
     tcp::acceptor acceptor(io);
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     ::getsockname(l.fd(), reinterpret_cast<sockaddr*>(&ss), &len);
-    acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), ::dup(l.fd()));
+    acceptor.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), ::fcntl(l.fd(), F_DUPFD_CLOEXEC, 0));
     return acceptor;
 }
 }  // namespace
 
-MetricsServer::MetricsServer(asio::io_context& io, const ListenAddress& address, Handler handler)
-    : io_(io), acceptor_(bind_metrics(io, address)), handler_(std::move(handler)) {}
+MetricsServer::MetricsServer(asio::io_context& io, const ListenAddress& address, Handler handler,
+                             UniqueFd inherited)
+    : io_(io), acceptor_(bind_metrics(io, address, std::move(inherited))), handler_(std::move(handler)) {}
 
 MetricsServer::~MetricsServer() {
     beast::error_code ignored;

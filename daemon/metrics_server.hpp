@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "daemon/listen_address.hpp"
+#include "daemon/unique_fd.hpp"
 
 namespace workerd {
 
@@ -27,10 +28,14 @@ public:
     using Handler = std::function<MetricsResponse(const std::string& path)>;
 
     /// Binds (throws ListenError).
-    MetricsServer(boost::asio::io_context& io, const ListenAddress& address, Handler handler);
+    /// Binds `address`, or uses `inherited` (a re-exec's socket) when it is bound there.
+    MetricsServer(boost::asio::io_context& io, const ListenAddress& address, Handler handler,
+                  UniqueFd inherited = {});
     ~MetricsServer();
     void start();
     std::uint16_t port() const;
+    /// The listening socket (handed over across a SIGUSR2 re-exec).
+    int fd() { return acceptor_.native_handle(); }
 
 private:
     class Session;

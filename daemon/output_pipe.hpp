@@ -29,6 +29,9 @@ public:
     OutputPipe(boost::asio::io_context& io, UniqueFd read_end, LineHandler on_line,
                std::size_t max_line);
 
+    /// The read end while it is open, else -1.
+    int fd() { return stream_.is_open() ? stream_.native_handle() : -1; }
+
 private:
     void read_more();
 

@@ -1,6 +1,8 @@
 // Replacing workers without a gap: reloads (a new generation), recycling and restarts all go
 // through roll(): a successor starts in the slot, and the outgoing worker drains only once the
 // successor is READY, bounded by rollout.max_surge and rollout.max_unavailable.
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -73,6 +75,10 @@ json Arbiter::reload(const std::string& why) {
         throw ControlError("bad_spec", all);
     }
     Spec next = std::move(*loaded.spec);
+    if (const auto refused = check_run_as(next, ::geteuid(), ::getegid(), allow_root_); !refused.empty()) {
+        spdlog::error("{}: {}; nothing changed, generation {} keeps serving", why, refused, generation_);
+        throw ControlError("bad_spec", refused);
+    }
     resolve_workers(next);
     // Listeners: the same address keeps its socket (and accept queue); new ones are opened
     // now, before anything else changes; dropped ones close when their last worker is gone.

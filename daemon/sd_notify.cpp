@@ -16,7 +16,10 @@ SystemdNotifier SystemdNotifier::from_environment() {
     const char* pid = std::getenv("WATCHDOG_PID");
     if (usec != nullptr && (pid == nullptr || std::atol(pid) == ::getpid())) {
         const long long value = std::atoll(usec);
-        if (value > 0) n.watchdog_ = std::chrono::milliseconds(std::max(1LL, value / 2000));
+        if (value > 0) {
+            n.watchdog_ = std::chrono::milliseconds(std::max(1LL, value / 2000));
+            n.watchdog_usec_ = value;
+        }
     }
     if (socket_path != nullptr && (socket_path[0] == '/' || socket_path[0] == '@')) {
         n.path_ = socket_path;
@@ -24,6 +27,16 @@ SystemdNotifier SystemdNotifier::from_environment() {
     }
     for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) ::unsetenv(name);
     return n;
+}
+
+std::vector<std::string> SystemdNotifier::environment() const {
+    std::vector<std::string> env;
+    if (!path_.empty()) env.push_back("NOTIFY_SOCKET=" + path_);
+    if (watchdog_usec_ > 0) {
+        env.push_back("WATCHDOG_USEC=" + std::to_string(watchdog_usec_));
+        env.push_back("WATCHDOG_PID=" + std::to_string(::getpid()));
+    }
+    return env;
 }
 
 void SystemdNotifier::send(const std::string& state) const {

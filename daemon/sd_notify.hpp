@@ -3,6 +3,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/unique_fd.hpp"
 
@@ -20,11 +21,15 @@ public:
     void send(const std::string& state) const;
     /// Half of WATCHDOG_USEC when systemd asked for watchdog pings (WatchdogSec=).
     std::optional<std::chrono::milliseconds> watchdog_interval() const { return watchdog_; }
+    /// NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID as they were, for the daemon's own
+    /// re-exec (SIGUSR2): the same pid keeps talking to systemd.
+    std::vector<std::string> environment() const;
 
 private:
     UniqueFd fd_;
     std::string path_;
     std::optional<std::chrono::milliseconds> watchdog_;
+    long long watchdog_usec_ = 0;
 };
 
 }  // namespace workerd

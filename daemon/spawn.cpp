@@ -1,6 +1,8 @@
 #include "daemon/spawn.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -31,7 +33,7 @@ struct ChildFailure {
     int stage;  // one of the Stage values
     int err;    // errno
 };
-enum Stage : int { kStageChdir = 1, kStageExec = 2, kStageFds = 3 };
+enum Stage : int { kStageChdir = 1, kStageExec = 2, kStageFds = 3, kStageUser = 4 };
 
 // Everything the child needs, prepared in the parent: after fork the child may only make
 // async-signal-safe calls (no allocation), so argv, envp and the fd plan are built here.
@@ -49,6 +51,11 @@ struct ChildPlan {
     int stderr_fd = -1;
     int error_pipe = -1;
     pid_t parent = 0;
+    // The identity to take (only when the daemon is root): groups, then gid, then uid.
+    bool switch_user = false;
+    std::vector<gid_t> groups;
+    gid_t gid = 0;
+    uid_t uid = 0;
 };
 
 // Async-signal-safe: report a failure to the parent and exit.
@@ -105,7 +112,14 @@ void arrange_fds(ChildPlan& plan) {
 // (3, 4, ...) overwrites, so failures are reported through our pipe, placed above that range.
 [[noreturn]] void exec_child(ChildPlan& plan) {
     ::setpgid(0, 0);
-    // Die with the daemon; if it already died before this line, do not outlive it.
+    // Groups first, the uid last: after setuid the child could no longer change its groups.
+    if (plan.switch_user &&
+        (::setgroups(plan.groups.size(), plan.groups.data()) != 0 || ::setgid(plan.gid) != 0 ||
+         ::setuid(plan.uid) != 0)) {
+        child_fail(plan, kStageUser, errno);
+    }
+    // Die with the daemon; if it already died before this line, do not outlive it. (After the
+    // switch of user: changing credentials clears the parent-death signal.)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != plan.parent) ::_exit(127);
 
@@ -149,6 +163,20 @@ bool is_executable_file(const std::string& path) {
     return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
+// What initgroups(3) would set, computed before fork (the child may not read /etc/group):
+// the user's groups from the group database, or only `gid` for a user without an entry.
+std::vector<gid_t> supplementary_groups(const std::string& user, gid_t gid) {
+    if (user.empty() || ::getpwnam(user.c_str()) == nullptr) return {gid};
+    int count = 32;
+    std::vector<gid_t> groups(static_cast<std::size_t>(count));
+    while (::getgrouplist(user.c_str(), gid, groups.data(), &count) < 0) {
+        groups.resize(static_cast<std::size_t>(count) * 2);
+        count = static_cast<int>(groups.size());
+    }
+    groups.resize(static_cast<std::size_t>(count));
+    return groups;
+}
+
 }  // namespace
 
 std::string resolve_executable(const std::string& name, const std::string& path_env) {
@@ -187,6 +215,12 @@ pid_t spawn_process(const SpawnRequest& request) {
     plan.envp.push_back(nullptr);
     if (inherits_fds) plan.listen_pid_entry = plan.env_storage.back().data();
 
+    if ((request.uid || request.gid) && ::geteuid() == 0) {
+        plan.switch_user = true;
+        plan.uid = request.uid.value_or(0);
+        plan.gid = request.gid.value_or(0);
+        plan.groups = supplementary_groups(request.user, plan.gid);
+    }
     plan.cwd = request.cwd;
     plan.inherit_fds = request.inherit_fds;
     UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -219,6 +253,10 @@ pid_t spawn_process(const SpawnRequest& request) {
         n = ::read(error_read.get(), &failure, sizeof failure);
     } while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(sizeof failure)) {
+        if (failure.stage == kStageUser) {
+            throw SpawnError(fmt::format("cannot switch to uid {} gid {}: {}", plan.uid, plan.gid,
+                                         std::strerror(failure.err)));
+        }
         const char* what = failure.stage == kStageChdir ? "cannot change directory to"
                                                         : "cannot execute";
         const std::string& subject = failure.stage == kStageChdir ? plan.cwd : plan.exe;

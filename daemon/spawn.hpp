@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +25,11 @@ struct SpawnRequest {
     std::vector<int> inherit_fds;
     int stdout_fd = -1;             ///< becomes the child's fd 1 (-1: /dev/null)
     int stderr_fd = -1;             ///< becomes the child's fd 2 (-1: /dev/null)
+    /// The identity to switch to before exec (setgroups, setgid, setuid), when the daemon is
+    /// root. `user` names the account whose supplementary groups the child gets (initgroups).
+    std::optional<unsigned> uid;
+    std::optional<unsigned> gid;
+    std::string user;
 };
 
 /// Starts a child and returns its pid once its program is running (execve succeeded).
@@ -34,7 +40,7 @@ struct SpawnRequest {
 /// `env` yourself; any LISTEN_PID entry in `env` is replaced). The child runs in its own
 /// process group (a terminal's Ctrl-C reaches only the daemon, which stops the workers), with
 /// default signal dispositions and an empty signal mask, and is killed with SIGKILL if the
-/// daemon dies (PR_SET_PDEATHSIG).
+/// daemon dies (PR_SET_PDEATHSIG, set after the switch of user, which would clear it).
 ///
 /// Never reaps: a child whose exec failed has already exited and is left for the one reaper.
 /// Throws SpawnError when the program cannot be found or executed, or the cwd is unusable.

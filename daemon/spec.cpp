@@ -383,6 +383,26 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
         {"workers", [&](auto&, auto& v) { read_workers(v, cpu_count, spec); }},
         {"app", [&](auto&, auto& v) { read_app(v, spec.app, app_seen); }},
         {"graceful_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.graceful_timeout = *x; }},
+        {"user", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a user name");
+             if (!s) return;
+             spec.run_as.user = *s;
+             if (const passwd* pw = ::getpwnam(s->c_str())) {
+                 spec.run_as.uid = pw->pw_uid;
+                 if (!spec.run_as.gid) spec.run_as.gid = pw->pw_gid;
+             } else if (auto uid = uid_of(*s)) {
+                 spec.run_as.uid = *uid;
+             } else {
+                 error(v, k, fmt::format("no such user '{}'", *s));
+             }
+         }},
+        {"group", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a group name");
+             if (!s) return;
+             spec.run_as.group = *s;
+             if (auto gid = gid_of(*s)) spec.run_as.gid = *gid;
+             else error(v, k, fmt::format("no such group '{}'", *s));
+         }},
         {"timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.timeout = *x; }},
         {"boot_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.boot_timeout = *x; }},
         {"ready_after", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.ready_after = *x; }},
@@ -561,6 +581,9 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
     if (!app_seen) error(root, "app", "is missing; use app: {builtin: {}} or app: {command: [...]}");
     if (spec.app.cwd.empty()) spec.app.cwd = dir_;
     check_command_fds(spec);
+    if (spec.run_as.uid && !spec.run_as.gid) {
+        error(root["user"], "user", fmt::format("user {} has no entry in the user database; set `group` too", *spec.run_as.user));
+    }
 }
 
 }  // namespace
@@ -575,6 +598,24 @@ AutoWorkers resolve_workers(Spec& spec, const std::string& root, int affinity) {
     auto a = auto_workers(detect_resources(root, affinity), spec.workload, spec.memory_per_worker, spec.memory_margin);
     spec.workers = std::min(a.workers, kMaxWorkers);
     return a;
+}
+
+std::string check_run_as(const Spec& spec, unsigned euid, unsigned egid, bool allow_root) {
+    const RunAsSpec& r = spec.run_as;
+    const unsigned uid = r.uid.value_or(euid);
+    const unsigned gid = r.gid.value_or(egid);
+    if (euid == 0) {
+        if (uid == 0 && !r.user && !allow_root) {
+            return "workerd runs as root and the spec sets no `user`, so the workers would run as root; "
+                   "set `user: NAME` (e.g. www-data), or `user: root` to run them as root on purpose";
+        }
+        return {};
+    }
+    if (uid != euid || gid != egid) {
+        return fmt::format("`user`/`group` ask for uid {} gid {}, but workerd runs as uid {} gid {}; "
+                           "only a daemon started as root can switch", uid, gid, euid, egid);
+    }
+    return {};
 }
 
 std::string SpecError::to_string() const {

@@ -88,6 +88,14 @@ struct LogSpec {
     std::string file;            ///< absolute; empty = stderr. SIGUSR1 reopens it (logrotate).
 };
 
+/// `user` / `group`: the identity workers run as (the daemon switches before exec).
+struct RunAsSpec {
+    std::optional<std::string> user;  ///< as written (a name or a number)
+    std::optional<unsigned> uid;
+    std::optional<unsigned> gid;      ///< `group`, else the user's primary group
+    std::string group;                ///< as written, for messages
+};
+
 /// The whole spec, validated. Every path in it is absolute.
 struct Spec {
     std::string file;                    ///< the spec file this came from (absolute)
@@ -101,6 +109,7 @@ struct Spec {
     std::optional<AutoscaleSpec> autoscale;     ///< off when absent
     int workers = 1;                     ///< the count (resolved when workers_auto)
     AppSpec app;
+    RunAsSpec run_as;                    ///< `user`, `group`: unset = the daemon's own
     Duration graceful_timeout{std::chrono::seconds(30)};
     BackoffSpec backoff;
     HealthPolicy health;                 ///< timeout, boot_timeout, heartbeat, ... (top level)
@@ -135,6 +144,12 @@ struct SpecLoadResult {
 /// the CPU affinity) and sets spec.workers; returns the derivation. For a fixed count it only
 /// says so.
 AutoWorkers resolve_workers(Spec& spec, const std::string& root = "/", int affinity = 0);
+
+/// Whether a daemon with effective uid `euid` may start this spec's workers: one running as
+/// root refuses to run them as root unless the spec says `user: root` (or `allow_root`, the
+/// `--allow-root` flag for development); one not running as root cannot switch to another
+/// user or group. Returns the reason when not, else an empty string.
+std::string check_run_as(const Spec& spec, unsigned euid, unsigned egid, bool allow_root);
 
 /// Reads and validates the spec at `path`. `cpu_count` resolves `workers: auto`.
 SpecLoadResult load_spec_file(const std::string& path, int cpu_count);

@@ -1,0 +1,198 @@
+// Upgrading the daemon itself (SIGUSR2): the workerd binary is re-executed in place, so the
+// pid systemd (or anyone) tracks stays the same. The listen, control and metrics sockets and
+// the workers' pipes survive the exec; the new image adopts the workers and replaces them
+// through the rolling path (a successor READY before its predecessor drains), so no request
+// is dropped. Before anything is handed over, the new binary must pass `workerd check` on the
+// spec; if it does not, or exec fails, the running daemon carries on as it was.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "daemon/arbiter.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/output_pipe.hpp"
+#include "daemon/spawn.hpp"
+
+namespace workerd {
+namespace {
+
+constexpr std::chrono::seconds kPreflightTimeout{10};
+
+// Runs `EXE check SPEC`: the new binary must start on this machine and accept the spec.
+// Returns why not, or an empty string. Blocks the loop for as long as the check runs (tens of
+// milliseconds; at most kPreflightTimeout).
+std::string preflight(const std::string& exe, const std::string& spec, const std::vector<std::string>& env) {
+    PipePair out = make_pipe();
+    SpawnRequest request;
+    request.argv = {exe, "check", spec};
+    request.env = env;
+    request.stdout_fd = out.write_end.get();
+    request.stderr_fd = out.write_end.get();
+    pid_t pid = 0;
+    try {
+        pid = spawn_process(request);
+    } catch (const SpawnError& e) {
+        return e.what();
+    }
+    out.write_end.reset();
+    std::string text;
+    const auto deadline = Clock::now() + kPreflightTimeout;
+    bool timed_out = false;
+    while (true) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) {
+            timed_out = true;
+            ::kill(pid, SIGKILL);
+            break;
+        }
+        pollfd p{out.read_end.get(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+        char buf[4096];
+        const ssize_t n = ::read(out.read_end.get(), buf, sizeof buf);
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            break;
+        }
+        if (text.size() < 16 * 1024) text.append(buf, static_cast<std::size_t>(n));
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    if (timed_out) return fmt::format("`{} check {}` did not finish within {}s", exe, spec, kPreflightTimeout.count());
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+    return fmt::format("`{} check {}` failed ({}): {}", exe, spec,
+                       WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status))
+                                         : signal_name(WTERMSIG(status)),
+                       text);
+}
+
+void set_cloexec(const std::vector<int>& fds, bool on) {
+    for (int fd : fds) ::fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);
+}
+
+}  // namespace
+
+void Arbiter::upgrade() {
+    spdlog::info("SIGUSR2: upgrading workerd in place: checking {} on {}", self_exe_, spec_.file);
+    if (const auto failure = preflight(self_exe_, spec_.file, base_env_); !failure.empty()) {
+        spdlog::error("SIGUSR2: {}; the running daemon carries on (generation {})", failure, generation_);
+        return;
+    }
+    const auto now = Clock::now();
+    Handover h;
+    h.generation = generation_;
+    h.desired = desired();
+    h.pinned = autoscale_pinned_;
+    for (const auto& l : listeners_) {
+        InheritedSocket s;
+        s.fd = UniqueFd(l->fd());
+        s.name = l->address().name;
+        s.owns_path = l->address().kind == ListenAddress::Kind::unix_path;
+        h.listeners.push_back(std::move(s));
+    }
+    h.control_fd = control_->fd();
+    if (metrics_) h.metrics_fd = metrics_->fd();
+    for (auto& [pid, w] : workers_) {
+        HandedWorker hw;
+        hw.pid = pid;
+        hw.slot = w.slot;
+        hw.generation = w.generation;
+        hw.ready = w.health.ready_at.has_value();
+        hw.draining = w.state == WorkerState::draining;
+        hw.age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.started_at).count();
+        int* fds[3] = {&hw.stdout_fd, &hw.stderr_fd, &hw.notify_fd};
+        for (int i = 0; i < 3; ++i) {
+            if (auto pipe = w.pipes[i].lock()) *fds[i] = pipe->fd();
+        }
+        h.workers.push_back(hw);
+    }
+    const std::string state = handover_to_json(h).dump();
+    const std::vector<int> fds = h.fds();
+    for (auto& s : h.listeners) s.fd.release();  // the listeners keep owning them
+
+    std::vector<std::string> env_storage = base_env_;
+    for (const auto& e : systemd_.environment()) env_storage.push_back(e);
+    env_storage.push_back(std::string(Handover::kVariable) + "=" + state);
+    std::vector<char*> envp;
+    for (auto& e : env_storage) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> argv_storage = argv_;
+    std::vector<char*> argv;
+    for (auto& a : argv_storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    timespec mono{};
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    systemd_.send(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=re-executing {}",
+                              static_cast<long long>(mono.tv_sec) * 1000000 + mono.tv_nsec / 1000, self_exe_));
+    spdlog::info("SIGUSR2: re-executing {} (pid {}) with {} worker(s), {} listener(s)", self_exe_, ::getpid(),
+                 h.workers.size(), h.listeners.size());
+    spdlog::default_logger()->flush();
+    // Signals stay blocked across exec until the new image has its handlers (the constructor
+    // unblocks them); the handed descriptors lose close-on-exec just for this call.
+    sigset_t all, before;
+    sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, &before);
+    set_cloexec(fds, false);
+    ::execve(self_exe_.c_str(), argv.data(), envp.data());
+    const int err = errno;
+    set_cloexec(fds, true);
+    ::sigprocmask(SIG_SETMASK, &before, nullptr);
+    spdlog::error("SIGUSR2: exec {} failed: {}; the running daemon carries on (generation {})", self_exe_,
+                  std::strerror(err), generation_);
+    systemd_.send(fmt::format("READY=1\nSTATUS=upgrade failed (exec: {}); generation {} serves",
+                              std::strerror(err), generation_));
+}
+
+void Arbiter::adopt(Handover& h, Clock::time_point now) {
+    generation_ = h.generation;
+    autoscale_pinned_ = h.pinned;
+    slots_.clear();
+    for (int slot = 0; slot < h.desired; ++slot) slots_[slot].active = true;
+    for (auto& hw : h.workers) {
+        Worker w;
+        w.slot = hw.slot;
+        w.generation = hw.generation;
+        w.pid = hw.pid;
+        w.started_at = now - std::chrono::milliseconds(hw.age_ms);
+        w.health.started = w.started_at;
+        w.health.last_beat = now;
+        w.listeners = listeners_;
+        transition(w, WorkerEvent::started);
+        if (hw.ready || hw.draining) {
+            transition(w, WorkerEvent::ready);
+            w.health.ready_at = now;
+        }
+        if (hw.draining) {
+            transition(w, WorkerEvent::drain);
+            w.kill_at = now + spec_.graceful_timeout;
+        }
+        slots_[hw.slot].started_once = true;
+        watch_pipes(workers_[hw.pid] = w, UniqueFd(hw.stdout_fd), UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
+    }
+    // Then the rolling path replaces them: a new generation, as after a reload of the same spec.
+    rollout_.previous_spec = spec_;
+    rollout_.previous_generation = generation_;
+    rollout_.previous_listeners = listeners_;
+    ++generation_;
+    rollout_.state = Rollout::State::running;
+    rollout_.generation = generation_;
+    rollout_.started = now;
+    // systemd was told RELOADING=1 before the exec; READY=1 follows the rollout.
+    systemd_ready_sent_ = true;
+    systemd_reloading_ = generation_;
+    spdlog::info("upgraded in place (pid {}): adopted {} worker(s) of generation {}; rolling out generation {} ({} workers)",
+                 ::getpid(), h.workers.size(), rollout_.previous_generation, generation_, desired());
+}
+
+}  // namespace workerd
