@@ -35,7 +35,7 @@ app:
 control: {socket: $WORK/$2.sock}
 log: {level: warn}
 YAML
-  "$1" start "$WORK/$2.yaml" 2>"$WORK/$2.log" &
+  "$1" start $(allow_root_flag "$1") "$WORK/$2.yaml" 2>"$WORK/$2.log" &
   echo "$! $port"
 }
 

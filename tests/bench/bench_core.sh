@@ -29,7 +29,7 @@ app:
 control: {socket: $WORK/builtin.sock}
 log: {level: warn}
 YAML
-"$WORKERD" start "$WORK/builtin.yaml" 2>"$WORK/workerd-builtin.log" &
+"$WORKERD" start $ALLOW_ROOT "$WORK/builtin.yaml" 2>"$WORK/workerd-builtin.log" &
 WD1=$!; PIDS+=("$WD1")
 
 P2=$(free_port)
@@ -78,7 +78,7 @@ app:
 control: {socket: $WORK/uvicorn.sock}
 log: {level: warn}
 YAML
-"$WORKERD" start "$WORK/uvicorn.yaml" 2>"$WORK/workerd-uvicorn.log" &
+"$WORKERD" start $ALLOW_ROOT "$WORK/uvicorn.yaml" 2>"$WORK/workerd-uvicorn.log" &
 WD2=$!; PIDS+=("$WD2")
 P4=$(free_port)
 "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w 2 -b "127.0.0.1:$P4" \

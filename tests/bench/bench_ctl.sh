@@ -25,7 +25,7 @@ app:
 control: {socket: $SOCK}
 log: {level: warn}
 YAML
-"$WORKERD" start "$WORK/spec.yaml" 2>"$WORK/workerd.log" &
+"$WORKERD" start $ALLOW_ROOT "$WORK/spec.yaml" 2>"$WORK/workerd.log" &
 WD=$!; PIDS+=("$WD")
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 "$WORKERCTL" -s "$SOCK" scale 2 --wait >/dev/null

@@ -24,7 +24,7 @@ control: {socket: $WORK/control.sock}
 metrics: {listen: "127.0.0.1:$MPORT"}
 log: {level: warn}
 YAML
-"$WORKERD" start "$WORK/spec.yaml" 2>"$WORK/workerd.log" &
+"$WORKERD" start $ALLOW_ROOT "$WORK/spec.yaml" 2>"$WORK/workerd.log" &
 WD=$!; PIDS+=("$WD")
 wait_http "http://127.0.0.1:$MPORT/healthz"
 "$WORKERCTL" -s "$WORK/control.sock" --timeout 60 scale 64 --wait >/dev/null

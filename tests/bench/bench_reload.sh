@@ -83,7 +83,7 @@ graceful_timeout: 10s
 control: {socket: $WORK/$variant.sock}
 log: {level: warn}
 YAML
-  "$WORKERD" start "$WORK/$variant.yaml" 2>"$WORK/$variant.log" &
+  "$WORKERD" start $ALLOW_ROOT "$WORK/$variant.yaml" 2>"$WORK/$variant.log" &
   W=$!; PIDS+=("$W")
   run "$NAME" "$P" "$W"
   kill -TERM "$W"; wait "$W" 2>/dev/null || true

@@ -6,6 +6,12 @@ CONNECTIONS=64
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORKERD=${WORKERD:-$ROOT/build/bin/workerd}
 PY=/usr/bin/python3
+# As root, workerd runs workers as root only when told so (--allow-root; older builds, which
+# bench_compare.sh may run, have no such flag and no such check).
+allow_root_flag() {
+  if [ "$(id -u)" -eq 0 ] && "$1" --help 2>/dev/null | grep -q -- --allow-root; then echo --allow-root; fi
+}
+ALLOW_ROOT=$(allow_root_flag "$WORKERD")
 WORK=$(mktemp -d /tmp/workerd-bench-XXXXXX)
 PIDS=()
 

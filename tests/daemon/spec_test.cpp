@@ -145,3 +145,43 @@ TEST_CASE("every bad spec in the corpus gives its expected message") {
     }
     CHECK(files >= 15);
 }
+
+TEST_CASE("user and group: names, numbers, and the user's primary group by default") {
+    const auto load = [](const std::string& extra) {
+        return load_spec_text("listen: [\"127.0.0.1:8000\"]\napp: {builtin: {}}\n" + extra, "t.yaml", 2);
+    };
+    auto r = load("user: nobody\n");
+    REQUIRE(r.ok());
+    CHECK(r.spec->run_as.uid == 65534u);
+    CHECK(r.spec->run_as.gid == 65534u);  // nobody's primary group
+    r = load("group: www-data\nuser: nobody\n");  // either order
+    REQUIRE(r.ok());
+    CHECK(r.spec->run_as.uid == 65534u);
+    CHECK(r.spec->run_as.gid == 33u);
+    r = load("user: 4242\ngroup: 4343\n");  // ids without database entries
+    REQUIRE(r.ok());
+    CHECK(r.spec->run_as.uid == 4242u);
+    CHECK(r.spec->run_as.gid == 4343u);
+    r = load("");
+    REQUIRE(r.ok());
+    CHECK_FALSE(r.spec->run_as.user);
+}
+
+TEST_CASE("check_run_as: root refuses root workers unless asked; others cannot switch") {
+    const auto spec = [](const std::string& extra) {
+        auto r = load_spec_text("listen: [\"127.0.0.1:8000\"]\napp: {builtin: {}}\n" + extra, "t.yaml", 2);
+        REQUIRE(r.ok());
+        return *r.spec;
+    };
+    // As root.
+    CHECK(check_run_as(spec(""), 0, 0, false).find("set `user: NAME`") != std::string::npos);
+    CHECK(check_run_as(spec(""), 0, 0, true).empty());          // --allow-root
+    CHECK(check_run_as(spec("user: root\n"), 0, 0, false).empty());  // explicit
+    CHECK(check_run_as(spec("user: nobody\n"), 0, 0, false).empty());
+    CHECK(check_run_as(spec("group: www-data\n"), 0, 0, false).find("would run as root") != std::string::npos);
+    // As uid 1000.
+    CHECK(check_run_as(spec(""), 1000, 1000, false).empty());
+    CHECK(check_run_as(spec("user: 1000\ngroup: 1000\n"), 1000, 1000, false).empty());  // itself
+    CHECK(check_run_as(spec("user: nobody\n"), 1000, 1000, false).find("only a daemon started as root") != std::string::npos);
+    CHECK_FALSE(check_run_as(spec("group: www-data\n"), 1000, 1000, false).empty());
+}

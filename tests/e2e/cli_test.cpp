@@ -47,7 +47,7 @@ TEST_CASE("workerd start exits 3 with a plain message when the port is taken") {
     TempDir dir;
     const std::string spec = dir.write(
         "workerd.yaml", fmt::format("listen: [\"127.0.0.1:{}\"]\napp:\n  builtin: {{}}\n", taken.address().port));
-    const auto r = run({bin_path("workerd"), "start", spec});
+    const auto r = run(workerd_start(spec));
     CHECK(r.exit_code == 3);
     CHECK_MESSAGE(r.output.find(fmt::format("bind 127.0.0.1:{} failed: Address already in use",
                                             taken.address().port)) != std::string::npos,

@@ -367,8 +367,8 @@ TEST_CASE("workerctl finds the daemon through -c SPEC and $WORKERD_SOCKET; a sec
     // Same control socket, another port: refused before anything starts, the first unharmed.
     TempDir other;
     const int other_port = free_tcp_port();
-    const auto second = run_program({bin_path("workerd"), "start",
-                                     other.write("second.yaml", builtin_spec(other_port, 1, fmt::format("control: {{socket: {}}}", daemon.control_socket())))});
+    const auto second = run_program(workerd_start(
+        other.write("second.yaml", builtin_spec(other_port, 1, fmt::format("control: {{socket: {}}}", daemon.control_socket())))));
     CHECK(second.exit_code == 3);
     CHECK(second.output.find("control socket") != std::string::npos);
     CHECK(daemon.ctl({"status"}).exit_code == 0);

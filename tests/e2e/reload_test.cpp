@@ -29,32 +29,6 @@ backoff: {{initial: 100ms, max: 1s}}
                        port, workers, extra);
 }
 
-// wrk against PATH for `seconds`, in the background; finish() waits and checks it saw no error.
-class Load {
-public:
-    Load(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64)
-        : out_(dir.path() + "/wrk.out"),
-          wrk_({"/usr/bin/wrk", "-t2", fmt::format("-c{}", connections), fmt::format("-d{}s", seconds),
-                fmt::format("http://127.0.0.1:{}{}", port, path)},
-               out_) {}
-    // wrk's report; the test fails on any non-2xx response or socket error.
-    std::string finish() {
-        const auto status = wrk_.wait_exit(60s);
-        REQUIRE(status);
-        const std::string out = read_file(out_);
-        CAPTURE(out);
-        CHECK(WEXITSTATUS(*status) == 0);
-        CHECK(out.find("Requests/sec") != std::string::npos);
-        CHECK(out.find("Non-2xx") == std::string::npos);
-        CHECK(out.find("Socket errors") == std::string::npos);
-        return out;
-    }
-
-private:
-    std::string out_;
-    ChildProcess wrk_;
-};
-
 void sleep_until(SteadyClock::time_point t) { std::this_thread::sleep_until(t); }
 
 }  // namespace
@@ -65,7 +39,7 @@ TEST_CASE("4 bundled workers, SIGHUP at 3, 7 and 11 s under wrk: no request fail
     Daemon daemon(dir, builtin_spec(port, 4));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 4));
     const auto t0 = SteadyClock::now();
-    Load load(dir, port, 15);
+    WrkLoad load(dir, port, 15);
     for (int at : {3, 7, 11}) {
         sleep_until(t0 + std::chrono::seconds(at));
         daemon.process().signal(SIGHUP);
@@ -84,7 +58,7 @@ TEST_CASE("a single-worker fleet reloads without failing a request") {
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
-    Load load(dir, port, 5);
+    WrkLoad load(dir, port, 5);
     std::this_thread::sleep_for(1s);
     const auto r = daemon.ctl({"reload", "--wait"});
     CHECK_MESSAGE(r.exit_code == 0, r.output);
@@ -100,7 +74,7 @@ TEST_CASE("reload to an app that exits at boot: the rollout stops, the old worke
     Daemon daemon(dir, builtin_spec(port, 4));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 4));
     const auto before = daemon.workers();
-    Load load(dir, port, 6);
+    WrkLoad load(dir, port, 6);
     std::this_thread::sleep_for(500ms);
     // The new code is broken: its workers exit at once.
     dir.write("workerd.yaml", fmt::format(R"(
@@ -131,7 +105,7 @@ TEST_CASE("reload with a broken spec changes nothing and says where the spec is 
     Daemon daemon(dir, builtin_spec(port, 2));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
     const auto before = daemon.workers();
-    Load load(dir, port, 3);
+    WrkLoad load(dir, port, 3);
     const std::string spec = dir.write("workerd.yaml", builtin_spec(port, 2, "wokers: 3\ntimeout: soon\n"));
     const auto r = daemon.ctl({"reload", "--wait"});
     CHECK(r.exit_code == 1);
@@ -149,7 +123,7 @@ TEST_CASE("max_requests with jitter recycles workers under load without failing 
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2, "max_requests: 1000\nmax_requests_jitter: 200\nmin_lifetime: 0s\n"));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
-    Load load(dir, port, 5, "/healthz", 16);
+    WrkLoad load(dir, port, 5, "/healthz", 16);
     load.finish();
     CHECK(daemon.count_in_log("recycled: served") >= 2);
     const json s = daemon.status();
@@ -181,7 +155,7 @@ TEST_CASE("FastAPI under workerd_uvicorn: SIGHUP under wrk fails no request") {
     Daemon daemon(dir, python_spec(port, 2, "hang_app:app"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
     const auto t0 = SteadyClock::now();
-    Load load(dir, port, 10, "/whoami", 32);
+    WrkLoad load(dir, port, 10, "/whoami", 32);
     for (int at : {2, 6}) {
         sleep_until(t0 + std::chrono::seconds(at));
         daemon.process().signal(SIGHUP);
@@ -196,7 +170,7 @@ TEST_CASE("an app that leaks memory is recycled at max_rss, and no request fails
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, 2, "leak_app:app", "max_rss: 96MiB\nmin_lifetime: 1s\n"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
-    Load load(dir, port, 8, "/leak", 16);
+    WrkLoad load(dir, port, 8, "/leak", 16);
     load.finish();
     CHECK_MESSAGE(daemon.count_in_log("recycled: RSS") >= 1, daemon.log());
     const json s = daemon.status();
@@ -245,7 +219,7 @@ TEST_CASE("a reload during a rollout supersedes it, and no request fails") {
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, 2, "hang_app:app"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
-    Load load(dir, port, 6, "/whoami", 16);
+    WrkLoad load(dir, port, 6, "/whoami", 16);
     std::this_thread::sleep_for(1s);
     daemon.process().signal(SIGHUP);
     REQUIRE(daemon.wait_for_log("rolling out generation 2", 5s));

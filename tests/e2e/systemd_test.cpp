@@ -94,10 +94,11 @@ app:
 }
 
 TEST_CASE("the shipped systemd units pass systemd-analyze verify") {
-    for (const char* unit : {"systemd/workerd.service", "systemd/workerd@.service"}) {
-        CAPTURE(unit);
-        // verify looks up the ExecStart binary: point it at the build's.
-        TempDir dir;
+    // All in one directory: the socket unit refers to its service. verify looks up the
+    // ExecStart binaries: point them at the build's.
+    TempDir dir;
+    std::vector<std::string> paths;
+    for (const char* unit : {"systemd/workerd.service", "systemd/workerd@.service", "systemd/workerd.socket"}) {
         std::string text = read_file(source_path(unit));
         for (std::string from : {"/usr/bin/workerd", "/usr/bin/workerctl"}) {
             const std::string to = bin_path(from.substr(9));
@@ -105,8 +106,10 @@ TEST_CASE("the shipped systemd units pass systemd-analyze verify") {
                 text.replace(at, from.size(), to);
             }
         }
-        const std::string name = std::string(unit).substr(8);
-        const std::string path = dir.write(name, text);
+        paths.push_back(dir.write(std::string(unit).substr(8), text));
+    }
+    for (const auto& path : paths) {
+        CAPTURE(path);
         const auto r = run_program({"/usr/bin/systemd-analyze", "verify", "--man=no", path});
         CHECK_MESSAGE(r.exit_code == 0, r.output);
     }

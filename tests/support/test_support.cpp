@@ -83,7 +83,7 @@ std::string read_file(const std::string& path) {
 }
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& log_path,
-                           const std::vector<std::string>& env) {
+                           const std::vector<std::string>& env, const std::vector<int>& fds) {
     std::vector<std::string> env_storage;
     for (char** e = ::environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
     env_storage.insert(env_storage.end(), env.begin(), env.end());
@@ -104,6 +104,10 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
         if (::getppid() != parent) ::_exit(127);
         ::dup2(log_fd, 1);
         ::dup2(log_fd, 2);
+        // Above the target range first, so that no dup2 overwrites a source still needed.
+        int moved[16];
+        for (std::size_t i = 0; i < fds.size() && i < 16; ++i) moved[i] = ::fcntl(fds[i], F_DUPFD, 100);
+        for (std::size_t i = 0; i < fds.size() && i < 16; ++i) ::dup2(moved[i], 3 + static_cast<int>(i));
         ::execve(args[0], args.data(), envp.data());
         ::_exit(127);
     }
@@ -208,7 +212,34 @@ RunResult run_program(const std::vector<std::string>& argv, Ms timeout, const st
     return {WEXITSTATUS(*status), read_file(log)};
 }
 
-Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env)
+std::vector<std::string> workerd_start(const std::string& spec_path, const std::string& binary) {
+    std::vector<std::string> argv{binary.empty() ? bin_path("workerd") : binary, "start"};
+    const std::string text = "\n" + read_file(spec_path);
+    if (::geteuid() == 0 && text.find("\nuser:") == std::string::npos) argv.emplace_back("--allow-root");
+    argv.push_back(spec_path);
+    return argv;
+}
+
+WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path, int connections)
+    : out_(dir.path() + "/wrk.out"),
+      wrk_({"/usr/bin/wrk", "-t2", "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
+            "http://127.0.0.1:" + std::to_string(port) + path},
+           out_) {}
+
+std::string WrkLoad::finish() {
+    const auto status = wrk_.wait_exit(60s);
+    REQUIRE(status);
+    const std::string out = read_file(out_);
+    CAPTURE(out);
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(out.find("Requests/sec") != std::string::npos);
+    CHECK(out.find("Non-2xx") == std::string::npos);
+    CHECK(out.find("Socket errors") == std::string::npos);
+    return out;
+}
+
+Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env,
+               const std::string& binary)
     : log_path_(dir.path() + "/daemon.log") {
     std::string text = spec_yaml;
     const auto at = text.find("\ncontrol:");
@@ -221,8 +252,7 @@ Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vect
         control_socket_ = text.substr(s + 8, end - s - 8);
     }
     const std::string spec = dir.write("workerd.yaml", text);
-    process_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{bin_path("workerd"), "start", spec}, log_path_, env);
+    process_ = std::make_unique<ChildProcess>(workerd_start(spec, binary), log_path_, env);
 }
 
 Daemon::~Daemon() {

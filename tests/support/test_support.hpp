@@ -55,9 +55,9 @@ std::string read_file(const std::string& path);
 class ChildProcess {
 public:
     /// Starts argv with stdout and stderr appended to `log_path`, and `env` added to the
-    /// test's environment.
+    /// test's environment. `fds` become the child's 3, 4, ... (socket activation).
     ChildProcess(const std::vector<std::string>& argv, const std::string& log_path,
-                 const std::vector<std::string>& env = {});
+                 const std::vector<std::string>& env = {}, const std::vector<int>& fds = {});
     ~ChildProcess();
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
@@ -96,13 +96,31 @@ std::map<int, std::string> open_fds(pid_t pid);
 /// /proc/PID/environ as KEY -> VALUE.
 std::map<std::string, std::string> environment_of(pid_t pid);
 
+/// `workerd start SPEC` as the tests run it: with --allow-root when the tests run as root and
+/// the spec sets no `user` (a daemon as root refuses to run workers as root otherwise).
+std::vector<std::string> workerd_start(const std::string& spec_path, const std::string& binary = "");
+
+/// wrk against 127.0.0.1:PORT/PATH for `seconds` in the background (bounded); finish() waits
+/// and fails the test on any socket error or non-2xx response, then returns wrk's report.
+class WrkLoad {
+public:
+    WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64);
+    std::string finish();
+
+private:
+    std::string out_;
+    ChildProcess wrk_;
+};
+
 /// The real `workerd start SPEC` on a spec written to a temporary directory. On destruction
 /// the daemon and any worker it still has are SIGKILLed by pid and the daemon is reaped.
 class Daemon {
 public:
     /// Writes `spec_yaml` to DIR/workerd.yaml and starts the daemon; stderr goes to
     /// DIR/daemon.log.
-    Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env = {});
+    /// `binary`: another workerd executable than the build's (the SIGUSR2 upgrade tests).
+    Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env = {},
+           const std::string& binary = "");
     ~Daemon();
 
     pid_t pid() const { return process_->pid(); }
