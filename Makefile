@@ -15,7 +15,7 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
   nlohmann-json3-dev libcli11-dev
 # Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3), wrk for
 # load, setpriv (util-linux) to run workerctl as another user.
-TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometheus
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometheus systemd
 # Benchmarks: the load generator and the peers workerd is compared with.
 BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
 
@@ -58,8 +58,9 @@ build: deps $(BUILD_DIR)/build.ninja
 	@cmake --build $(BUILD_DIR) -j $(JOBS) -- --quiet
 
 ## make run: the bundled worker serving config/public on 127.0.0.1:8000, in the foreground.
+## As root (a fresh container, say) the workers run as root too: --allow-root says so on purpose.
 run: build
-	exec $(BUILD_DIR)/bin/workerd start $(SPEC)
+	exec $(BUILD_DIR)/bin/workerd start $$([ "$$(id -u)" -eq 0 ] && echo --allow-root) $(SPEC)
 
 check: build
 	$(BUILD_DIR)/bin/workerd check $(SPEC)
