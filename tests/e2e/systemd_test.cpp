@@ -54,7 +54,7 @@ private:
 };
 }  // namespace
 
-TEST_CASE("sd_notify: READY after every worker is ready, RELOADING/READY around a reload, STOPPING, WATCHDOG") {
+TEST_CASE("sd_notify: READY after every worker is ready, RELOADING/READY around a reload and a SIGUSR2 upgrade, STOPPING, WATCHDOG") {
     TempDir dir;
     NotifySocket notify(dir.path() + "/notify.sock");
     const int port = free_tcp_port();
@@ -88,6 +88,18 @@ app:
     auto again = notify.until("READY=1", 10s);
     REQUIRE(again);
     CHECK(daemon.count_in_log("generation 2 rolled out") == 1);
+
+    // SIGUSR2: the re-executed daemon keeps NOTIFY_SOCKET and the watchdog, and says READY
+    // again once its new generation is out.
+    daemon.process().signal(SIGUSR2);
+    reloading = notify.until("RELOADING=1", 5s);
+    REQUIRE(reloading);
+    CHECK(reloading->find("STATUS=re-executing") != std::string::npos);
+    again = notify.until("READY=1", 10s);
+    REQUIRE(again);
+    CHECK(daemon.count_in_log("generation 3 rolled out") == 1);
+    CHECK(notify.until("WATCHDOG=1", 2s).has_value());
+    for (pid_t w : daemon.workers()) CHECK(environment_of(w).count("NOTIFY_SOCKET") == 0);
 
     daemon.process().signal(SIGTERM);
     CHECK(notify.until("STOPPING=1", 5s).has_value());
