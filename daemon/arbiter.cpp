@@ -191,7 +191,13 @@ void Arbiter::handle_signals() {
                 }
                 break;
             case SIGUSR2:
-                if (mode_ == Mode::running) upgrade();
+                if (mode_ != Mode::running) break;
+                try {
+                    upgrade();
+                } catch (const std::exception& e) {
+                    // Out of descriptors for the check's pipe, say: nothing was handed over.
+                    spdlog::error("SIGUSR2: {}; the running daemon carries on", e.what());
+                }
                 break;
             case SIGUSR1:
                 if (spec_.log.file.empty()) {

@@ -28,6 +28,9 @@ public:
     const ListenAddress& address() const { return address_; }
     int fd() const { return fd_.get(); }
     int backlog() const { return backlog_; }
+    /// Whether this daemon created the Unix socket file (and removes it); not for a socket
+    /// systemd made.
+    bool owns_path() const { return owns_path_; }
 
 private:
     ListenAddress address_;

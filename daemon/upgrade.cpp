@@ -90,6 +90,13 @@ void Arbiter::upgrade() {
     }
     const auto now = Clock::now();
     Handover h;
+    // The listeners stay the owners of their descriptors, whatever happens here.
+    struct Release {
+        Handover& h;
+        ~Release() {
+            for (auto& s : h.listeners) s.fd.release();
+        }
+    } release{h};
     h.generation = generation_;
     h.desired = desired();
     h.pinned = autoscale_pinned_;
@@ -97,7 +104,7 @@ void Arbiter::upgrade() {
         InheritedSocket s;
         s.fd = UniqueFd(l->fd());
         s.name = l->address().name;
-        s.owns_path = l->address().kind == ListenAddress::Kind::unix_path;
+        s.owns_path = l->owns_path();
         h.listeners.push_back(std::move(s));
     }
     h.control_fd = control_->fd();
@@ -118,7 +125,6 @@ void Arbiter::upgrade() {
     }
     const std::string state = handover_to_json(h).dump();
     const std::vector<int> fds = h.fds();
-    for (auto& s : h.listeners) s.fd.release();  // the listeners keep owning them
 
     std::vector<std::string> env_storage = base_env_;
     for (const auto& e : systemd_.environment()) env_storage.push_back(e);
