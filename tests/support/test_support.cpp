@@ -226,6 +226,12 @@ WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& p
             "http://127.0.0.1:" + std::to_string(port) + path},
            out_) {}
 
+std::string WrkLoad::report() {
+    const auto status = wrk_.wait_exit(60s);
+    REQUIRE(status);
+    return read_file(out_);
+}
+
 std::string WrkLoad::finish() {
     const auto status = wrk_.wait_exit(60s);
     REQUIRE(status);
@@ -236,6 +242,45 @@ std::string WrkLoad::finish() {
     CHECK(out.find("Non-2xx") == std::string::npos);
     CHECK(out.find("Socket errors") == std::string::npos);
     return out;
+}
+
+long wrk_socket_errors(const std::string& report) {
+    const auto at = report.find("Socket errors:");
+    if (at == std::string::npos) return 0;
+    long c = 0, r = 0, w = 0, t = 0;
+    std::sscanf(report.c_str() + at, "Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &c, &r, &w, &t);
+    return c + r + w + t;
+}
+
+long wrk_requests(const std::string& report) {
+    const auto at = report.find(" requests in ");
+    if (at == std::string::npos) return 0;
+    const auto start = report.rfind('\n', at);
+    return std::stol(report.substr(start == std::string::npos ? 0 : start + 1, at));
+}
+
+double cpu_seconds_of(pid_t pid) {
+    const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    // Fields after the command (which may hold spaces) in parentheses: 14 and 15 are utime, stime.
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; in >> field; ++i) {
+        if (i == 14) utime = std::stol(field);
+        if (i == 15) {
+            stime = std::stol(field);
+            break;
+        }
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+long rss_of(pid_t pid) {
+    std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) * 1024;
+    }
+    return 0;
 }
 
 Daemon::Daemon(const TempDir& dir, const std::string& spec_yaml, const std::vector<std::string>& env,

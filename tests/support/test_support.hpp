@@ -106,11 +106,23 @@ class WrkLoad {
 public:
     WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64);
     std::string finish();
+    /// Waits for wrk and returns its report, errors and all (for tests that count them).
+    std::string report();
 
 private:
     std::string out_;
     ChildProcess wrk_;
 };
+
+/// wrk's "Socket errors: connect C, read R, write W, timeout T" summed (0 when absent).
+long wrk_socket_errors(const std::string& report);
+/// wrk's "N requests in ..." count.
+long wrk_requests(const std::string& report);
+
+/// /proc/PID/stat's utime + stime in seconds.
+double cpu_seconds_of(pid_t pid);
+/// VmRSS from /proc/PID/status, in bytes.
+long rss_of(pid_t pid);
 
 /// The real `workerd start SPEC` on a spec written to a temporary directory. On destruction
 /// the daemon and any worker it still has are SIGKILLed by pid and the daemon is reaped.
