@@ -38,7 +38,7 @@ define install-packages
 	fi
 endef
 
-.PHONY: all deps test-deps bench-deps build run test test-sanitize bench check clean
+.PHONY: all deps test-deps bench-deps build run test test-sanitize soak bench check clean
 
 all: build
 
@@ -76,6 +76,10 @@ test-sanitize: test-deps
 	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) -- --quiet
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure --timeout 600 -j $(JOBS)
+
+## make soak: the reliability suite's long versions (20 s of chaos, 1000 restarts, a 60 s crash loop).
+soak: test-deps build
+	cd $(BUILD_DIR) && WORKERD_SOAK=1 ctest --output-on-failure --timeout 900 -R reliability
 
 ## make bench: side-by-side benchmarks (workerd vs nginx, vs gunicorn); prints ratios.
 bench: bench-deps build
