@@ -15,7 +15,11 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
   nlohmann-json3-dev libcli11-dev
 # Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3), wrk for
 # load, setpriv (util-linux) to run workerctl as another user.
-TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometheus systemd
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometheus systemd \
+  $(PACKAGE_PACKAGES) python3-yaml bash-completion man-db lintian
+# The Debian package: CPack's DEB generator takes dependencies from dpkg-shlibdeps (dpkg-dev)
+# and needs file; gzip compresses man pages and docs.
+PACKAGE_PACKAGES := dpkg-dev file gzip
 # Benchmarks: the load generator and the peers workerd is compared with.
 BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
 
@@ -38,7 +42,7 @@ define install-packages
 	fi
 endef
 
-.PHONY: all deps test-deps bench-deps build run test test-sanitize soak bench check clean
+.PHONY: all deps test-deps bench-deps package-deps build run test test-sanitize soak bench check package clean
 
 all: build
 
@@ -50,6 +54,9 @@ test-deps: deps
 
 bench-deps: deps
 	$(call install-packages,$(BENCH_PACKAGES))
+
+package-deps: deps
+	$(call install-packages,$(PACKAGE_PACKAGES))
 
 $(BUILD_DIR)/build.ninja: | deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
@@ -87,6 +94,11 @@ bench: bench-deps build
 	tests/bench/bench_ctl.sh
 	tests/bench/bench_reload.sh
 	tests/bench/bench_metrics.sh
+
+## make package: the Debian package, build/packages/workerd_VERSION-1_ARCH.deb (CPack).
+package: package-deps build
+	cd $(BUILD_DIR) && cpack -G DEB -B packages
+	@ls $(BUILD_DIR)/packages/*.deb
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
