@@ -595,7 +595,13 @@ AutoWorkers resolve_workers(Spec& spec, const std::string& root, int affinity) {
         fixed.explanation.push_back(fmt::format("workers: {} (fixed in the spec)", spec.workers));
         return fixed;
     }
-    auto a = auto_workers(detect_resources(root, affinity), spec.workload, spec.memory_per_worker, spec.memory_margin);
+    Resources resources = detect_resources(root, affinity);
+    if (spec.memory_limit) {
+        // The spec's limit stands in for the cgroup's (a host without one, or a smaller share).
+        resources.memory_limit = spec.memory_limit;
+        resources.sources.push_back(fmt::format("memory: {} bytes (memory_limit in the spec)", *spec.memory_limit));
+    }
+    auto a = auto_workers(resources, spec.workload, spec.memory_per_worker, spec.memory_margin);
     spec.workers = std::min(a.workers, kMaxWorkers);
     return a;
 }

@@ -114,3 +114,26 @@ app: {builtin: {}}
         CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
     }
 }
+
+TEST_CASE("memory_limit in the spec stands in for the cgroup's limit in workers: auto") {
+    TempDir dir;
+    const std::string spec = dir.write("auto.yaml", R"(
+listen: ["127.0.0.1:8000"]
+workers: auto
+workload: gunicorn
+memory_per_worker: 100MiB
+memory_limit: 250MiB
+app: {builtin: {}}
+)");
+    // The v2-limited fixture gives 1.5 CPUs (gunicorn: 4 workers) and 1024 MiB; the spec's
+    // 250 MiB less 10% fits 2 workers of 100 MiB.
+    const auto r = run({bin_path("workerd"), "check", "--explain", "--root",
+                        source_path("tests/data/cgroup/v2-limited"), spec});
+    CHECK(r.exit_code == 0);
+    CAPTURE(r.output);
+    for (const char* line : {"memory: 262144000 bytes (memory_limit in the spec)",
+                             "memory budget: 250 MiB x (1 - 10% margin) / 100 MiB per worker = 2 workers",
+                             "capped by the memory budget: 4 -> 2", "ok (2 workers, 1 listener)"}) {
+        CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
+    }
+}
