@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/arbiter.hpp"
+#include "daemon/control_request.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/proc_stats.hpp"
 #include "daemon/version.hpp"
@@ -24,16 +25,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int kMaxWorkers = 1024;
-
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-int int_arg(const json& args, const char* name) {
-    if (!args.contains(name)) throw ControlError("bad_argument", fmt::format("'{}' is missing", name));
-    const json& v = args[name];
-    if (!v.is_number_integer()) throw ControlError("bad_argument", fmt::format("'{}' must be an integer", name));
-    return v.get<int>();
-}
 
 }  // namespace
 
@@ -205,70 +197,55 @@ json Arbiter::config_json() const {
 }
 
 json Arbiter::control(const std::string& command, const json& args) {
+    using Command = ControlRequest::Command;
     const auto now = Clock::now();
-    auto stopping = [&] {
-        if (mode_ != Mode::running) throw ControlError("stopping", "the daemon is stopping");
-    };
+    const ControlRequest request = parse_control_request(command, args);
+    if (request.changes_fleet() && mode_ != Mode::running) throw ControlError("stopping", "the daemon is stopping");
     json result;
-    if (command == "status") {
-        result = status_json(now);
-    } else if (command == "version") {
-        result = {{"version", kVersion}, {"protocol", ControlServer::kProtocolVersion}};
-    } else if (command == "config") {
-        result = config_json();
-    } else if (command == "scale") {
-        stopping();
-        int target = 0;
-        if (args.value("auto", false)) {
-            if (!spec_.autoscale) throw ControlError("bad_argument", "there is no autoscale section in the spec");
-            autoscale_pinned_ = false;
-            next_autoscale_ = now;
-            spdlog::info("control: the autoscaler decides the size again");
-            boost::asio::post(io_, [this] { tick(); });
-            return {{"desired", desired()}, {"autoscale", true}};
-        }
-        if (args.contains("workers")) {
-            target = int_arg(args, "workers");
-        } else if (args.contains("delta")) {
-            target = desired() + int_arg(args, "delta");
-        } else {
-            throw ControlError("bad_argument", "scale needs 'workers' (N) or 'delta' (+N / -N)");
-        }
-        if (target < 1 || target > kMaxWorkers) {
-            throw ControlError("bad_argument", fmt::format("the fleet must have 1 to {} workers, not {}", kMaxWorkers, target));
-        }
-        scale_to(target, "control");
-        if (spec_.autoscale && !autoscale_pinned_) {
-            autoscale_pinned_ = true;
-            spdlog::info("control: size pinned at {}; `workerctl scale auto` hands it back to the autoscaler", target);
-        }
-        result = {{"desired", desired()}};
-    } else if (command == "reload") {
-        stopping();
-        result = reload("control: reload");  // the SIGHUP path
-    } else if (command == "restart") {
-        stopping();
-        std::vector<int> slots;
-        if (args.value("all", false)) {
-            for (const auto& [slot, s] : slots_) {
-                if (s.active) slots.push_back(slot);
+    switch (request.command) {
+        case Command::status: result = status_json(now); break;
+        case Command::version: result = {{"version", kVersion}, {"protocol", ControlServer::kProtocolVersion}}; break;
+        case Command::config: result = config_json(); break;
+        case Command::scale: {
+            if (request.scale_auto) {
+                if (!spec_.autoscale) throw ControlError("bad_argument", "there is no autoscale section in the spec");
+                autoscale_pinned_ = false;
+                next_autoscale_ = now;
+                spdlog::info("control: the autoscaler decides the size again");
+                boost::asio::post(io_, [this] { tick(); });
+                return {{"desired", desired()}, {"autoscale", true}};
             }
-        } else {
-            const int slot = int_arg(args, "slot");
-            if (!slots_.count(slot) || !slots_[slot].active) {
-                throw ControlError("bad_argument", fmt::format("there is no worker slot {}", slot));
+            const int target = scale_target(request, desired());
+            scale_to(target, "control");
+            if (spec_.autoscale && !autoscale_pinned_) {
+                autoscale_pinned_ = true;
+                spdlog::info("control: size pinned at {}; `workerctl scale auto` hands it back to the autoscaler", target);
             }
-            slots.push_back(slot);
+            result = {{"desired", desired()}};
+            break;
         }
-        restart_slots(slots, "control");
-        result = {{"restarting", slots}};
-    } else if (command == "stop") {
-        const bool now_flag = args.value("now", false);
-        begin_stop(now_flag ? Mode::stopping_fast : Mode::stopping_graceful, now);
-        result = {{"stopping", now_flag ? "now" : "gracefully"}};
-    } else {
-        throw ControlError("unknown_command",
-                           fmt::format("unknown command '{}'; try status, scale, reload, restart, stop, config, version", command));
+        case Command::reload: result = reload("control: reload"); break;  // the SIGHUP path
+        case Command::restart: {
+            std::vector<int> slots;
+            if (request.all) {
+                for (const auto& [slot, s] : slots_) {
+                    if (s.active) slots.push_back(slot);
+                }
+            } else {
+                const int slot = *request.slot;
+                if (!slots_.count(slot) || !slots_[slot].active) {
+                    throw ControlError("bad_argument", fmt::format("there is no worker slot {}", slot));
+                }
+                slots.push_back(slot);
+            }
+            restart_slots(slots, "control");
+            result = {{"restarting", slots}};
+            break;
+        }
+        case Command::stop:
+            begin_stop(request.now ? Mode::stopping_fast : Mode::stopping_graceful, now);
+            result = {{"stopping", request.now ? "now" : "gracefully"}};
+            break;
     }
     // Changes take effect in the supervision loop, right away.
     boost::asio::post(io_, [this] { tick(); });

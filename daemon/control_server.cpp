@@ -233,7 +233,7 @@ void ControlServer::accept() {
     });
 }
 
-std::string ControlServer::handle_line(const std::string& line) const {
+std::string ControlServer::handle_line(const std::string& line, const Handler& handler) {
     json request;
     try {
         request = json::parse(line);
@@ -248,7 +248,7 @@ std::string ControlServer::handle_line(const std::string& line) const {
     const json args = request.contains("args") ? request["args"] : json::object();
     if (!args.is_object()) return error_reply(id, "bad_argument", "'args' must be an object");
     try {
-        json result = handler_(request["command"].get<std::string>(), args);
+        json result = handler(request["command"].get<std::string>(), args);
         return dump(json{{"id", id}, {"ok", true}, {"result", std::move(result)}});
     } catch (const ControlError& e) {
         return error_reply(id, e.code, e.what());

@@ -68,7 +68,9 @@ public:
     void stop();
 
     /// One request line to one reply line (without the newline); never throws. Public for tests.
-    std::string handle_line(const std::string& line) const;
+    std::string handle_line(const std::string& line) const { return handle_line(line, handler_); }
+    /// The same with any handler: the framing and error replies alone (tests, the fuzzer).
+    static std::string handle_line(const std::string& line, const Handler& handler);
 
 private:
     class Client;

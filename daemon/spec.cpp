@@ -25,7 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kMaxWorkers = 1024;
 
 // Numeric ids are accepted as names too ("0", "1000").
 std::optional<unsigned> uid_of(const std::string& name) {

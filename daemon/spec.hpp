@@ -14,6 +14,9 @@
 
 namespace workerd {
 
+/// The most workers a fleet may have (the spec, scaling, the autoscaler).
+inline constexpr int kMaxWorkers = 1024;
+
 /// `app.builtin`: the bundled C++ HTTP worker.
 struct BuiltinAppSpec {
     std::string root;                    ///< static files; absolute after loading; empty = none

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace workerd {
+
+/// A control command with its arguments checked (docs/control-protocol.md). Reading a request
+/// needs no daemon state, so it is a plain function the tests and the fuzzer call directly;
+/// the arbiter then carries the request out.
+struct ControlRequest {
+    enum class Command { status, version, config, scale, reload, restart, stop };
+    Command command = Command::status;
+    // scale: exactly one of these three.
+    std::optional<int> workers;  ///< an absolute size
+    std::optional<int> delta;    ///< a relative one (+N / -N)
+    bool scale_auto = false;     ///< back to the autoscaler
+    // restart: one slot, or every active one.
+    std::optional<int> slot;
+    bool all = false;
+    // stop: at once instead of gracefully.
+    bool now = false;
+
+    /// scale, reload and restart change the fleet: a stopping daemon refuses them.
+    bool changes_fleet() const {
+        return command == Command::scale || command == Command::reload || command == Command::restart;
+    }
+};
+
+/// Reads `command` and its `args` object. Throws ControlError: "unknown_command" for a command
+/// it does not know, "bad_argument" for a missing, mistyped or out-of-range argument.
+ControlRequest parse_control_request(const std::string& command, const nlohmann::json& args);
+
+/// The size a scale request asks for, given the current one; throws ControlError
+/// ("bad_argument") unless it is 1 .. kMaxWorkers. Not for scale_auto requests.
+int scale_target(const ControlRequest& request, int desired);
+
+}  // namespace workerd
