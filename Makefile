@@ -4,6 +4,8 @@
 
 BUILD_DIR      ?= build
 ASAN_BUILD_DIR ?= build-asan
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS   ?= 30
 BUILD_TYPE     ?= RelWithDebInfo
 JOBS           ?= $(shell nproc)
 SPEC           ?= config/workerd.yaml
@@ -20,6 +22,8 @@ TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometh
 # The Debian package: CPack's DEB generator takes dependencies from dpkg-shlibdeps (dpkg-dev)
 # and needs file; gzip compresses man pages and docs.
 PACKAGE_PACKAGES := dpkg-dev file gzip
+# Fuzzing: clang with libFuzzer (its runtime is in libclang-rt-14-dev).
+FUZZ_PACKAGES := clang libclang-rt-14-dev
 # Benchmarks: the load generator and the peers workerd is compared with.
 BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
 
@@ -42,7 +46,7 @@ define install-packages
 	fi
 endef
 
-.PHONY: all deps test-deps bench-deps package-deps build run test test-sanitize soak bench check package clean
+.PHONY: all deps test-deps bench-deps package-deps fuzz-deps fuzz build run test test-sanitize soak bench check package clean
 
 all: build
 
@@ -57,6 +61,9 @@ bench-deps: deps
 
 package-deps: deps
 	$(call install-packages,$(PACKAGE_PACKAGES))
+
+fuzz-deps: deps
+	$(call install-packages,$(FUZZ_PACKAGES))
 
 $(BUILD_DIR)/build.ninja: | deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
@@ -84,6 +91,16 @@ test-sanitize: test-deps
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure --timeout 600 -j $(JOBS)
 
+## make fuzz: the libFuzzer targets (spec, worker protocol, control protocol), built with clang
+## under ASan + UBSan and run for FUZZ_SECONDS each; a finding fails the run and its input is
+## kept in $(FUZZ_BUILD_DIR)/tests/fuzz/fuzz-artifacts/.
+fuzz: fuzz-deps
+	@[ -f $(FUZZ_BUILD_DIR)/build.ninja ] || CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWORKERD_FUZZ=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake $(FUZZ_BUILD_DIR) -DWORKERD_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) -- --quiet
+	cd $(FUZZ_BUILD_DIR) && UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -L fuzz
+
 ## make soak: the reliability suite's long versions (20 s of chaos, 1000 restarts, a 60 s crash loop).
 soak: test-deps build
 	cd $(BUILD_DIR) && WORKERD_SOAK=1 ctest --output-on-failure --timeout 900 -R reliability
@@ -101,4 +118,4 @@ package: package-deps build
 	@ls $(BUILD_DIR)/packages/*.deb
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)

@@ -446,8 +446,8 @@ void Arbiter::watch_pipes(Worker& worker, UniqueFd out, UniqueFd err, UniqueFd n
     int i = 0;
     for (auto [fd, stream] : {std::pair{&out, "stdout"}, std::pair{&err, "stderr"}}) {
         if (fd->valid()) {
-            worker.pipes[i] = OutputPipe::start(io_, std::move(*fd), [slot, pid, stream](std::string_view line, bool) {
-                spdlog::info("worker {} (pid {}) {}: {}", slot, pid, stream, line);
+            worker.pipes[i] = OutputPipe::start(io_, std::move(*fd), [slot, pid, name = stream](std::string_view line, bool) {
+                spdlog::info("worker {} (pid {}) {}: {}", slot, pid, name, line);
             });
         }
         ++i;

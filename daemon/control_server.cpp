@@ -177,8 +177,7 @@ private:
 };
 
 ControlServer::ControlServer(asio::io_context& io, const ControlSpec& spec, Handler handler, UniqueFd inherited)
-    : io_(io),
-      path_(socket_path(spec)),
+    : path_(socket_path(spec)),
       listener_(bind_control(spec, path_, std::move(inherited))),
       acceptor_(io),
       handler_(std::move(handler)) {

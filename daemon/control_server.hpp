@@ -77,7 +77,6 @@ private:
 
     void accept();
 
-    boost::asio::io_context& io_;
     std::string path_;
     Listener listener_;
     boost::asio::local::stream_protocol::acceptor acceptor_;

@@ -51,6 +51,10 @@ std::optional<ListenQueue> unix_queue(int fd) {
     ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
     if (n <= 0) return std::nullopt;
     int remaining = static_cast<int>(n);
+    // NLMSG_OK compares the header's unsigned length with the signed remainder (signed on
+    // purpose: NLMSG_NEXT may step past the end, and only a negative remainder stops there).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, remaining); h = NLMSG_NEXT(h, remaining)) {
         if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return std::nullopt;
         auto* reply = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
@@ -63,6 +67,7 @@ std::optional<ListenQueue> unix_queue(int fd) {
             }
         }
     }
+#pragma GCC diagnostic pop
     return std::nullopt;
 }
 
