@@ -97,7 +97,7 @@ std::vector<int> Handover::fds() const {
 json handover_to_json(const Handover& h) {
     json j{{"generation", h.generation}, {"desired", h.desired}, {"pinned", h.pinned},
            {"control_fd", h.control_fd}, {"metrics_fd", h.metrics_fd},
-           {"listeners", json::array()}, {"workers", json::array()}};
+           {"listeners", json::array()}, {"workers", json::array()}, {"spec_text", h.spec_text}};
     for (const auto& l : h.listeners) {
         j["listeners"].push_back({{"fd", l.fd.get()}, {"name", l.name}, {"owns_path", l.owns_path}});
     }
@@ -116,6 +116,7 @@ Handover handover_from_json(const json& j) {
         h.generation = j.at("generation").get<long>();
         h.desired = j.at("desired").get<int>();
         h.pinned = j.at("pinned").get<bool>();
+        h.spec_text = j.value("spec_text", std::string());
         h.control_fd = checked_fd(j, "control_fd", false);
         h.metrics_fd = checked_fd(j, "metrics_fd", false);
         for (const auto& l : j.at("listeners")) {

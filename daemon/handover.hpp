@@ -47,6 +47,10 @@ struct Handover {
     int control_fd = -1;
     int metrics_fd = -1;
     std::vector<HandedWorker> workers;
+    /// The spec in effect (its text): the new image runs the same spec, so an upgrade changes
+    /// the binary only and cannot fail on a spec edited since the last reload. Empty from an
+    /// image that did not send it: the spec file is read then.
+    std::string spec_text;
 
     /// Every descriptor it names, for clearing and restoring close-on-exec.
     std::vector<int> fds() const;

@@ -11,6 +11,8 @@
 #include <climits>
 #include <cstdio>
 #include <exception>
+#include <iostream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +44,10 @@ int usage(FILE* out) {
                  "       workerd check SPEC     validate SPEC and exit 0 (valid) or 1\n"
                  "       workerd check --explain [--root DIR] SPEC\n"
                  "                              also show how `workers: auto` was computed\n"
+                 "       workerd check --strict [--allow-root] [--stdin] SPEC\n"
+                 "                              fail (exit 1) where `start` as this user would\n"
+                 "                              refuse; --stdin: read the text from stdin, SPEC\n"
+                 "                              naming it (relative paths resolve against it)\n"
                  "       workerd --version\n"
                  "\n"
                  "Signals: TERM graceful stop, INT/QUIT fast stop, HUP reload, TTIN/TTOU one worker\n"
@@ -51,9 +57,11 @@ int usage(FILE* out) {
     return out == stdout ? kExitOk : kExitUsage;
 }
 
-// Loads the spec, printing every error as FILE:LINE:COLUMN: KEY: MESSAGE.
-std::optional<workerd::Spec> load_or_report(const std::string& path) {
-    auto result = workerd::load_spec_file(path, workerd::available_cpus());
+// Loads the spec (from `text` when given, named `path`), printing every error as
+// FILE:LINE:COLUMN: KEY: MESSAGE.
+std::optional<workerd::Spec> load_or_report(const std::string& path, const std::optional<std::string>& text = {}) {
+    auto result = text ? workerd::load_spec_text(*text, path, workerd::available_cpus())
+                       : workerd::load_spec_file(path, workerd::available_cpus());
     for (const auto& error : result.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
     return result.spec;
 }
@@ -64,14 +72,30 @@ std::string self_executable() {
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("workerd");
 }
 
-int check(const std::string& path, bool explain, const std::string& root) {
-    auto spec = load_or_report(path);
+struct CheckOptions {
+    bool explain = false;     ///< show how `workers: auto` was computed
+    std::string root = "/";   ///< where the cgroup and /proc files are read (fixtures)
+    bool strict = false;      ///< the root policy is an error, as for `start`
+    bool allow_root = false;  ///< ... with `start --allow-root`
+    bool from_stdin = false;  ///< the spec's text comes on stdin
+};
+
+int check(const std::string& path, const CheckOptions& o) {
+    std::optional<std::string> text;
+    if (o.from_stdin) {
+        text.emplace(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    }
+    auto spec = load_or_report(path, text);
     if (!spec) return kExitBadSpec;
-    const auto sizing = workerd::resolve_workers(*spec, root);
-    if (explain) {
+    const auto sizing = workerd::resolve_workers(*spec, o.root);
+    if (o.explain) {
         for (const auto& line : sizing.explanation) std::printf("%s\n", line.c_str());
     }
-    if (const auto refused = workerd::check_run_as(*spec, ::geteuid(), ::getegid(), false); !refused.empty()) {
+    if (const auto refused = workerd::check_run_as(*spec, ::geteuid(), ::getegid(), o.allow_root); !refused.empty()) {
+        if (o.strict) {
+            std::fprintf(stderr, "%s: %s\n", path.c_str(), refused.c_str());
+            return kExitBadSpec;
+        }
         std::fprintf(stderr, "%s: warning: `workerd start` as this user would refuse: %s\n", path.c_str(), refused.c_str());
     }
     std::printf("%s: ok (%d worker%s, %zu listener%s)\n", path.c_str(), spec->workers,
@@ -92,8 +116,11 @@ int start(const std::string& path, bool allow_root, const std::vector<std::strin
     }
     std::vector<workerd::InheritedSocket> inherited =
         handover ? std::move(handover->listeners) : workerd::take_listen_fds();
-    // 1. Read and validate the whole spec; nothing starts from an invalid one.
-    auto spec = load_or_report(path);
+    // 1. Read and validate the whole spec; nothing starts from an invalid one. Across a SIGUSR2
+    //    re-exec, the spec in effect comes with the handover (the file may have been edited
+    //    since the last reload; SIGHUP is what reads it).
+    const bool keep_spec = handover && !handover->spec_text.empty();
+    auto spec = load_or_report(path, keep_spec ? std::optional<std::string>(handover->spec_text) : std::nullopt);
     if (!spec) return kExitBadSpec;
     if (const auto refused = workerd::check_run_as(*spec, ::geteuid(), ::getegid(), allow_root); !refused.empty()) {
         std::fprintf(stderr, "%s: %s\n", path.c_str(), refused.c_str());
@@ -106,6 +133,9 @@ int start(const std::string& path, bool allow_root, const std::vector<std::strin
     } catch (const std::exception& e) {
         std::fprintf(stderr, "workerd: cannot open the log: %s\n", e.what());
         return kExitStartFailed;
+    }
+    if (keep_spec) {
+        spdlog::info("SIGUSR2: the new image runs the spec in effect before the upgrade; SIGHUP re-reads {}", spec->file);
     }
     if (spec->workers_auto) {
         std::string how;
@@ -169,18 +199,21 @@ int main(int argc, char** argv) {
     if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
     if (command == "serve-builtin") return serve_builtin({args.begin() + 1, args.end()});
     if (command == "check" && args.size() >= 2) {
-        // workerd check [--explain] [--root DIR] SPEC
-        bool explain = false;
-        std::string root = "/", path;
+        // workerd check [--explain] [--root DIR] [--strict] [--allow-root] [--stdin] SPEC
+        CheckOptions o;
+        std::string path;
         for (std::size_t i = 1; i < args.size(); ++i) {
-            if (args[i] == "--explain") explain = true;
-            else if (args[i] == "--root" && i + 1 < args.size()) root = args[++i];
-            else if (path.empty()) path = args[i];
+            if (args[i] == "--explain") o.explain = true;
+            else if (args[i] == "--root" && i + 1 < args.size()) o.root = args[++i];
+            else if (args[i] == "--strict") o.strict = true;
+            else if (args[i] == "--allow-root") o.allow_root = true;
+            else if (args[i] == "--stdin") o.from_stdin = true;
+            else if (path.empty() && (args[i].empty() || args[i][0] != '-')) path = args[i];
             else return usage(stderr);
         }
         if (path.empty()) return usage(stderr);
         try {
-            return check(path, explain, root);
+            return check(path, o);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "workerd: %s\n", e.what());
             return kExitStartFailed;

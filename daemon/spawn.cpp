@@ -225,7 +225,7 @@ pid_t spawn_process(const SpawnRequest& request) {
     plan.inherit_fds = request.inherit_fds;
     UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!dev_null) throw SpawnError(fmt::format("open /dev/null failed: {}", std::strerror(errno)));
-    plan.stdin_fd = dev_null.get();
+    plan.stdin_fd = request.stdin_fd >= 0 ? request.stdin_fd : dev_null.get();
     plan.stdout_fd = request.stdout_fd >= 0 ? request.stdout_fd : dev_null.get();
     plan.stderr_fd = request.stderr_fd >= 0 ? request.stderr_fd : dev_null.get();
 

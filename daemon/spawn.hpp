@@ -23,6 +23,7 @@ struct SpawnRequest {
     /// Become fd 3, 4, ... in the child, in this order: the listeners first (LISTEN_FDS counts
     /// them, per the sd_listen_fds convention), then any descriptor given on purpose after them.
     std::vector<int> inherit_fds;
+    int stdin_fd = -1;              ///< becomes the child's fd 0 (-1: /dev/null)
     int stdout_fd = -1;             ///< becomes the child's fd 1 (-1: /dev/null)
     int stderr_fd = -1;             ///< becomes the child's fd 2 (-1: /dev/null)
     /// The identity to switch to before exec (setgroups, setgid, setuid), when the daemon is

@@ -644,6 +644,7 @@ SpecLoadResult load_spec_text(const std::string& text, const std::string& file, 
     }
     Spec spec;
     spec.file = absolute_file;
+    spec.text = text;
     SpecReader(absolute_file, result.errors).read(root, cpu_count, spec);
     // Messages name the file as the user gave it.
     for (auto& e : result.errors) e.file = file;

@@ -102,6 +102,7 @@ struct RunAsSpec {
 /// The whole spec, validated. Every path in it is absolute.
 struct Spec {
     std::string file;                    ///< the spec file this came from (absolute)
+    std::string text;                    ///< the YAML it was read from (a SIGUSR2 re-exec keeps it)
     std::vector<ListenAddress> listen;   ///< at least one
     int backlog = 2048;                  ///< requested; clamped to somaxconn when binding
     bool workers_auto = false;           ///< `workers: auto`

@@ -2,8 +2,10 @@
 // pid systemd (or anyone) tracks stays the same. The listen, control and metrics sockets and
 // the workers' pipes survive the exec; the new image adopts the workers and replaces them
 // through the rolling path (a successor READY before its predecessor drains), so no request
-// is dropped. Before anything is handed over, the new binary must pass `workerd check` on the
-// spec; if it does not, or exec fails, the running daemon carries on as it was.
+// is dropped. The new image runs the spec in effect, handed over as text, not the file as it
+// may have been edited since: an upgrade changes the binary only (SIGHUP re-reads the spec).
+// Before anything is handed over, the new binary must pass `workerd check --strict` on that
+// text; if it does not, or exec fails, the running daemon carries on as it was.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
@@ -26,14 +28,20 @@ namespace {
 
 constexpr std::chrono::seconds kPreflightTimeout{10};
 
-// Runs `EXE check SPEC`: the new binary must start on this machine and accept the spec.
-// Returns why not, or an empty string. Blocks the loop for as long as the check runs (tens of
-// milliseconds; at most kPreflightTimeout).
-std::string preflight(const std::string& exe, const std::string& spec, const std::vector<std::string>& env) {
+// Runs `EXE check --strict --stdin SPEC` with the text of the spec in effect on its stdin: the
+// new binary must start on this machine and accept that spec as `start` would (the root policy
+// included), since the new image runs exactly that. Returns why not, or an empty string.
+// Blocks the loop for as long as the check runs (tens of milliseconds; at most
+// kPreflightTimeout).
+std::string preflight(const std::string& exe, const Spec& spec, bool allow_root, const std::vector<std::string>& env) {
     PipePair out = make_pipe();
+    PipePair in = make_pipe();
     SpawnRequest request;
-    request.argv = {exe, "check", spec};
+    request.argv = {exe, "check", "--strict", "--stdin"};
+    if (allow_root) request.argv.push_back("--allow-root");
+    request.argv.push_back(spec.file);
     request.env = env;
+    request.stdin_fd = in.read_end.get();
     request.stdout_fd = out.write_end.get();
     request.stderr_fd = out.write_end.get();
     pid_t pid = 0;
@@ -43,6 +51,16 @@ std::string preflight(const std::string& exe, const std::string& spec, const std
         return e.what();
     }
     out.write_end.reset();
+    in.read_end.reset();
+    // A spec is a few KiB, well under a pipe's 64 KiB: written at once. A larger one is
+    // written as far as the pipe takes it; the check then sees it cut and says so.
+    ::fcntl(in.write_end.get(), F_SETFL, O_NONBLOCK);
+    for (std::string_view rest = spec.text; !rest.empty();) {
+        const ssize_t n = ::write(in.write_end.get(), rest.data(), rest.size());
+        if (n <= 0) break;
+        rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    in.write_end.reset();
     std::string text;
     const auto deadline = Clock::now() + kPreflightTimeout;
     bool timed_out = false;
@@ -68,9 +86,9 @@ std::string preflight(const std::string& exe, const std::string& spec, const std
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     while (!text.empty() && text.back() == '\n') text.pop_back();
-    if (timed_out) return fmt::format("`{} check {}` did not finish within {}s", exe, spec, kPreflightTimeout.count());
+    if (timed_out) return fmt::format("`{} check {}` did not finish within {}s", exe, spec.file, kPreflightTimeout.count());
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
-    return fmt::format("`{} check {}` failed ({}): {}", exe, spec,
+    return fmt::format("`{} check {}` failed ({}): {}", exe, spec.file,
                        WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status))
                                          : signal_name(WTERMSIG(status)),
                        text);
@@ -83,8 +101,9 @@ void set_cloexec(const std::vector<int>& fds, bool on) {
 }  // namespace
 
 void Arbiter::upgrade() {
-    spdlog::info("SIGUSR2: upgrading workerd in place: checking {} on {}", self_exe_, spec_.file);
-    if (const auto failure = preflight(self_exe_, spec_.file, base_env_); !failure.empty()) {
+    spdlog::info("SIGUSR2: upgrading workerd in place: checking {} on the spec in effect ({}, generation {})",
+                 self_exe_, spec_.file, generation_);
+    if (const auto failure = preflight(self_exe_, spec_, allow_root_, base_env_); !failure.empty()) {
         spdlog::error("SIGUSR2: {}; the running daemon carries on (generation {})", failure, generation_);
         return;
     }
@@ -100,6 +119,7 @@ void Arbiter::upgrade() {
     h.generation = generation_;
     h.desired = desired();
     h.pinned = autoscale_pinned_;
+    h.spec_text = spec_.text;
     for (const auto& l : listeners_) {
         InheritedSocket s;
         s.fd = UniqueFd(l->fd());

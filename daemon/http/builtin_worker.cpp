@@ -85,6 +85,9 @@ BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& a
 
 int run_builtin_worker(const BuiltinWorkerOptions& options) {
     ::signal(SIGPIPE, SIG_IGN);
+    // The daemon's signals (reload, reopen logs, upgrade) mean nothing to a worker; one that
+    // reaches it by mistake (`systemctl kill` without --kill-whom=main) must not end it.
+    for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_IGN);
     for (int fd : options.listen_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     boost::asio::io_context io(1);  // one thread: asio skips its locking
     Server server(io, options);

@@ -1,5 +1,7 @@
 // End-to-end: `workerd check`, and `workerd start` refusing what it cannot do.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <csignal>
@@ -136,4 +138,33 @@ app: {builtin: {}}
                              "capped by the memory budget: 4 -> 2", "ok (2 workers, 1 listener)"}) {
         CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
     }
+}
+
+TEST_CASE("check --strict fails where start would refuse; --stdin reads the text, named by SPEC") {
+    TempDir dir;
+    const std::string text = "listen: [\"127.0.0.1:8000\"]\nworkers: 1\napp: {builtin: {root: ./site}}\n";
+    ::mkdir((dir.path() + "/site").c_str(), 0755);
+    const std::string named = dir.path() + "/named.yaml";  // does not exist: the text comes on stdin
+    const std::string input = dir.write("input.txt", text);
+    const auto stdin_check = [&](const std::string& flags) {
+        return run({"/bin/sh", "-c", bin_path("workerd") + " check " + flags + " --stdin " + named + " < " + input});
+    };
+    // ./site resolves against the name's directory.
+    auto r = stdin_check("");
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(r.output.find(named + ": ok (1 worker") != std::string::npos);
+    if (::geteuid() == 0) {
+        // No `user:` as root: a warning for check, an error for check --strict and for start.
+        CHECK(r.output.find("warning: `workerd start` as this user would refuse") != std::string::npos);
+        r = stdin_check("--strict");
+        CHECK(r.exit_code == 1);
+        CHECK(r.output.find("the workers would run as root") != std::string::npos);
+        r = stdin_check("--strict --allow-root");
+        CHECK_MESSAGE(r.exit_code == 0, r.output);
+    } else {
+        r = stdin_check("--strict");
+        CHECK_MESSAGE(r.exit_code == 0, r.output);
+    }
+    r = run({"/bin/sh", "-c", bin_path("workerd") + " check --stdin " + named + " < /dev/null"});
+    CHECK(r.exit_code == 1);
 }

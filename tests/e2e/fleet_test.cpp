@@ -199,3 +199,23 @@ TEST_CASE("kill -9 of a worker: its slot is refilled within 2 s and requests kee
     CHECK_MESSAGE(refilled, fleet.daemon->log());
     CHECK(fleet.daemon->wait_for_log(fmt::format("(pid {}, gen 1) was killed by SIGKILL", victim), 2s));
 }
+
+TEST_CASE("the daemon's signals sent to a bundled worker by mistake (HUP, USR1, USR2) do not end it") {
+    Fleet fleet(2);
+    const auto before = fleet.daemon->workers();
+    REQUIRE(before.size() == 2);
+    for (pid_t w : before) {
+        for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) REQUIRE(::kill(w, sig) == 0);
+    }
+    // The default action of each would have ended the worker at once; by the time a round of
+    // requests (and the daemon's status) has gone through, it would show.
+    for (int i = 0; i < 20; ++i) {
+        const auto r = http_get(fleet.port, "/healthz", 2s);
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    }
+    (void)fleet.daemon->status();
+    CHECK(fleet.daemon->workers() == before);
+    CHECK(fleet.daemon->count_in_log("exited") == 0);
+    CHECK(fleet.daemon->count_in_log("killed by") == 0);
+}

@@ -136,3 +136,45 @@ TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers
     daemon.process().signal(SIGUSR2);
     CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
 }
+
+TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec in effect; SIGHUP reads the file") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    const int metrics_port = free_tcp_port();
+    const std::string exe = dir.path() + "/workerd";
+    install(bin_path("workerd"), exe);
+    Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
+    const pid_t pid = daemon.pid();
+
+    // Edited since the last reload into a valid spec that cannot start: its new listener is the
+    // daemon's own metrics port. A new image that read the file would fail to bind, exit, and
+    // take the fleet with it.
+    const std::string path = dir.path() + "/workerd.yaml";
+    std::string text = read_file(path);
+    const std::string listen_line = fmt::format("listen: [\"127.0.0.1:{}\"", port);
+    REQUIRE(text.find(listen_line) != std::string::npos);
+    text.replace(text.find(listen_line), listen_line.size(),
+                 fmt::format("listen: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"", port, metrics_port));
+    dir.write("workerd.yaml", text);
+
+    WrkLoad load(dir, port, 4);
+    install(bin_path("workerd"), exe);
+    daemon.process().signal(SIGUSR2);
+    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    load.finish();
+    CHECK(daemon.count_in_log("the new image runs the spec in effect") == 1);
+    json s = daemon.status();
+    CHECK(s["pid"] == pid);
+    CHECK(s["ready"] == 4);
+
+    // The file is SIGHUP's to read: the bind fails, and the fleet stays as it is.
+    daemon.process().signal(SIGHUP);
+    CHECK_MESSAGE(daemon.wait_for_log(fmt::format("bind 127.0.0.1:{} failed", metrics_port), 10s), daemon.log());
+    s = daemon.status();
+    CHECK(s["generation"] == 2);
+    CHECK(s["ready"] == 4);
+    const auto r = http_get(port, "/healthz");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+}
