@@ -376,7 +376,7 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         notify = make_pipe();
         request.argv = worker_argv(spec_.app, addresses, self_exe_);
         request.cwd = spec_.app.cwd;
-        request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_);
+        request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_, spec_.run_as);
         for (const auto& l : listeners_) request.inherit_fds.push_back(l->fd());
         if (board_) {
             request.env.push_back(fmt::format("WORKERD_BOARD_FD={}", 3 + request.inherit_fds.size()));

@@ -389,8 +389,14 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
              if (const passwd* pw = ::getpwnam(s->c_str())) {
                  spec.run_as.uid = pw->pw_uid;
                  if (!spec.run_as.gid) spec.run_as.gid = pw->pw_gid;
+                 spec.run_as.login = pw->pw_name;
+                 spec.run_as.home = pw->pw_dir;
              } else if (auto uid = uid_of(*s)) {
                  spec.run_as.uid = *uid;
+                 if (const passwd* byuid = ::getpwuid(*uid)) {
+                     spec.run_as.login = byuid->pw_name;
+                     spec.run_as.home = byuid->pw_dir;
+                 }
              } else {
                  error(v, k, fmt::format("no such user '{}'", *s));
              }

@@ -97,6 +97,8 @@ struct RunAsSpec {
     std::optional<unsigned> uid;
     std::optional<unsigned> gid;      ///< `group`, else the user's primary group
     std::string group;                ///< as written, for messages
+    std::string login;                ///< the user's name in the user database ("" without an entry)
+    std::string home;                 ///< and home directory: the workers' USER, LOGNAME and HOME
 };
 
 /// The whole spec, validated. Every path in it is absolute.

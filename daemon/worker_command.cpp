@@ -78,7 +78,13 @@ std::vector<std::string> worker_argv(const AppSpec& app, const std::vector<Liste
 
 std::vector<std::string> worker_env(const std::vector<std::string>& base, const AppSpec& app,
                                     const std::vector<ListenAddress>& listeners, int slot,
-                                    long generation) {
+                                    long generation, const RunAsSpec& run_as) {
+    std::vector<std::pair<std::string, std::string>> identity;
+    if (run_as.user && !run_as.login.empty()) {
+        for (const char* key : {"USER", "LOGNAME", "HOME"}) {
+            if (!app.env.count(key)) identity.emplace_back(key, key[0] == 'H' ? run_as.home : run_as.login);
+        }
+    }
     std::vector<std::string> env;
     auto overridden = [&](const std::string& entry) {
         // Ours, and systemd's notification variables: workers never speak to systemd for us.
@@ -89,11 +95,15 @@ std::vector<std::string> worker_env(const std::vector<std::string>& base, const 
         for (const auto& [key, value] : app.env) {
             if (has_key(entry, key)) return true;
         }
+        for (const auto& [key, value] : identity) {
+            if (has_key(entry, key)) return true;
+        }
         return false;
     };
     for (const auto& entry : base) {
         if (!overridden(entry)) env.push_back(entry);
     }
+    for (const auto& [key, value] : identity) env.push_back(key + "=" + value);
     for (const auto& [key, value] : app.env) env.push_back(key + "=" + value);
     std::string names;
     for (const auto& l : listeners) names += (names.empty() ? "" : ":") + l.name;

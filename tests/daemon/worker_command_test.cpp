@@ -73,3 +73,28 @@ TEST_CASE("the environment follows the LISTEN_FDS convention and drops inherited
     CHECK(std::none_of(env.begin(), env.end(),
                        [](const std::string& e) { return e.rfind("LISTEN_PID=", 0) == 0; }));
 }
+
+TEST_CASE("workers that run as another user get its USER, LOGNAME and HOME, unless app.env sets them") {
+    AppSpec app;
+    RunAsSpec run_as;
+    run_as.user = "www-data";
+    run_as.uid = 33;
+    run_as.login = "www-data";
+    run_as.home = "/var/www";
+    const std::vector<std::string> base{"HOME=/root", "USER=root", "LOGNAME=root", "PATH=/usr/bin"};
+    auto env = worker_env(base, app, two_listeners(), 0, 1, run_as);
+    CHECK(has(env, "HOME=/var/www"));
+    CHECK(has(env, "USER=www-data"));
+    CHECK(has(env, "LOGNAME=www-data"));
+    CHECK_FALSE(has(env, "HOME=/root"));
+    CHECK_FALSE(has(env, "USER=root"));
+    CHECK(has(env, "PATH=/usr/bin"));
+    app.env = {{"HOME", "/srv/app"}};
+    env = worker_env(base, app, two_listeners(), 0, 1, run_as);
+    CHECK(has(env, "HOME=/srv/app"));
+    CHECK(std::count_if(env.begin(), env.end(), [](const std::string& e) { return e.rfind("HOME=", 0) == 0; }) == 1);
+    // No `user`: the daemon's own.
+    env = worker_env(base, AppSpec{}, two_listeners(), 0, 1, RunAsSpec{});
+    CHECK(has(env, "HOME=/root"));
+    CHECK(has(env, "USER=root"));
+}

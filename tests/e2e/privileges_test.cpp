@@ -78,6 +78,10 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
         CHECK(std::set<unsigned>(g.begin(), g.end()) == expected_groups);
     }
     CHECK(credentials(daemon.pid()).at("Uid:").at(1) == 0u);
+    // The user's name and home, as systemd's User= gives them.
+    const std::string environ = read_file("/proc/" + std::to_string(workers[0]) + "/environ");
+    CHECK(environ.find(std::string("\0USER=nobody\0", 13)) != std::string::npos);
+    CHECK(environ.find(std::string("\0HOME=", 6) + pw->pw_dir + '\0') != std::string::npos);
     const auto r = http_get(port, "/healthz");
     REQUIRE(r);
     CHECK(r->status == 200);
