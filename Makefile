@@ -88,7 +88,7 @@ test-sanitize: test-deps
 	@[ -f $(ASAN_BUILD_DIR)/build.ninja ] || cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja \
 	  -DCMAKE_BUILD_TYPE=Debug -DWORKERD_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_BUILD_DIR) -j $(JOBS) -- --quiet
-	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure --timeout 600 -j $(JOBS)
 
 ## make fuzz: the libFuzzer targets (spec, worker protocol, control protocol), built with clang
@@ -105,12 +105,10 @@ fuzz: fuzz-deps
 soak: test-deps build
 	cd $(BUILD_DIR) && WORKERD_SOAK=1 ctest --output-on-failure --timeout 900 -R reliability
 
-## make bench: side-by-side benchmarks (workerd vs nginx, vs gunicorn); prints ratios.
+## make bench: side-by-side benchmarks (workerd vs nginx, gunicorn, uvicorn; tests/bench/all.sh,
+## about 15 minutes); prints ratios and rewrites docs/benchmarks.md with them.
 bench: bench-deps build
-	tests/bench/bench_core.sh
-	tests/bench/bench_ctl.sh
-	tests/bench/bench_reload.sh
-	tests/bench/bench_metrics.sh
+	WORKERD=$(CURDIR)/$(BUILD_DIR)/bin/workerd tests/bench/all.sh $(CURDIR)/$(BUILD_DIR)/bench-results docs/benchmarks.md
 
 ## make package: the Debian package, build/packages/workerd_VERSION-1_ARCH.deb (CPack).
 package: package-deps build

@@ -652,6 +652,10 @@ SpecLoadResult load_spec_text(const std::string& text, const std::string& file, 
     spec.file = absolute_file;
     spec.text = text;
     SpecReader(absolute_file, result.errors).read(root, cpu_count, spec);
+    // The bundled worker always speaks the protocol: under `auto` it is held to READY, so a
+    // worker slow to start (a loaded machine) is not taken for a silent one and counted ready
+    // before it accepts.
+    if (spec.app.builtin && spec.health.mode == HeartbeatMode::automatic) spec.health.mode = HeartbeatMode::required;
     // Messages name the file as the user gave it.
     for (auto& e : result.errors) e.file = file;
     if (result.errors.empty()) result.spec = std::move(spec);

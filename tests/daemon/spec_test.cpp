@@ -79,7 +79,7 @@ TEST_CASE("defaults, a single listen string and workers: auto") {
     CHECK(r.spec->app.builtin->root.empty());
     CHECK(r.spec->app.cwd == kGood);
     CHECK(r.spec->graceful_timeout == 30s);
-    CHECK(r.spec->health.mode == HeartbeatMode::automatic);
+    CHECK(r.spec->health.mode == HeartbeatMode::required);  // auto, and the bundled worker speaks the protocol
     CHECK(r.spec->health.timeout == 30s);
     CHECK(r.spec->health.boot_timeout == 60s);
     CHECK(r.spec->health.ready_after == 1s);
@@ -184,4 +184,16 @@ TEST_CASE("check_run_as: root refuses root workers unless asked; others cannot s
     CHECK(check_run_as(spec("user: 1000\ngroup: 1000\n"), 1000, 1000, false).empty());  // itself
     CHECK(check_run_as(spec("user: nobody\n"), 1000, 1000, false).find("only a daemon started as root") != std::string::npos);
     CHECK_FALSE(check_run_as(spec("group: www-data\n"), 1000, 1000, false).empty());
+}
+
+TEST_CASE("heartbeat: auto holds the bundled worker to READY, and leaves commands to prove themselves") {
+    const auto builtin = load_spec_text("listen: \":8080\"\napp: {builtin: {}}\n", "b.yaml", 2);
+    REQUIRE(builtin.ok());
+    CHECK(builtin.spec->health.mode == HeartbeatMode::required);
+    const auto off = load_spec_text("listen: \":8080\"\napp: {builtin: {}}\nheartbeat: off\n", "b.yaml", 2);
+    REQUIRE(off.ok());
+    CHECK(off.spec->health.mode == HeartbeatMode::off);
+    const auto command = load_spec_text("listen: \":8080\"\napp: {command: [\"/bin/true\"]}\n", "c.yaml", 2);
+    REQUIRE(command.ok());
+    CHECK(command.spec->health.mode == HeartbeatMode::automatic);
 }

@@ -60,7 +60,7 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     const std::string exe = dir.path() + "/workerd";
     install(bin_path("workerd"), exe);
     Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
     const pid_t pid = daemon.pid();
     const auto fds_before = open_fds(pid).size();
     const ino_t old_binary = inode_of("/proc/" + std::to_string(pid) + "/exe");
@@ -109,7 +109,7 @@ TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers
     const std::string exe = dir.path() + "/workerd";
     install(bin_path("workerd"), exe);
     Daemon daemon(dir, spec(port, free_tcp_port(), dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
     const auto workers = worker_pids(daemon.status());
 
     // A broken build: it starts, then fails.
@@ -144,7 +144,7 @@ TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec i
     const std::string exe = dir.path() + "/workerd";
     install(bin_path("workerd"), exe);
     Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
     const pid_t pid = daemon.pid();
 
     // Edited since the last reload into a valid spec that cannot start: its new listener is the
