@@ -2,9 +2,11 @@
 
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -79,6 +81,14 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, DaemonStart start)
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
+    if (spec_.reuse_port) {
+        std::ifstream migrate("/proc/sys/net/ipv4/tcp_migrate_req");
+        int on = 0;
+        if (!(migrate >> on) || on != 1) {
+            spdlog::info("reuse_port: each worker slot accepts on its own socket; net.ipv4.tcp_migrate_req is not 1, "
+                         "so connections queued on a slot removed by scaling down are reset rather than moved");
+        }
+    }
     if (spec_.app.builtin) board_ = LoadBoard::create();
     int initial = spec_.workers;
     if (spec_.autoscale) initial = std::clamp(initial, spec_.autoscale->min, spec_.autoscale->max);
@@ -377,8 +387,10 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         request.argv = worker_argv(spec_.app, addresses, self_exe_);
         request.cwd = spec_.app.cwd;
         request.env = worker_env(base_env_, spec_.app, addresses, slot_index, generation_, spec_.run_as);
-        for (const auto& l : listeners_) request.inherit_fds.push_back(l->fd());
-        if (board_) {
+        for (const auto& l : listeners_for(slot_index)) request.inherit_fds.push_back(l->fd());
+        // With a socket per slot the kernel spreads connections; the board's holding back
+        // would only delay a worker's own queue.
+        if (board_ && !spec_.reuse_port) {
             request.env.push_back(fmt::format("WORKERD_BOARD_FD={}", 3 + request.inherit_fds.size()));
             request.inherit_fds.push_back(board_.get());
         }
@@ -421,7 +433,7 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
     worker.pid = pid;
     worker.started_at = now;
     worker.health.started = now;
-    worker.listeners = listeners_;
+    worker.listeners = listeners_for(slot_index);
     // Recycling limits, each with this worker's own jitter so the fleet does not recycle at once.
     const auto& recycle = spec_.recycle;
     std::uniform_real_distribution<double> unit(0.0, 1.0);
@@ -575,6 +587,15 @@ void Arbiter::drain(Worker& worker, Clock::time_point now) {
     }
     transition(worker, WorkerEvent::drain);
     worker.kill_at = now + spec_.graceful_timeout;
+    if (spec_.reuse_port && !slots_[worker.slot].active) {
+        // A slot scaled away (reuse_port): its own sockets stop listening now, so the kernel
+        // sends no more connections there while the worker drains. Those already queued move
+        // to the other slots where net.ipv4.tcp_migrate_req is 1 (else they are reset).
+        for (const auto& l : worker.listeners) {
+            const bool own = std::find(listeners_.begin(), listeners_.end(), l) == listeners_.end();
+            if (own && l->address().kind == ListenAddress::Kind::tcp) ::shutdown(l->fd(), SHUT_RD);
+        }
+    }
     spdlog::info("worker {} (pid {}, gen {}) draining: sent SIGTERM, SIGKILL in {}", worker.slot,
                  worker.pid, worker.generation, format_duration(spec_.graceful_timeout));
 }
@@ -611,6 +632,23 @@ std::vector<ListenAddress> Arbiter::listen_addresses() const {
     std::vector<ListenAddress> out;
     for (const auto& l : listeners_) out.push_back(l->address());
     return out;
+}
+
+std::vector<std::shared_ptr<Listener>> Arbiter::listeners_for(int slot) {
+    return spec_.reuse_port ? slot_listeners_.for_slot(slot, listeners_) : listeners_;
+}
+
+std::optional<ListenQueue> Arbiter::queue_of(const Listener& l) const {
+    const bool unix_socket = l.address().kind == ListenAddress::Kind::unix_path;
+    auto total = listen_queue(l.fd(), unix_socket);
+    if (!total) return total;
+    for (const auto& [slot, socket] : slot_listeners_.siblings_of(l)) {
+        if (auto q = listen_queue(socket->fd(), unix_socket)) {
+            total->depth += q->depth;
+            total->max += q->max;
+        }
+    }
+    return total;
 }
 
 int Arbiter::live_workers_in_slot(int slot) const {

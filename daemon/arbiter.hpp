@@ -20,8 +20,10 @@
 #include "daemon/control_server.hpp"
 #include "daemon/metrics_server.hpp"
 #include "daemon/sd_notify.hpp"
+#include "daemon/slot_listeners.hpp"
 #include "daemon/health.hpp"
 #include "daemon/listener.hpp"
+#include "daemon/listen_queue.hpp"
 #include "daemon/handover.hpp"
 #include "daemon/load_board.hpp"
 #include "daemon/notify.hpp"
@@ -149,6 +151,11 @@ private:
     void begin_stop(Mode mode, Clock::time_point now);
     void transition(Worker& worker, WorkerEvent event);
     std::vector<ListenAddress> listen_addresses() const;
+    /// The sockets a worker in `slot` accepts on: the fleet's listeners, or with `reuse_port`
+    /// the slot's own (SlotListeners).
+    std::vector<std::shared_ptr<Listener>> listeners_for(int slot);
+    /// Connections waiting on `l`, and on every slot's socket for it (reuse_port).
+    std::optional<ListenQueue> queue_of(const Listener& l) const;
     int live_workers_in_slot(int slot) const;
     const Worker* live_worker_in_slot(int slot) const;
     int desired() const;
@@ -180,6 +187,7 @@ private:
 
     Spec spec_;
     std::vector<std::shared_ptr<Listener>> listeners_;
+    SlotListeners slot_listeners_;  ///< reuse_port: each slot's own sockets
     std::string self_exe_;
     std::vector<std::string> argv_;
     bool allow_root_ = false;

@@ -41,7 +41,7 @@ void Arbiter::autoscale(Clock::time_point now) {
     AutoscaleInputs in;
     in.current = desired();
     for (const auto& l : listeners_) {
-        if (auto q = listen_queue(l->fd(), l->address().kind == ListenAddress::Kind::unix_path)) {
+        if (auto q = queue_of(*l)) {
             in.queue_depth += static_cast<int>(q->depth);
         }
     }

@@ -68,13 +68,18 @@ void Arbiter::scale_to(int n, const std::string& why) {
         // then ready ones by requests in flight; ties: the highest slot.
         std::vector<std::tuple<int, std::int64_t, int>> order;  // (rank, inflight, -slot)
         for (const auto& [slot, s] : slots_) {
-            if (!s.active) continue;
+            // reuse_port: slot 0 accepts on the fleet's listeners, which stay open: it stays.
+            if (!s.active || (spec_.reuse_port && slot == 0)) continue;
             const Worker* w = live_worker_in_slot(slot);
             const int rank = w == nullptr ? 0 : w->state == WorkerState::ready ? 2 : 1;
             order.emplace_back(rank, w != nullptr ? w->stats.inflight : 0, -slot);
         }
         std::sort(order.begin(), order.end());
-        for (int i = 0; i < from - n; ++i) slots_[-std::get<2>(order[static_cast<std::size_t>(i)])].active = false;
+        for (int i = 0; i < from - n; ++i) {
+            const int slot = -std::get<2>(order[static_cast<std::size_t>(i)]);
+            slots_[slot].active = false;
+            slot_listeners_.drop(slot);  // its sockets close with its last worker
+        }
     }
     spdlog::info("{}: scaling from {} to {} worker{}", why, from, n, n == 1 ? "" : "s");
 }
@@ -177,6 +182,7 @@ json Arbiter::config_json() const {
         {"file", spec_.file},
         {"listen", listen},
         {"backlog", spec_.backlog},
+        {"reuse_port", spec_.reuse_port},
         {"workers", desired()},
         {"workers_in_spec", spec_.workers_auto ? json("auto") : json(spec_.workers)},
         {"app", app},

@@ -207,8 +207,7 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
 
     // Listen queues: the saturation signal.
     for (const auto& l : listeners_) {
-        const bool unix_socket = l->address().kind == ListenAddress::Kind::unix_path;
-        if (auto q = listen_queue(l->fd(), unix_socket)) {
+        if (auto q = queue_of(*l)) {
             const std::vector<ClientMetric::Label> labels{{"listener", l->address().name}};
             f.gauge("workerd_listen_queue_depth", "Connections waiting in the listener's accept queue.", q->depth, labels);
             f.gauge("workerd_listen_queue_max", "Capacity of the listener's accept queue (backlog).", q->max, labels);

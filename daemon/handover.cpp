@@ -91,13 +91,18 @@ std::vector<int> Handover::fds() const {
             if (fd >= 0) out.push_back(fd);
         }
     }
+    for (const auto& s : slot_sockets) out.push_back(s.fd);
     return out;
 }
 
 json handover_to_json(const Handover& h) {
     json j{{"generation", h.generation}, {"desired", h.desired}, {"pinned", h.pinned},
            {"control_fd", h.control_fd}, {"metrics_fd", h.metrics_fd},
-           {"listeners", json::array()}, {"workers", json::array()}, {"spec_text", h.spec_text}};
+           {"listeners", json::array()}, {"workers", json::array()}, {"spec_text", h.spec_text},
+           {"slot_sockets", json::array()}};
+    for (const auto& s : h.slot_sockets) {
+        j["slot_sockets"].push_back({{"slot", s.slot}, {"listener", s.listener}, {"fd", s.fd}});
+    }
     for (const auto& l : h.listeners) {
         j["listeners"].push_back({{"fd", l.fd.get()}, {"name", l.name}, {"owns_path", l.owns_path}});
     }
@@ -117,6 +122,16 @@ Handover handover_from_json(const json& j) {
         h.desired = j.at("desired").get<int>();
         h.pinned = j.at("pinned").get<bool>();
         h.spec_text = j.value("spec_text", std::string());
+        for (const auto& s : j.value("slot_sockets", json::array())) {
+            SlotSocket ss;
+            ss.slot = s.at("slot").get<int>();
+            ss.listener = s.at("listener").get<int>();
+            ss.fd = checked_fd(s, "fd", true);
+            if (ss.slot < 1 || ss.listener < 0) {
+                throw std::invalid_argument(fmt::format("bad slot socket: slot {} listener {}", ss.slot, ss.listener));
+            }
+            h.slot_sockets.push_back(ss);
+        }
         h.control_fd = checked_fd(j, "control_fd", false);
         h.metrics_fd = checked_fd(j, "metrics_fd", false);
         for (const auto& l : j.at("listeners")) {
@@ -209,8 +224,8 @@ bool socket_bound_to(int fd, const ListenAddress& address) {
 }
 
 std::vector<Listener> adopt_or_open_listeners(const std::vector<ListenAddress>& addresses, int backlog,
-                                              std::vector<InheritedSocket>& inherited) {
-    if (inherited.empty()) return open_listeners(addresses, backlog);
+                                              std::vector<InheritedSocket>& inherited, bool reuse_port) {
+    if (inherited.empty()) return open_listeners(addresses, backlog, reuse_port);
     const int effective = clamp_backlog(backlog, read_somaxconn());
     auto take = [&](const ListenAddress& a, bool by_name) -> std::optional<InheritedSocket> {
         for (auto it = inherited.begin(); it != inherited.end(); ++it) {
@@ -232,7 +247,7 @@ std::vector<Listener> adopt_or_open_listeners(const std::vector<ListenAddress>& 
                          s->name.empty() ? "" : " '" + s->name + "'");
             out.push_back(adopt(a, std::move(*s), effective));
         } else {
-            out.push_back(open_listener(a, effective));
+            out.push_back(open_listener(a, effective, reuse_port));
         }
     }
     return out;

@@ -37,6 +37,14 @@ struct HandedWorker {
     int stdout_fd = -1, stderr_fd = -1, notify_fd = -1;
 };
 
+/// A worker slot's own socket (`reuse_port: true`) for the listener at `listener` in the
+/// handover's list.
+struct SlotSocket {
+    int slot = 0;
+    int listener = 0;
+    int fd = -1;
+};
+
 /// What a daemon passes to its re-executed self.
 struct Handover {
     static constexpr const char* kVariable = "WORKERD_HANDOVER";
@@ -47,6 +55,7 @@ struct Handover {
     int control_fd = -1;
     int metrics_fd = -1;
     std::vector<HandedWorker> workers;
+    std::vector<SlotSocket> slot_sockets;   ///< reuse_port: every slot's own sockets
     /// The spec in effect (its text): the new image runs the same spec, so an upgrade changes
     /// the binary only and cannot fail on a spec edited since the last reload. Empty from an
     /// image that did not send it: the spec file is read then.
@@ -79,6 +88,6 @@ bool socket_bound_to(int fd, const ListenAddress& address);
 /// are bound. Used sockets are taken out of `inherited`; what is left matched nothing.
 /// Throws ListenError like open_listeners.
 std::vector<Listener> adopt_or_open_listeners(const std::vector<ListenAddress>& addresses, int backlog,
-                                              std::vector<InheritedSocket>& inherited);
+                                              std::vector<InheritedSocket>& inherited, bool reuse_port = false);
 
 }  // namespace workerd

@@ -72,7 +72,7 @@ Listener open_unix(const ListenAddress& address, int backlog) {
     return Listener(address, std::move(fd), backlog, /*owns_path=*/true);
 }
 
-Listener open_tcp(ListenAddress address, int backlog) {
+Listener open_tcp(ListenAddress address, int backlog, bool reuse_port) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -94,6 +94,9 @@ Listener open_tcp(ListenAddress address, int backlog) {
     int one = 1;
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
         fail("setsockopt SO_REUSEADDR", address, errno);
+    }
+    if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        fail("setsockopt SO_REUSEPORT", address, errno);
     }
     if (ai->ai_family == AF_INET6 &&
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
@@ -141,12 +144,12 @@ int read_somaxconn() {
     return 4096;
 }
 
-Listener open_listener(const ListenAddress& address, int backlog) {
+Listener open_listener(const ListenAddress& address, int backlog, bool reuse_port) {
     return address.kind == ListenAddress::Kind::unix_path ? open_unix(address, backlog)
-                                                           : open_tcp(address, backlog);
+                                                           : open_tcp(address, backlog, reuse_port);
 }
 
-std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses, int backlog) {
+std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses, int backlog, bool reuse_port) {
     const int somaxconn = read_somaxconn();
     const int effective = clamp_backlog(backlog, somaxconn);
     if (effective != backlog) {
@@ -154,7 +157,7 @@ std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses
                      effective);
     }
     std::vector<Listener> listeners;
-    for (const auto& address : addresses) listeners.push_back(open_listener(address, effective));
+    for (const auto& address : addresses) listeners.push_back(open_listener(address, effective, reuse_port));
     return listeners;
 }
 

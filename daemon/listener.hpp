@@ -48,10 +48,13 @@ int read_somaxconn();
 
 /// Binds and listens on `address` (SO_REUSEADDR, close-on-exec, IPV6_V6ONLY for IPv6).
 /// A Unix socket path that exists is replaced when stale (nothing accepts on it) and refused
-/// when live or when it is not a socket. Throws ListenError.
-Listener open_listener(const ListenAddress& address, int backlog);
+/// when live or when it is not a socket. `reuse_port`: a TCP socket gets SO_REUSEPORT before
+/// bind, so more sockets can join it on the same address (`reuse_port: true`). Throws
+/// ListenError.
+Listener open_listener(const ListenAddress& address, int backlog, bool reuse_port = false);
 
 /// Opens every listener in order; on any failure closes those already opened and rethrows.
-std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses, int backlog);
+std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses, int backlog,
+                                     bool reuse_port = false);
 
 }  // namespace workerd

@@ -156,7 +156,7 @@ int start(const std::string& path, bool allow_root, const std::vector<std::strin
     //    for its whole life.
     std::vector<workerd::Listener> listeners;
     try {
-        listeners = workerd::adopt_or_open_listeners(spec->listen, spec->backlog, inherited);
+        listeners = workerd::adopt_or_open_listeners(spec->listen, spec->backlog, inherited, spec->reuse_port);
     } catch (const workerd::ListenError& e) {
         spdlog::critical("{}", e.what());
         return kExitStartFailed;

@@ -90,7 +90,7 @@ json Arbiter::reload(const std::string& why) {
             auto found = current.find(listener_key(address));
             next_listeners.push_back(found != current.end()
                                          ? found->second
-                                         : std::make_shared<Listener>(open_listener(address, next.backlog)));
+                                         : std::make_shared<Listener>(open_listener(address, next.backlog, next.reuse_port)));
         }
     } catch (const ListenError& e) {
         spdlog::error("{}: {}; nothing changed, generation {} keeps serving", why, e.what(), generation_);
@@ -119,6 +119,7 @@ json Arbiter::reload(const std::string& why) {
     rollout_.previous_listeners = listeners_;
     spec_ = std::move(next);
     listeners_ = std::move(next_listeners);
+    slot_listeners_.retain(listeners_);
     if (spec_.app.builtin && !board_) board_ = LoadBoard::create();
     ++generation_;
     rollout_.state = Rollout::State::running;
@@ -169,6 +170,7 @@ void Arbiter::fail_rollout(Clock::time_point now) {
     if (rollout_.previous_spec) spec_ = std::move(*rollout_.previous_spec);
     rollout_.previous_spec.reset();
     listeners_ = std::move(rollout_.previous_listeners);
+    slot_listeners_.retain(listeners_);
     generation_ = rollout_.previous_generation;
     // Successors still booting go; any that became ready keep serving their slots.
     for (auto& [pid, w] : workers_) {

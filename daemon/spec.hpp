@@ -107,6 +107,7 @@ struct Spec {
     std::string text;                    ///< the YAML it was read from (a SIGUSR2 re-exec keeps it)
     std::vector<ListenAddress> listen;   ///< at least one
     int backlog = 2048;                  ///< requested; clamped to somaxconn when binding
+    bool reuse_port = false;             ///< a SO_REUSEPORT socket per worker slot (TCP)
     bool workers_auto = false;           ///< `workers: auto`
     Workload workload = Workload::mixed; ///< how `auto` counts: cpu, mixed, io, gunicorn
     std::optional<std::uint64_t> memory_per_worker;  ///< a hint for the memory budget

@@ -127,6 +127,11 @@ void Arbiter::upgrade() {
         s.owns_path = l->owns_path();
         h.listeners.push_back(std::move(s));
     }
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+        for (const auto& [slot, socket] : slot_listeners_.siblings_of(*listeners_[i])) {
+            h.slot_sockets.push_back({slot, static_cast<int>(i), socket->fd()});
+        }
+    }
     h.control_fd = control_->fd();
     if (metrics_) h.metrics_fd = metrics_->fd();
     for (auto& [pid, w] : workers_) {
@@ -185,6 +190,13 @@ void Arbiter::adopt(Handover& h, Clock::time_point now) {
     autoscale_pinned_ = h.pinned;
     slots_.clear();
     for (int slot = 0; slot < h.desired; ++slot) slots_[slot].active = true;
+    // reuse_port: each slot's own sockets, so queues and the kernel's spreading carry on.
+    for (const auto& ss : h.slot_sockets) {
+        UniqueFd fd(ss.fd);
+        if (static_cast<std::size_t>(ss.listener) >= listeners_.size()) continue;  // closed
+        const auto& main = listeners_[static_cast<std::size_t>(ss.listener)];
+        slot_listeners_.adopt(ss.slot, *main, std::make_shared<Listener>(main->address(), std::move(fd), main->backlog(), false));
+    }
     for (auto& hw : h.workers) {
         Worker w;
         w.slot = hw.slot;
@@ -193,7 +205,7 @@ void Arbiter::adopt(Handover& h, Clock::time_point now) {
         w.started_at = now - std::chrono::milliseconds(hw.age_ms);
         w.health.started = w.started_at;
         w.health.last_beat = now;
-        w.listeners = listeners_;
+        w.listeners = listeners_for(hw.slot);
         transition(w, WorkerEvent::started);
         if (hw.ready || hw.draining) {
             transition(w, WorkerEvent::ready);

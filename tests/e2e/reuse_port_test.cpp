@@ -1,0 +1,152 @@
+// End-to-end: `reuse_port: true`. Each worker slot accepts on a SO_REUSEPORT socket of its
+// own, which the daemon holds: the kernel spreads connections over the slots, and connections
+// queued on a slot whose worker dies are served by its replacement.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <future>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+using json = nlohmann::json;
+
+namespace {
+
+std::string spec(int port, int workers) {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+reuse_port: true
+workers: {}
+app:
+  builtin: {{demo: true}}
+graceful_timeout: 5s
+)",
+                       port, workers);
+}
+
+// The socket a worker accepts on: its fd 3, as "socket:[INODE]".
+std::string listener_of(pid_t pid) {
+    const auto fds = open_fds(pid);
+    const auto it = fds.find(3);
+    return it == fds.end() ? "" : it->second;
+}
+
+pid_t pid_in_slot(const json& status, int slot) {
+    for (const auto& w : status["workers"]) {
+        if (w["slot"] == slot) return w["pid"].get<pid_t>();
+    }
+    return 0;
+}
+
+}  // namespace
+
+TEST_CASE("reuse_port: every slot accepts on a socket of its own, held by the daemon") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, spec(port, 4));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    std::set<std::string> sockets;
+    for (pid_t w : daemon.workers()) sockets.insert(listener_of(w));
+    CHECK(sockets.size() == 4);
+    std::set<std::string> held;
+    for (const auto& [fd, target] : open_fds(daemon.pid())) held.insert(target);
+    for (const auto& s : sockets) {
+        CHECK(s.rfind("socket:", 0) == 0);
+        CHECK_MESSAGE(held.count(s) == 1, s << " is not held by the daemon");
+    }
+    // The kernel spreads connections over the four sockets: 64 connections reach every worker.
+    std::set<int> slots;
+    std::vector<std::unique_ptr<HttpConnection>> open;
+    for (int i = 0; i < 64; ++i) {
+        auto c = std::make_unique<HttpConnection>(port);
+        REQUIRE(c->connected());
+        REQUIRE(c->request("/demo/whoami"));
+        const auto r = c->read_response();
+        REQUIRE(r);
+        slots.insert(json::parse(r->body)["slot"].get<int>());
+        open.push_back(std::move(c));
+    }
+    CHECK(slots.size() == 4);
+}
+
+TEST_CASE("reuse_port: connections queued for a worker that dies are served by its replacement") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, spec(port, 2));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 2), daemon.log());
+    const pid_t stuck = pid_in_slot(daemon.status(), 1);
+    REQUIRE(stuck > 0);
+    // Stopped, the worker accepts nothing: connections the kernel sends to its socket queue there.
+    REQUIRE(::kill(stuck, SIGSTOP) == 0);
+    std::vector<std::future<std::optional<HttpResponse>>> requests;
+    for (int i = 0; i < 24; ++i) {
+        requests.push_back(std::async(std::launch::async, [port] { return http_get(port, "/healthz", 20s); }));
+    }
+    // Slot 0 answers its share at once; the rest wait on slot 1's queue.
+    REQUIRE(eventually([&] {
+        int done = 0;
+        for (auto& r : requests) done += r.wait_for(0s) == std::future_status::ready;
+        return done > 0;
+    }, 10s));
+    std::this_thread::sleep_for(300ms);  // let slot 0 finish what is its own
+    int waiting = 0;
+    for (auto& r : requests) waiting += r.wait_for(0s) != std::future_status::ready;
+    REQUIRE_MESSAGE(waiting > 0, "no connection was sent to the stopped worker's socket");
+    REQUIRE(::kill(stuck, SIGKILL) == 0);
+    int ok = 0;
+    for (auto& r : requests) {
+        const auto response = r.get();
+        ok += response && response->status == 200;
+    }
+    MESSAGE(waiting << " of 24 requests waited on the dead worker's socket");
+    CHECK(ok == 24);
+    CHECK(daemon.wait_for_log(fmt::format("(pid {}, gen 1) was killed by SIGKILL", stuck), 5s));
+}
+
+TEST_CASE("reuse_port: a reload and a scale-up under wrk fail no request; slot sockets survive the rollout") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, spec(port, 2));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 2), daemon.log());
+    const std::string slot1_socket = listener_of(pid_in_slot(daemon.status(), 1));
+    const auto t0 = std::chrono::steady_clock::now();
+    WrkLoad load(dir, port, 7, "/healthz", 32);
+    std::this_thread::sleep_until(t0 + 1s);
+    daemon.process().signal(SIGHUP);
+    REQUIRE_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 20s), daemon.log());
+    std::this_thread::sleep_until(t0 + 3s);
+    const auto r = daemon.ctl({"scale", "4", "--wait"});
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    const std::string report = load.report();
+    CHECK_MESSAGE(wrk_socket_errors(report) == 0, report);
+    CHECK(report.find("Non-2xx") == std::string::npos);
+    // The new generation's worker in slot 1 took over the slot's socket, queue and all.
+    const json s = daemon.status();
+    CHECK(listener_of(pid_in_slot(s, 1)) == slot1_socket);
+    CHECK(s["ready"] == 4);
+}
+
+TEST_CASE("reuse_port: SIGUSR2 hands every slot's socket to the new image; no request fails") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, spec(port, 3));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 3), daemon.log());
+    std::set<std::string> before;
+    for (pid_t w : daemon.workers()) before.insert(listener_of(w));
+    REQUIRE(before.size() == 3);
+    WrkLoad load(dir, port, 5, "/healthz", 32);
+    std::this_thread::sleep_for(1s);  // under load before the upgrade
+    daemon.process().signal(SIGUSR2);
+    REQUIRE_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 20s), daemon.log());
+    const std::string report = load.report();
+    CHECK_MESSAGE(wrk_socket_errors(report) == 0, report);
+    std::set<std::string> after;
+    for (pid_t w : daemon.workers()) after.insert(listener_of(w));
+    CHECK(after == before);
+}
