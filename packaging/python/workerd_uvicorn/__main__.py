@@ -1,16 +1,23 @@
 """python3 -m workerd_uvicorn APP [uvicorn options]: uvicorn as a workerd worker."""
 
-import asyncio
-import faulthandler
-import os
-import socket
-import sys
-
-import click
-import uvicorn
-from uvicorn.config import LOGGING_CONFIG
-
 from workerd_uvicorn.protocol import Notifier, RequestStats, StatsMiddleware
+
+# Speak first, before the heavy imports (uvicorn here, the app later): under `heartbeat: auto`
+# workerd then holds this worker to boot_timeout and READY, however long the imports take on
+# a busy machine, instead of counting it ready once it has been up `ready_after`.
+NOTIFIER = Notifier()
+NOTIFIER.send("STATUS", "starting")
+
+# pylint: disable=wrong-import-position,wrong-import-order
+import asyncio  # noqa: E402
+import faulthandler  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+
+import click  # noqa: E402
+import uvicorn  # noqa: E402
+from uvicorn.config import LOGGING_CONFIG  # noqa: E402
 
 
 # How long idle keep-alive connections stay open once draining starts (as the bundled worker).
@@ -107,9 +114,7 @@ def main(args=None):
     # A hung worker may get `timeout_signal: SIGABRT` first: print every thread's stack then.
     faulthandler.enable()
     sock = inherited_socket(fd)
-    notifier = Notifier()
-    # Speak at once: under `heartbeat: auto` this worker is then held to boot_timeout (READY
-    # after the app's startup) instead of counting as ready after ready_after.
+    notifier = NOTIFIER
     notifier.send("STATUS", "loading the app")
     stats = RequestStats()
     config.load()
