@@ -119,7 +119,8 @@ json Arbiter::reload(const std::string& why) {
     rollout_.previous_listeners = listeners_;
     spec_ = std::move(next);
     listeners_ = std::move(next_listeners);
-    slot_listeners_.retain(listeners_);
+    // reuse_port off now: the slots' own sockets close with the workers still using them.
+    slot_listeners_.retain(spec_.reuse_port ? listeners_ : std::vector<std::shared_ptr<Listener>>{});
     if (spec_.app.builtin && !board_) board_ = LoadBoard::create();
     ++generation_;
     rollout_.state = Rollout::State::running;
