@@ -492,7 +492,9 @@ void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated) {
     }
     using Kind = NotifyMessage::Kind;
     if (message->kind == Kind::unknown) return;
-    note_message(worker.health, now);
+    // A worker's first word gives it deadlines (heartbeats, READY): arm the timer for them, or
+    // a worker already counted ready by its uptime could hang unnoticed until some other event.
+    if (note_message(worker.health, now)) arm_timer(now);
     switch (message->kind) {
         case Kind::ready:
             if (!worker.health.ready_at) mark_ready(worker, now, "said READY");

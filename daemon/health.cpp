@@ -33,10 +33,11 @@ const char* to_string(HangReason reason) {
     return "?";
 }
 
-void note_message(HealthState& state, TimePoint now) {
-    if (state.speaks) return;
+bool note_message(HealthState& state, TimePoint now) {
+    if (state.speaks) return false;
     state.speaks = true;
     if (state.ready_at) state.ready_at = now;
+    return true;
 }
 
 bool ready_by_uptime(const HealthPolicy& policy, const HealthState& state, TimePoint now) {

@@ -54,8 +54,9 @@ struct Verdict {
 };
 
 /// A valid protocol message arrived. The first one makes the worker a speaker; if it already
-/// counted as ready by uptime, its heartbeat clock starts now, not back then.
-void note_message(HealthState& state, TimePoint now);
+/// counted as ready by uptime, its heartbeat clock starts now, not back then. Returns true for
+/// that first one: the worker has deadlines from now on (next_check), so arm for them.
+bool note_message(HealthState& state, TimePoint now);
 
 /// Whether a worker that has not said READY should count as ready now: under `off` or
 /// `auto`, a worker that never spoke the protocol is ready once it has been up ready_after.

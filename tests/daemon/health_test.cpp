@@ -62,12 +62,13 @@ TEST_CASE("auto: a worker that starts speaking late is watched from then, not fr
     auto s = started_at(t0);
     REQUIRE(ready_by_uptime(p, s, t0 + 1s));
     s.ready_at = t0 + 1s;
-    note_message(s, t0 + 45s);  // e.g. READY after a slow startup
+    CHECK(note_message(s, t0 + 45s));  // e.g. READY after a slow startup: the first word
     CHECK(s.speaks);
+    CHECK(next_check(p, s) == t0 + 75s + 1ms);  // a deadline now, which the daemon arms
     CHECK(s.ready_at == t0 + 45s);
     CHECK_FALSE(judge(p, s, t0 + 46s));
     CHECK(judge(p, s, t0 + 75s + 1ms).reason == HangReason::heartbeat_timeout);
-    note_message(s, t0 + 80s);  // later messages change nothing here
+    CHECK_FALSE(note_message(s, t0 + 80s));  // later messages change nothing here
     CHECK(s.ready_at == t0 + 45s);
 }
 

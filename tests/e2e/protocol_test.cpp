@@ -249,3 +249,27 @@ kill_timeout: 500ms
     CHECK(daemon.wait_for_log("(request timeout); restarting now", 1s));
     slow.get();
 }
+
+TEST_CASE("auto: a worker whose first word comes after ready_after is still watched, and its hang is caught") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    // Silent past ready_after (so counted ready by uptime), then READY and one heartbeat,
+    // then silence: hung. Nothing else happens in the daemon meanwhile.
+    const std::string script = dir.write("late.py", R"(import os, time
+time.sleep(0.5)
+fd = int(os.environ["WORKERD_NOTIFY_FD"])
+os.write(fd, b"READY=1\nWATCHDOG=1\n")
+time.sleep(600)
+)");
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["/usr/bin/python3", "{}"]
+ready_after: 100ms
+timeout: 1s
+kill_timeout: 1s
+)", port, script));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: no protocol messages", 10s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_for_log("sent no heartbeat for", 5s), daemon.log());
+}
