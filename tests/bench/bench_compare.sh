@@ -43,6 +43,9 @@ read -r NEW_PID NEW_PORT < <(start_fleet "$WORKERD" new); PIDS+=("$NEW_PID")
 read -r OLD_PID OLD_PORT < <(start_fleet "$BASE" old); PIDS+=("$OLD_PID")
 wait_http "http://127.0.0.1:$NEW_PORT/healthz"
 wait_http "http://127.0.0.1:$OLD_PORT/healthz"
-compare "this checkout vs $REV, bundled worker, $URL_PATH, 2 workers each" \
-  "workerd (this checkout)" "http://127.0.0.1:$NEW_PORT$URL_PATH" "$NEW_PORT" "$NEW_PID" \
-  "workerd ($REV)" "http://127.0.0.1:$OLD_PORT$URL_PATH" "$OLD_PORT" "$OLD_PID"
+md_begin compare "The worker protocol's cost on the request path" "$REV" "$ROUNDS" "$DURATION" "$URL_PATH"
+side "workerd (this checkout)" "http://127.0.0.1:$NEW_PORT$URL_PATH" "$NEW_PORT" "$NEW_PID" \
+  "\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {}}\`, built from this checkout"
+side "workerd ($REV)" "http://127.0.0.1:$OLD_PORT$URL_PATH" "$OLD_PORT" "$OLD_PID" "the same, built from $REV"
+compare "this checkout vs $REV, bundled worker, $URL_PATH, 2 workers each"
+md_end

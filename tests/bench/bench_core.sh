@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark, one run, same load for each pair (wrk, loopback only):
-#   1. workerd + bundled worker (2 workers) on /healthz  vs  nginx (2 workers, `return 200`)
-#   2. workerd + uvicorn (2 workers)  vs  gunicorn -k uvicorn.workers.UvicornWorker -w 2,
-#      on the same FastAPI route.
-# Rounds alternate the two sides; the medians and their ratio are printed, plus how wrk's
-# connections were spread across each side's worker processes (sampled mid-run).
+# Side-by-side throughput and latency, one run, same load for every server (wrk, loopback only):
+#   1. workerd + bundled worker (2 workers)  vs  nginx (2 workers), on /healthz (`return 200`
+#      for nginx) and on a small static file (1 KiB) served from the same directory.
+#   2. workerd + workerd_uvicorn, workerd + `uvicorn --fd`, `uvicorn --workers 2` and
+#      gunicorn -k uvicorn.workers.UvicornWorker -w 2, on the same FastAPI route.
+# Rounds alternate the servers; the medians (req/s, p50, p99) and their ratios are printed, plus
+# how wrk's connections were spread across each server's worker processes (sampled mid-run).
 #
 # Usage: tests/bench/bench_core.sh [ROUNDS] [SECONDS] [builtin|uvicorn|all]
-#        (make bench runs it with defaults: 3 rounds of 10 s, both pairs)
+#        (make bench runs it with defaults: 3 rounds of 10 s, both groups)
 # Every process started here is stopped by its pid on exit, even on failure.
 set -euo pipefail
 
@@ -17,15 +18,20 @@ ONLY=${3:-all}
 source "$(dirname "$0")/lib.sh"
 require wrk nginx gunicorn ss curl "$WORKERD"
 machine
+md_begin core "Throughput and latency" "$ROUNDS" "$DURATION" "$ONLY"
 
 if [[ $ONLY == all || $ONLY == builtin ]]; then
 # --- 1. bundled worker vs nginx -------------------------------------------------------------
+STATIC=$WORK/static
+mkdir -p "$STATIC"
+chmod 755 "$WORK" "$STATIC"   # nginx's workers run as another user when started as root
+"$PY" -c 'import sys; sys.stdout.write(("<p>" + "x" * 60 + "</p>\n") * 16)' >"$STATIC/small.html"  # 1 KiB
 P1=$(free_port)
 cat >"$WORK/builtin.yaml" <<YAML
 listen: ["127.0.0.1:$P1"]
 workers: 2
 app:
-  builtin: {}
+  builtin: {root: $STATIC}
 control: {socket: $WORK/builtin.sock}
 log: {level: warn}
 YAML
@@ -42,7 +48,10 @@ pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
+  include /etc/nginx/mime.types;
   access_log off;
+  sendfile on;
+  tcp_nopush on;
   keepalive_requests 1000000;
   client_body_temp_path $WORK/nginx/body;
   proxy_temp_path $WORK/nginx/proxy;
@@ -51,42 +60,72 @@ http {
   scgi_temp_path $WORK/nginx/scgi;
   server {
     listen 127.0.0.1:$P2;
-    location / { return 200 "ok\n"; }
+    location = /healthz { return 200 "ok\n"; }
+    location / { root $STATIC; }
   }
 }
 CONF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
 NG=$!; PIDS+=("$NG")
 wait_http "http://127.0.0.1:$P1/healthz"
-wait_http "http://127.0.0.1:$P2/healthz"
-compare "bundled worker vs nginx, /healthz, 2 workers each" \
-  "workerd+builtin" "http://127.0.0.1:$P1/healthz" "$P1" "$WD1" \
-  "nginx" "http://127.0.0.1:$P2/healthz" "$P2" "$NG"
-kill -TERM "$WD1" "$NG"; wait "$WD1" "$NG" 2>/dev/null || true
+wait_http "http://127.0.0.1:$P2/small.html"
+cmp <(curl -fsS "http://127.0.0.1:$P1/small.html") "$STATIC/small.html"
+cmp <(curl -fsS "http://127.0.0.1:$P2/small.html") "$STATIC/small.html"
+
+WD_CMD="\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {root: DIR}}\`, \`log: {level: warn}\`"
+NG_CMD="\`nginx -c CONF\`: \`worker_processes 2\`, \`access_log off\`, \`sendfile on\`, \`tcp_nopush on\`, \`keepalive_requests 1000000\`, \`location = /healthz { return 200 \"ok\\n\"; }\`, \`location / { root DIR; }\`"
+clear_sides
+side "workerd+builtin" "http://127.0.0.1:$P1/healthz" "$P1" "$WD1" "$WD_CMD"
+side "nginx" "http://127.0.0.1:$P2/healthz" "$P2" "$NG" "$NG_CMD"
+compare "Bundled worker vs nginx, /healthz, 2 workers each"
+clear_sides
+side "workerd+builtin" "http://127.0.0.1:$P1/small.html" "$P1" "$WD1" "$WD_CMD"
+side "nginx" "http://127.0.0.1:$P2/small.html" "$P2" "$NG" "$NG_CMD"
+compare "Bundled worker vs nginx, a 1 KiB static file, 2 workers each"
+stop "$WD1" "$NG"
 fi
 
 if [[ $ONLY == all || $ONLY == uvicorn ]]; then
-
-# --- 2. workerd + uvicorn vs gunicorn + UvicornWorker ----------------------------------------
-P3=$(free_port)
-cat >"$WORK/uvicorn.yaml" <<YAML
-listen: ["127.0.0.1:$P3"]
+# --- 2. workerd + uvicorn vs gunicorn + UvicornWorker vs uvicorn --workers ---------------------
+UV_OPTS='"--no-access-log", "--log-level", "warning"'
+start_workerd() {  # start_workerd NAME COMMAND_JSON -> PID PORT
+  local port
+  port=$(free_port)
+  cat >"$WORK/$1.yaml" <<YAML
+listen: ["127.0.0.1:$port"]
 workers: 2
 app:
-  command: ["$PY", "-m", "uvicorn", "app:app", "--fd", "{fd}", "--no-access-log", "--log-level", "warning"]
-  cwd: $ROOT/examples/fastapi
-control: {socket: $WORK/uvicorn.sock}
+  command: $2
+  cwd: $APP_DIR
+  env: {PYTHONPATH: $ROOT/packaging/python}
+control: {socket: $WORK/$1.sock}
 log: {level: warn}
 YAML
-"$WORKERD" start $ALLOW_ROOT "$WORK/uvicorn.yaml" 2>"$WORK/workerd-uvicorn.log" &
-WD2=$!; PIDS+=("$WD2")
-P4=$(free_port)
-"$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w 2 -b "127.0.0.1:$P4" \
-  --chdir "$ROOT/examples/fastapi" --log-level warning app:app 2>"$WORK/gunicorn.log" &
+  "$WORKERD" start $ALLOW_ROOT "$WORK/$1.yaml" 2>"$WORK/workerd-$1.log" &
+  echo "$! $port"
+}
+read -r WD2 P3 < <(start_workerd wduv "[\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]"); PIDS+=("$WD2")
+read -r WD3 P4 < <(start_workerd uvfd "[\"$PY\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\", $UV_OPTS]"); PIDS+=("$WD3")
+P5=$(free_port)
+"$PY" -m uvicorn app:app --app-dir "$APP_DIR" --workers 2 --host 127.0.0.1 --port "$P5" \
+  --no-access-log --log-level warning 2>"$WORK/uvicorn.log" &
+UV=$!; PIDS+=("$UV")
+P6=$(free_port)
+"$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w 2 -b "127.0.0.1:$P6" \
+  --chdir "$APP_DIR" --log-level warning app:app 2>"$WORK/gunicorn.log" &
 GU=$!; PIDS+=("$GU")
-wait_http "http://127.0.0.1:$P3/healthz"
-wait_http "http://127.0.0.1:$P4/healthz"
-compare "workerd+uvicorn vs gunicorn+UvicornWorker, FastAPI /items/42, 2 workers each" \
-  "workerd+uvicorn" "http://127.0.0.1:$P3/items/42?q=bench" "$P3" "$WD2" \
-  "gunicorn+uvicorn" "http://127.0.0.1:$P4/items/42?q=bench" "$P4" "$GU"
+for p in "$P3" "$P4" "$P5" "$P6"; do wait_http "http://127.0.0.1:$p/healthz"; done
+sleep 1   # uvicorn --workers: both workers up, not only the first
+URL=/items/42?q=bench
+clear_sides
+side "workerd+workerd_uvicorn" "http://127.0.0.1:$P3$URL" "$P3" "$WD2" \
+  "\`workerd start SPEC\` with \`workers: 2\`, \`app.command: [python3, -m, workerd_uvicorn, app:app, --no-access-log, --log-level, warning]\` (cwd \`examples/fastapi\`)"
+side "workerd+uvicorn --fd" "http://127.0.0.1:$P4$URL" "$P4" "$WD3" \
+  "\`workerd start SPEC\` with \`workers: 2\`, \`app.command: [python3, -m, uvicorn, app:app, --fd, '{fd}', --no-access-log, --log-level, warning]\`"
+side "uvicorn --workers" "http://127.0.0.1:$P5$URL" "$P5" "$UV" \
+  "\`python3 -m uvicorn app:app --app-dir examples/fastapi --workers 2 --host 127.0.0.1 --port PORT --no-access-log --log-level warning\`"
+side "gunicorn+UvicornWorker" "http://127.0.0.1:$P6$URL" "$P6" "$GU" \
+  "\`python3 -m gunicorn -k uvicorn.workers.UvicornWorker -w 2 -b 127.0.0.1:PORT --chdir examples/fastapi --log-level warning app:app\`"
+compare "FastAPI /items/42, 2 workers each"
 fi
+md_end

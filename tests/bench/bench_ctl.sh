@@ -2,7 +2,7 @@
 # workerctl speed, with the bundled worker:
 #   1. `workerctl scale +1 --wait`: from the command to the new worker READY (the whole
 #      command, process start included), ROUNDS times; target under 50 ms.
-#   2. `status --json` round trip over one control connection with 64 workers; target under 5 ms.
+#   2. `status` round trip over one control connection with 64 workers; target under 5 ms.
 # Loopback and a private control socket only; the daemon is stopped by its pid on exit.
 #
 # Usage: tests/bench/bench_ctl.sh [ROUNDS]
@@ -11,9 +11,9 @@ set -euo pipefail
 ROUNDS=${1:-20}
 DURATION=0
 source "$(dirname "$0")/lib.sh"
-WORKERCTL=${WORKERCTL:-$ROOT/build/bin/workerctl}
 require "$WORKERD" "$WORKERCTL"
 machine
+md_begin ctl "workerctl" "$ROUNDS"
 
 PORT=$(free_port)
 SOCK=$WORK/control.sock
@@ -27,36 +27,34 @@ log: {level: warn}
 YAML
 "$WORKERD" start $ALLOW_ROOT "$WORK/spec.yaml" 2>"$WORK/workerd.log" &
 WD=$!; PIDS+=("$WD")
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+wait_socket "$SOCK"
 "$WORKERCTL" -s "$SOCK" scale 2 --wait >/dev/null
 
-ms_now() { date +%s%N; }
 times=()
 for _ in $(seq "$ROUNDS"); do
-  t0=$(ms_now)
+  t0=$(date +%s%N)
   "$WORKERCTL" -s "$SOCK" scale +1 --wait >/dev/null
-  t1=$(ms_now)
+  t1=$(date +%s%N)
   times+=("$(( (t1 - t0) / 1000 ))")
   "$WORKERCTL" -s "$SOCK" scale -1 --wait >/dev/null
 done
-printf '%s\n' "${times[@]}" | sort -n | awk -v n="$ROUNDS" '{a[NR]=$1} END {
-  printf "scale +1 --wait: median %.1f ms, min %.1f ms, max %.1f ms over %d rounds (target < 50 ms)\n",
-    a[int((n+1)/2)]/1000, a[1]/1000, a[n]/1000, n}'
+read -r med lo hi < <(printf '%s\n' "${times[@]}" | sort -n | awk -v n="$ROUNDS" '{a[NR]=$1} END {
+  printf "%.1f %.1f %.1f\n", (n%2 ? a[(n+1)/2] : (a[n/2]+a[n/2+1])/2)/1000, a[1]/1000, a[n]/1000}')
+say "scale +1 --wait: median $med ms, min $lo ms, max $hi ms over $ROUNDS rounds (target < 50 ms)"
 
 "$WORKERCTL" -s "$SOCK" --timeout 60 scale 64 --wait >/dev/null
-"$PY" - "$SOCK" <<'PY'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-f = s.makefile("rwb")
-rtts = []
-for i in range(200):
-    t0 = time.perf_counter()
-    f.write(json.dumps({"id": i, "command": "status"}).encode() + b"\n")
-    f.flush()
-    reply = json.loads(f.readline())
-    rtts.append((time.perf_counter() - t0) * 1000)
-    assert reply["ok"] and len(reply["result"]["workers"]) == 64, reply
-rtts.sort()
-print(f"status with 64 workers: median {rtts[100]:.2f} ms, p99 {rtts[197]:.2f} ms over 200 round trips (target < 5 ms)")
-PY
+read -r smed sp99 < <(time_status "$SOCK" 200 64)
+say "status with 64 workers: median $smed ms, p99 $sp99 ms over 200 round trips (target < 5 ms)"
+
+md "The first is the whole \`workerctl scale +1 --wait\` command as a user runs it (process start,"
+md "connect, the scale request, and polling \`status\` until the new bundled worker has said READY),"
+md "$ROUNDS times (each followed by \`scale -1 --wait\`). The second is one control connection sending"
+md "\`status\` 200 times with 64 workers in the fleet (the daemon reads each worker's RSS and CPU time"
+md "from /proc for every answer)."
+md ""
+md "| measure | median | spread | target |"
+md "| --- | ---: | --- | ---: |"
+md "| \`workerctl scale +1 --wait\`, 2 → 3 bundled workers | **$med ms** | min $lo, max $hi ms over $ROUNDS | < 50 ms |"
+md "| \`status\` round trip, 64 workers | **$smed ms** | p99 $sp99 ms over 200 | < 5 ms |"
+md ""
+md_end

@@ -1,11 +1,18 @@
 # Shared by the benchmark scripts: sourced, not run. Loopback only; every process a script
 # starts goes into PIDS and is stopped by its pid on exit, even on failure.
 # Expects ROUNDS and DURATION to be set by the script.
+#
+# Environment: WORKERD (default build/bin/workerd), WORKERCTL (default: next to WORKERD),
+# BENCH_RESULTS (a directory: each script writes its markdown section there, which
+# tests/bench/report.sh assembles into docs/benchmarks.md; unset, only stdout).
 THREADS=2
 CONNECTIONS=64
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORKERD=${WORKERD:-$ROOT/build/bin/workerd}
+WORKERCTL=${WORKERCTL:-$(dirname "$WORKERD")/workerctl}
 PY=/usr/bin/python3
+APP_DIR=$ROOT/examples/fastapi
+BENCH_DIR=$ROOT/tests/bench
 # As root, workerd runs workers as root only when told so (--allow-root; older builds, which
 # bench_compare.sh may run, have no such flag and no such check).
 allow_root_flag() {
@@ -15,13 +22,35 @@ ALLOW_ROOT=$(allow_root_flag "$WORKERD")
 WORK=$(mktemp -d /tmp/workerd-bench-XXXXXX)
 PIDS=()
 
+children() { ps -o pid= --ppid "$1" | tr -d ' '; }
+descendants() { local c; for c in $(children "$1"); do echo "$c"; descendants "$c"; done; }
+running() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]; }
+
+# stop PID...: SIGTERM to each, up to 10 s for them and what they started to exit, then SIGKILL
+# to whatever is left of them (by pid: the processes and their descendants, listed before).
+stop() {
+  local pid all=() alive
+  for pid in "$@"; do all+=("$pid"); mapfile -t -O "${#all[@]}" all < <(descendants "$pid"); done
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 100); do
+    alive=0
+    for pid in "${all[@]}"; do running "$pid" && { alive=1; break; }; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${all[@]}"; do running "$pid" && kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+  local keep=() p q drop   # stopped: not to be signalled again (the pid may be reused)
+  for p in "${PIDS[@]}"; do drop=0; for q in "$@"; do [ "$p" = "$q" ] && drop=1; done; ((drop)) || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  ((${#PIDS[@]})) && stop "${PIDS[@]}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT   # so that a timeout (make bench bounds each script) still cleans up
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -30,20 +59,40 @@ wait_http() {  # wait_http URL: up to 30 s
   echo "no answer from $1" >&2; return 1
 }
 
-children() { ps -o pid= --ppid "$1" | tr -d ' '; }
+wait_socket() {  # wait_socket PATH: up to 10 s
+  for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done
+  echo "no control socket at $1" >&2; return 1
+}
 
-# split PORT MASTER: established connections to PORT held by each child of MASTER, "a/b/...".
+# workers_of PORT MASTER: the children of MASTER that hold PORT's listening socket (so not
+# uvicorn's multiprocessing helpers, say), one pid a line.
+workers_of() {
+  local port=$1 master=$2 listeners
+  listeners=$(ss -tlnpH "( sport = :$port )" 2>/dev/null || true)
+  for w in $(children "$master"); do grep -q "pid=$w," <<<"$listeners" && echo "$w"; done
+  return 0
+}
+
+# split PORT MASTER: established connections to PORT held by each worker of MASTER, "a/b/...".
 split() {
   local port=$1 master=$2 out="" conns
   conns=$(ss -tnpH state established "( sport = :$port )" 2>/dev/null || true)
-  for w in $(children "$master"); do out+="$(grep -c "pid=$w," <<<"$conns" || true)/"; done
+  for w in $(workers_of "$port" "$master"); do out+="$(grep -c "pid=$w," <<<"$conns" || true)/"; done
   echo "${out%/}"
 }
 
 # even SPLIT: true when no worker holds more than 3/4 of the connections.
 even() { awk -v s="$1" 'BEGIN {n=split(s,a,"/"); t=0; m=0; for (i=1;i<=n;i++) {t+=a[i]; if (a[i]>m) m=a[i]}; exit !(t>0 && m<=0.75*t)}'; }
 
-# run_wrk URL PORT MASTER_PID: one timed load; prints "rps p99_ms split [errors]"
+# busiest SPLIT: the largest part of SPLIT ("a/b/...") as a share of the whole, in percent.
+busiest() { awk -v s="$1" 'BEGIN {n=split(s,a,"/"); t=0; m=0; for (i=1;i<=n;i++) {t+=a[i]; if (a[i]>m) m=a[i]}; printf "%.0f", (t>0 ? 100*m/t : 0)}'; }
+
+# wrk_ms FILE PERCENTILE: a latency percentile from wrk --latency output, in ms.
+wrk_ms() {
+  awk -v p="$2%" '$1==p {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$1"
+}
+
+# run_wrk URL PORT MASTER_PID: one timed load; prints "rps p50_ms p99_ms requests split [errors]"
 run_wrk() {
   local url=$1 port=$2 master=$3 out conns
   out=$WORK/wrk.out
@@ -52,58 +101,182 @@ run_wrk() {
   sleep $((DURATION / 2))
   conns=$(split "$port" "$master")
   wait $wrk_pid
-  local rps p99
+  local rps p50 p99 requests errors
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$out")
-  local errors
+  requests=$(awk '/requests in/ {print $1}' "$out")
+  p50=$(wrk_ms "$out" 50); p99=$(wrk_ms "$out" 99)
   errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
-  echo "$rps $p99 $conns ${errors:+[$errors]}"
+  echo "${rps:-0} ${p50:-0} ${p99:-0} ${requests:-0} ${conns:--} ${errors:+[$errors]}"
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# medianof V...: the median of the arguments.
+medianof() { printf '%s\n' "$@" | median; }
+# div A B [FORMAT]: A/B, "-" when B is 0 or either is missing.
+div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN {if (a=="" || b=="" || b+0==0) print "-"; else printf f "\n", a/b}'; }
 
-# ratio NAME_A NAME_B RPS_A RPS_B P99_A P99_B LABEL
-ratio() {
-  awk -v na="$1" -v nb="$2" -v a="$3" -v b="$4" -v pa="$5" -v pb="$6" -v l="$7" \
-    'BEGIN {printf "  ratio %s / %s%s: throughput %.2fx, p99 %.2fx\n", na, nb, l, a/b, pa/pb}'
-}
+# --- sides: the servers a script compares ---------------------------------------------------
+# side NAME URL PORT MASTER_PID COMMAND: registers one side; COMMAND is how it was started
+# (for the markdown: the exact command, or the spec's essentials).
+S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=()
+side() { S_NAME+=("$1"); S_URL+=("$2"); S_PORT+=("$3"); S_PID+=("$4"); S_CMD+=("$5"); }
+clear_sides() { S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=(); }
 
-# compare TITLE NAME_A URL_A PORT_A MASTER_A NAME_B URL_B PORT_B MASTER_B
-# Rounds alternate A and B. Besides the medians of all rounds, the medians of the rounds in
-# which both sides spread their connections evenly are compared: a worker that accepts
-# everything at once (uvicorn does) piles the connections onto one process by chance, which
-# halves throughput whichever supervisor runs it, and that luck is not the supervisor's cost.
+# compare TITLE [REF]: a wrk load on every registered side, rounds alternating between them
+# (ROUNDS rounds of DURATION s); prints each round and the medians, and writes a markdown table
+# with ratios against side REF (an index, default the last side). Besides the medians of all
+# rounds, each side's median over the rounds in which it spread its connections evenly is given:
+# a worker that accepts everything at once (uvicorn does) piles the connections onto one process
+# by chance, which halves throughput whichever supervisor runs it, and that luck is not the
+# supervisor's cost.
 compare() {
-  local title=$1; shift
-  local -a a_rps=() a_p99=() b_rps=() b_p99=() ea_rps=() ea_p99=() eb_rps=() eb_p99=()
-  echo "== $title: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds"
+  local title=$1 n=${#S_NAME[@]}
+  local ref=${2:-$((n - 1))}
+  local -A rps p50 p99 spl
+  say "== $title: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds"
+  local r i a b c d e rest
   for r in $(seq "$ROUNDS"); do
-    local rps1 p991 split1 rest1 rps2 p992 split2 rest2
-    read -r rps1 p991 split1 rest1 < <(run_wrk "$2" "$3" "$4")
-    printf '  round %d %-22s %10.0f req/s  p99 %7.2f ms  conns/worker %s %s\n' "$r" "$1" "$rps1" "$p991" "$split1" "$rest1"
-    read -r rps2 p992 split2 rest2 < <(run_wrk "$6" "$7" "$8")
-    printf '  round %d %-22s %10.0f req/s  p99 %7.2f ms  conns/worker %s %s\n' "$r" "$5" "$rps2" "$p992" "$split2" "$rest2"
-    a_rps+=("$rps1"); a_p99+=("$p991"); b_rps+=("$rps2"); b_p99+=("$p992")
-    if even "$split1" && even "$split2"; then
-      ea_rps+=("$rps1"); ea_p99+=("$p991"); eb_rps+=("$rps2"); eb_p99+=("$p992")
-    fi
+    for i in $(seq 0 $((n - 1))); do
+      read -r a b c d e rest < <(run_wrk "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
+      rps[$i,$r]=$a; p50[$i,$r]=$b; p99[$i,$r]=$c; spl[$i,$r]=$e
+      say "$(printf '  round %d %-24s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  conns/worker %s %s' \
+        "$r" "${S_NAME[$i]}" "$a" "$b" "$c" "$e" "$rest")"
+    done
   done
-  local ar ap br bp
-  ar=$(printf '%s\n' "${a_rps[@]}" | median); ap=$(printf '%s\n' "${a_p99[@]}" | median)
-  br=$(printf '%s\n' "${b_rps[@]}" | median); bp=$(printf '%s\n' "${b_p99[@]}" | median)
-  printf '  median %-21s %10.0f req/s  p99 %7.2f ms\n' "$1" "$ar" "$ap"
-  printf '  median %-21s %10.0f req/s  p99 %7.2f ms\n' "$5" "$br" "$bp"
-  ratio "$1" "$5" "$ar" "$br" "$ap" "$bp" ""
-  if ((${#ea_rps[@]} > 0)); then
-    ratio "$1" "$5" "$(printf '%s\n' "${ea_rps[@]}" | median)" "$(printf '%s\n' "${eb_rps[@]}" | median)" \
-      "$(printf '%s\n' "${ea_p99[@]}" | median)" "$(printf '%s\n' "${eb_p99[@]}" | median)" \
-      " (the ${#ea_rps[@]} rounds where both split evenly)"
-  else
-    echo "  no round had both sides split evenly"
-  fi
-  echo
+  local -a med_rps med_p50 med_p99 even_rps even_n splits
+  for i in $(seq 0 $((n - 1))); do
+    local -a xr=() x5=() x9=() er=()
+    local sp=""
+    for r in $(seq "$ROUNDS"); do
+      xr+=("${rps[$i,$r]}"); x5+=("${p50[$i,$r]}"); x9+=("${p99[$i,$r]}"); sp+="${spl[$i,$r]}, "
+      even "${spl[$i,$r]}" && er+=("${rps[$i,$r]}")
+    done
+    med_rps[$i]=$(medianof "${xr[@]}"); med_p50[$i]=$(medianof "${x5[@]}"); med_p99[$i]=$(medianof "${x9[@]}")
+    even_n[$i]=${#er[@]}; even_rps[$i]=$( ((${#er[@]})) && medianof "${er[@]}" || echo "")
+    splits[$i]=${sp%, }
+    say "$(printf '  median %-23s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms' \
+      "${S_NAME[$i]}" "${med_rps[$i]}" "${med_p50[$i]}" "${med_p99[$i]}")"
+  done
+  for i in $(seq 0 $((n - 1))); do
+    [ "$i" -eq "$ref" ] && continue
+    say "  ratio ${S_NAME[$i]} / ${S_NAME[$ref]}: throughput $(div "${med_rps[$i]}" "${med_rps[$ref]}")x, p50 $(div "${med_p50[$i]}" "${med_p50[$ref]}")x, p99 $(div "${med_p99[$i]}" "${med_p99[$ref]}")x; evenly split rounds only: throughput $(div "${even_rps[$i]}" "${even_rps[$ref]}")x (${even_n[$i]} and ${even_n[$ref]} of $ROUNDS rounds)"
+  done
+  say ""
+  md "### $title"
+  md ""
+  md "| server | req/s | p50 ms | p99 ms | req/s vs ${S_NAME[$ref]} | p50 vs | p99 vs | req/s, evenly split rounds (vs) | conns per worker, each round |"
+  md "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  for i in $(seq 0 $((n - 1))); do
+    local ev="-"
+    ((even_n[i])) && ev="$(printf '%.0f' "${even_rps[$i]}") in ${even_n[$i]}/$ROUNDS ($(div "${even_rps[$i]}" "${even_rps[$ref]}")×)"
+    md "| ${S_NAME[$i]} | $(printf '%.0f' "${med_rps[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_rps[$i]}" "${med_rps[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev | ${splits[$i]} |"
+  done
+  md ""
+  md "Load: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds. Servers:"
+  md ""
+  for i in $(seq 0 $((n - 1))); do md "- ${S_NAME[$i]} (\`/${S_URL[$i]#http://127.0.0.1:*/}\`): ${S_CMD[$i]}"; done
+  md ""
 }
 
+# --- markdown sections ------------------------------------------------------------------------
+# md_begin NAME TITLE ARGS...: starts this script's section (## TITLE) and notes the exact
+# command (tests/bench/SCRIPT ARGS...); md LINE... adds lines; say LINE prints a line and keeps
+# it for the raw log; md_end writes the section, with the raw log, to $BENCH_RESULTS/NAME.md.
+MD_NAME=""
+MD_FILE=$WORK/section.md
+RAW_FILE=$WORK/raw.log
+md() { printf '%s\n' "$@" | sed 's/\([ (*]\)-×/\1-/g' >>"$MD_FILE"; }   # a ratio with a missing side: "-"
+say() { printf '%s\n' "$1"; printf '%s\n' "$1" >>"$RAW_FILE"; }
+md_begin() {
+  MD_NAME=$1
+  : >"$MD_FILE"; : >"$RAW_FILE"
+  md "## $2" "" "\`tests/bench/$(basename "$0")${3:+ ${*:3}}\`, $(date -u '+%Y-%m-%d %H:%M UTC'):" ""
+  LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+md_end() {
+  md "<details><summary>raw output</summary>" "" '```' "$(cat "$RAW_FILE")" "" \
+    "load average (1, 5, 15 min) at the start: $LOAD_BEGIN; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" '```' "" "</details>" ""
+  if [ -n "${BENCH_RESULTS:-}" ]; then
+    mkdir -p "$BENCH_RESULTS"
+    cp "$MD_FILE" "$BENCH_RESULTS/$MD_NAME.md"
+    rm -rf "$BENCH_RESULTS/logs/$MD_NAME"; mkdir -p "$BENCH_RESULTS/logs/$MD_NAME"   # the servers' logs, to look into
+    cp "$WORK"/*.log "$BENCH_RESULTS/logs/$MD_NAME/" 2>/dev/null || true
+    echo "(section written to $BENCH_RESULTS/$MD_NAME.md)"
+  fi
+}
+
+# --- measuring the daemons ----------------------------------------------------------------------
+# cpu_ns PID: CPU time of every thread of PID so far, in ns (schedstat: far finer than ticks).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s}'; }  # (%d: 32 bits in mawk)
+# cpu_ticks PID: utime+stime of PID (all threads) from /proc/PID/stat, in clock ticks.
+cpu_ticks() { sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12+$13}'; }
+# rss_kib PID / pss_kib PID: resident memory; PSS counts pages shared with forked workers by share.
+rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
+pss_kib() { awk '/^Pss:/ {print $2}' /proc/"$1"/smaps_rollup 2>/dev/null || echo 0; }
+
+# time_scrape PORT N WORKERS: N /metrics scrapes over one connection; prints "median_ms p99_ms bytes".
+time_scrape() {
+  "$PY" - "$@" <<'PY'
+import http.client, sys, time
+port, n, workers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+times = []
+for i in range(n):
+    t0 = time.perf_counter()
+    c.request("GET", "/metrics")
+    r = c.getresponse()
+    body = r.read()
+    times.append((time.perf_counter() - t0) * 1000)
+    assert r.status == 200 and f"workerd_workers_desired {workers}".encode() in body, r.status
+times.sort()
+print(f"{times[len(times) // 2]:.2f} {times[min(len(times) - 1, int(len(times) * 0.99))]:.2f} {len(body)}")
+PY
+}
+
+# time_status SOCKET N WORKERS: N `status` requests over one control connection (the protocol's
+# round trip, no process start); prints "median_ms p99_ms".
+time_status() {
+  "$PY" - "$@" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+n, workers = int(sys.argv[2]), int(sys.argv[3])
+f = s.makefile("rwb")
+rtts = []
+for i in range(n):
+    t0 = time.perf_counter()
+    f.write(json.dumps({"id": i, "command": "status"}).encode() + b"\n")
+    f.flush()
+    reply = json.loads(f.readline())
+    rtts.append((time.perf_counter() - t0) * 1000)
+    assert reply["ok"] and len(reply["result"]["workers"]) == workers, reply
+rtts.sort()
+print(f"{rtts[len(rtts) // 2]:.2f} {rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]:.2f}")
+PY
+}
+
+# time_cmd_ms N CMD...: the median wall time of running CMD N times, in ms (process start included).
+time_cmd_ms() {
+  local n=$1 t0 t1; shift
+  local -a ts=()
+  for _ in $(seq "$n"); do
+    t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
+    ts+=("$(( (t1 - t0) / 1000 ))")
+  done
+  medianof "${ts[@]}" | awk '{printf "%.2f\n", $1 / 1000}'
+}
+
+# need_fds N: raises the soft open-files limit to at least N (up to the hard limit).
+need_fds() {
+  local soft hard
+  soft=$(ulimit -Sn); hard=$(ulimit -Hn)
+  [ "$soft" = unlimited ] && return 0
+  if [ "$soft" -lt "$1" ]; then
+    if [ "$hard" = unlimited ] || [ "$hard" -ge "$1" ]; then ulimit -Sn "$1"
+    else echo "open files limit: need $1, hard limit is $hard" >&2; ulimit -Sn "$hard"; fi
+  fi
+}
 
 # require TOOL...: exits with a hint when one is missing.
 require() {
