@@ -25,6 +25,7 @@
 #include "daemon/listener.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/sizing.hpp"
+#include "daemon/spawn.hpp"
 #include "daemon/spec.hpp"
 #include "daemon/version.hpp"
 
@@ -152,6 +153,10 @@ int start(const std::string& path, bool allow_root, const std::vector<std::strin
             }
         }
     }
+    // The daemon holds three pipes per worker: room for a large fleet (workers keep the
+    // limit the daemon was started with).
+    const unsigned long nofile = workerd::raise_open_file_limit();
+    spdlog::debug("open files: up to {}", nofile);
     // 3. Bind every listener (or take the inherited socket bound there); the daemon holds them
     //    for its whole life.
     std::vector<workerd::Listener> listeners;

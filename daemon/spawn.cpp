@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -110,6 +111,10 @@ void arrange_fds(ChildPlan& plan) {
 // Runs in the child between fork and exec. It execs the program itself rather than returning
 // to Boost.Process: Boost's own error pipe may sit on a descriptor that the listener layout
 // (3, 4, ...) overwrites, so failures are reported through our pipe, placed above that range.
+// The soft limit on open files the daemon was started with, for its children
+// (raise_open_file_limit); RLIM_INFINITY: unchanged, nothing to restore.
+rlim_t g_child_nofile = RLIM_INFINITY;
+
 [[noreturn]] void exec_child(ChildPlan& plan) {
     ::setpgid(0, 0);
     // Groups first, the uid last: after setuid the child could no longer change its groups.
@@ -144,6 +149,15 @@ void arrange_fds(ChildPlan& plan) {
     arrange_fds(plan);
     if (plan.listen_pid_entry != nullptr) write_listen_pid(plan.listen_pid_entry);
     if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0) child_fail(plan, kStageChdir, errno);
+    // The daemon's own soft limit on open files is raised; the program gets the original. Last,
+    // once its descriptors are in place: the daemon's may be numbered past that limit.
+    if (g_child_nofile != RLIM_INFINITY) {
+        rlimit limit{};
+        if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+            limit.rlim_cur = g_child_nofile;
+            ::setrlimit(RLIMIT_NOFILE, &limit);
+        }
+    }
     ::execve(plan.exe.c_str(), plan.argv.data(), plan.envp.data());
     child_fail(plan, kStageExec, errno);
 }
@@ -192,6 +206,28 @@ std::string resolve_executable(const std::string& name, const std::string& path_
         start = end + 1;
     }
     return {};
+}
+
+unsigned long raise_open_file_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        const rlim_t original = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+            if (g_child_nofile == RLIM_INFINITY) g_child_nofile = original;
+        } else {
+            ::getrlimit(RLIMIT_NOFILE, &limit);
+        }
+    }
+    return static_cast<unsigned long>(limit.rlim_cur);
+}
+
+void restore_open_file_limit() {
+    rlimit limit{};
+    if (g_child_nofile == RLIM_INFINITY || ::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    limit.rlim_cur = g_child_nofile;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 pid_t spawn_process(const SpawnRequest& request) {

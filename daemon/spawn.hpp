@@ -47,6 +47,15 @@ struct SpawnRequest {
 /// Throws SpawnError when the program cannot be found or executed, or the cwd is unusable.
 pid_t spawn_process(const SpawnRequest& request);
 
+/// Raises this process's soft limit on open files to its hard limit (the daemon holds three
+/// pipes per worker, and up to 1024 workers), and has every child spawned from now on start
+/// with the soft limit as it was: programs that use select() expect 1024, as systemd keeps it
+/// for services. Returns the new soft limit.
+unsigned long raise_open_file_limit();
+/// Puts the soft limit back as it was before raise_open_file_limit (before a re-exec, whose
+/// new image raises it again and so learns the original).
+void restore_open_file_limit();
+
 /// Resolves a command name the way execvp would, using `path_env` (a PATH value). Returns
 /// the name unchanged when it contains a '/'. Empty when nothing executable is found.
 std::string resolve_executable(const std::string& name, const std::string& path_env);

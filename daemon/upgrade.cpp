@@ -175,8 +175,10 @@ void Arbiter::upgrade() {
     sigfillset(&all);
     ::sigprocmask(SIG_SETMASK, &all, &before);
     set_cloexec(fds, false);
+    restore_open_file_limit();  // the new image raises it again, knowing the original
     ::execve(self_exe_.c_str(), argv.data(), envp.data());
     const int err = errno;
+    raise_open_file_limit();
     set_cloexec(fds, true);
     ::sigprocmask(SIG_SETMASK, &before, nullptr);
     spdlog::error("SIGUSR2: exec {} failed: {}; the running daemon carries on (generation {})", self_exe_,

@@ -1,5 +1,6 @@
 // End-to-end: crash recovery with backoff, and commands that cannot run.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <regex>
@@ -111,4 +112,34 @@ app:
     REQUIRE(daemon.wait_for_log("SIGTTOU: scaling from 2 to 1 worker", 5s));
     CHECK_MESSAGE(daemon.wait_for_workers(1, 10s), daemon.log());
     CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 5s));
+}
+
+TEST_CASE("the daemon raises its open-file limit for a large fleet; workers keep the one it started with") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    // Started with a soft limit of 100 descriptors: 40 workers need about 130 in the daemon.
+    const std::string wrapper = dir.write("workerd-limited", "#!/bin/sh\nulimit -Sn 100\nexec " + bin_path("workerd") + " \"$@\"\n");
+    ::chmod(wrapper.c_str(), 0755);
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 40
+app:
+  builtin: {{}}
+)", port), {}, wrapper);
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 60s, 40), daemon.log());
+    CHECK(daemon.count_in_log("Too many open files") == 0);
+    const auto soft_limit = [](pid_t pid) {
+        std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/limits"));
+        for (std::string line; std::getline(in, line);) {
+            if (line.rfind("Max open files", 0) == 0) {
+                std::istringstream fields(line.substr(14));
+                std::string soft;
+                fields >> soft;
+                return soft;
+            }
+        }
+        return std::string();
+    };
+    CHECK(soft_limit(daemon.pid()) != "100");
+    for (pid_t w : daemon.workers()) CHECK(soft_limit(w) == "100");
 }
