@@ -190,7 +190,8 @@ Reading it:
   reads each worker's RSS and CPU time from /proc, and idle CPU is each worker's messages. A
   ratio at or under the size ratio (4× for 256 against 64) means linear growth.
 - Each worker costs the daemon three descriptors (its stdout, stderr and protocol pipes), so a
-  fleet of N needs an open-files limit above 3N plus the listeners; the systemd units set
+  fleet of N needs an open-files limit above 3N plus the listeners. The daemon raises its soft
+  limit to the hard one at start (workers keep the limit it was given); the systemd units set
   `LimitNOFILE=65536`.
 
 EOF
