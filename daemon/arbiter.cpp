@@ -149,7 +149,8 @@ void Arbiter::tick() {
     // 2. reap exited children and schedule their slots' restarts;
     // 3. expire deadlines: SIGKILL workers that outlived graceful_timeout after SIGTERM;
     //    check health: readiness, heartbeats, boot and request timeouts, and escalations;
-    // 4. reconcile: start workers for empty slots whose backoff has passed, drain surplus;
+    // 4. reconcile: start workers for empty slots whose backoff has passed (a hung worker's slot
+    //    counts as empty), drain surplus;
     // 5. exit the loop once a stopping fleet is empty, else arm the timer for the next deadline.
     const auto now = Clock::now();
     handle_signals();
@@ -302,6 +303,12 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
     if (!worker.health.ready_at && ++slot.exits_before_ready >= 3) {
         spdlog::warn("worker {} is flapping: {} exits in a row before it was ready", worker.slot,
                      slot.exits_before_ready);
+    }
+    if (worker.escalation && worker.escalation->reason != HangReason::boot_timeout &&
+        live_workers_in_slot(worker.slot) > 0) {
+        // Its replacement was started when the hang was found.
+        spdlog::warn("{} {} after {}{}; already replaced", who, describe_status(status), seconds_text(uptime), why);
+        return;
     }
     const Duration delay = slot.backoff.on_exit(
         spec_.backoff, std::chrono::duration_cast<Duration>(uptime),
@@ -654,8 +661,15 @@ std::optional<ListenQueue> Arbiter::queue_of(const Listener& l) const {
 }
 
 int Arbiter::live_workers_in_slot(int slot) const {
+    // A worker found hung after it was ready (heartbeat or request timeout) no longer counts:
+    // its replacement starts at once, beside it, since the daemon holds the listen socket. The
+    // hung one serves nothing meanwhile, and may take kill_timeout to die (a Python worker
+    // stuck in time.sleep ignores SIGTERM). One that never got ready (boot timeout) still
+    // counts: its slot waits for the exit and the backoff, as after a crash.
     return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& entry) {
-        return entry.second.slot == slot && entry.second.state != WorkerState::draining;
+        const Worker& w = entry.second;
+        const bool hung = w.escalation && w.escalation->reason != HangReason::boot_timeout;
+        return w.slot == slot && w.state != WorkerState::draining && !hung;
     }));
 }
 

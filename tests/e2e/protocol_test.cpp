@@ -101,7 +101,14 @@ graceful_timeout: 2s
     CHECK(failures == 0);
     CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 2s));
     CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
-    CHECK(daemon.wait_for_log("(heartbeat timeout); restarting now", 1s));
+    CHECK(daemon.wait_for_log("(heartbeat timeout); already replaced", 3s));
+    // The replacement started when the hang was found, not after the hung worker was gone.
+    const std::string log = daemon.log();
+    const auto found = log.find("sent no heartbeat for");
+    const auto started = log.find(") started:", found);
+    const auto gone = log.find("already replaced");
+    CHECK(found < started);
+    CHECK(started < gone);
 }
 
 TEST_CASE("FastAPI under workerd_uvicorn, timeout 2s: a blocking async route is caught, a sleeping def route is not") {
@@ -246,7 +253,7 @@ kill_timeout: 500ms
     auto slow = std::async(std::launch::async, [port] { return http_get(port, "/demo/io?ms=8000", 15s); });
     CHECK_MESSAGE(replaced_within(daemon, before, 1, 4s), daemon.log());
     CHECK(daemon.count_in_log("has had a request in flight for") == 1);
-    CHECK(daemon.wait_for_log("(request timeout); restarting now", 1s));
+    CHECK(daemon.wait_for_log("(request timeout); already replaced", 3s));
     slow.get();
 }
 
