@@ -38,6 +38,7 @@ class WorkerdServer(uvicorn.Server):
         if self.should_exit:
             return
         self.notifier.send("READY", "1")
+        self.notifier.send("STATUS", "serving")
         if self.notifier.active:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
 
