@@ -112,9 +112,4 @@ for i in $(seq 0 $((n - 1))); do
     "$(div "${MRSS[$i]}" "${MRSS[4]}")" "$(div "${MCPU[$i]}" "${MCPU[4]}")")"
   md "| ${NAMES[$i]} | $(div "${MRSS[$i]}" 1024 %.1f) | $(div "${MPSS[$i]}" 1024 %.1f) | $(printf '%.3f' "${MCPU[$i]}") | ${MTK[$i]} | **$(div "${MRSS[$i]}" "${MRSS[$REF]}")×** | $(div "${MCPU[$i]}" "${MCPU[$REF]}")× | $(div "${MRSS[$i]}" "${MRSS[4]}")× | $(div "${MCPU[$i]}" "${MCPU[4]}")× | $(div "${MW[$i]}" 1024 %.0f) |"
 done
-md ""
-md "Servers:"
-md ""
-for i in $(seq 0 $((n - 1))); do md "- ${NAMES[$i]}: ${CMDS[$i]}"; done
-md ""
-md_end
+md_servers_end

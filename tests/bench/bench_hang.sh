@@ -155,9 +155,4 @@ for i in $(seq 0 $((n - 1))); do
   while IFS= read -r line; do say "  ${NAMES[$i]}: $line"; done < <(
     grep -E 'heartbeat|SIG|TIMEOUT|Booting|restarting|exited|killed' "${LOGS[$i]}" | tail -3 || true)
 done
-md ""
-md "Servers:"
-md ""
-for i in $(seq 0 $((n - 1))); do md "- ${NAMES[$i]}: ${CMDS[$i]}"; done
-md ""
-md_end
+md_servers_end

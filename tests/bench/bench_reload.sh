@@ -128,9 +128,4 @@ for i in $(seq 0 $((n - 1))); do
     "${NAMES[$i]}" "${MREQ[$i]}" "$(div "${MREQ[$i]}" "${MREQ[0]}")" "$mf" "$md_")"
   md "| ${NAMES[$i]} | $(printf '%.0f' "${MREQ[$i]}") | **$(div "${MREQ[$i]}" "${MREQ[0]}")×** | **$(printf '%.0f' "$mf")** | ${each%, } | $(printf '%.0f' "$md_")% |"
 done
-md ""
-md "Servers:"
-md ""
-for i in $(seq 0 $((n - 1))); do md "- ${NAMES[$i]}: ${CMDS[$i]}"; done
-md ""
-md_end
+md_servers_end

@@ -193,6 +193,17 @@ md_begin() {
   md "## $2" "" "\`tests/bench/$(basename "$0")${3:+ ${*:3}}\`, $(date -u '+%Y-%m-%d %H:%M UTC'):" ""
   LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
 }
+# md_servers_end: the list of servers (NAMES[i]: CMDS[i]) under the table, then md_end.
+md_servers_end() {
+  md ""
+  md "Servers:"
+  md ""
+  local i
+  for i in "${!NAMES[@]}"; do md "- ${NAMES[$i]}: ${CMDS[$i]}"; done
+  md ""
+  md_end
+}
+
 md_end() {
   md "<details><summary>raw output</summary>" "" '```' "$(cat "$RAW_FILE")" "" \
     "load average (1, 5, 15 min) at the start: $LOAD_BEGIN; at the end: $(cut -d' ' -f1-3 /proc/loadavg)" '```' "" "</details>" ""
