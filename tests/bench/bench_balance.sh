@@ -27,28 +27,20 @@ mkdir -p "$COUNT_DIR"
 PYPATH=$BENCH_DIR:$APP_DIR
 
 # --- the servers ---------------------------------------------------------------------------------
-start_workerd() {  # start_workerd NAME APP_YAML [EXTRA_YAML] -> PID PORT
-  local port
-  port=$(free_port)
-  cat >"$WORK/$1.yaml" <<YAML
-listen: ["127.0.0.1:$port"]
-workers: $WORKERS
-${3:-}
+read -r WB PB < <(start_workerd builtin "workers: $WORKERS
 app:
-$2
-control: {socket: $WORK/$1.sock}
-log: {level: warn}
-YAML
-  "$WORKERD" start $ALLOW_ROOT "$WORK/$1.yaml" 2>"$WORK/workerd-$1.log" &
-  echo "$! $port"
-}
-read -r WB PB < <(start_workerd builtin "  builtin: {}"); PIDS+=("$WB")
-read -r WU PU < <(start_workerd wduv "  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"count_app:app\", \"--no-access-log\", \"--log-level\", \"warning\"]
+  builtin: {}"); PIDS+=("$WB")
+read -r WU PU < <(start_workerd wduv "workers: $WORKERS
+app:
+  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"count_app:app\", \"--no-access-log\", \"--log-level\", \"warning\"]
   cwd: $APP_DIR
   env: {PYTHONPATH: \"$ROOT/packaging/python:$PYPATH\", BENCH_COUNT_DIR: $COUNT_DIR}"); PIDS+=("$WU")
-read -r WR PR < <(start_workerd wdrp "  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"count_app:app\", \"--no-access-log\", \"--log-level\", \"warning\"]
+read -r WR PR < <(start_workerd wdrp "workers: $WORKERS
+reuse_port: true
+app:
+  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"count_app:app\", \"--no-access-log\", \"--log-level\", \"warning\"]
   cwd: $APP_DIR
-  env: {PYTHONPATH: \"$ROOT/packaging/python:$PYPATH\", BENCH_COUNT_DIR: $COUNT_DIR}" "reuse_port: true"); PIDS+=("$WR")
+  env: {PYTHONPATH: \"$ROOT/packaging/python:$PYPATH\", BENCH_COUNT_DIR: $COUNT_DIR}"); PIDS+=("$WR")
 
 PN=$(free_port)
 mkdir -p "$WORK/nginx"
@@ -63,11 +55,7 @@ http {
   log_format pid '\$pid';
   access_log $WORK/nginx/access.log pid buffer=256k flush=500ms;
   keepalive_requests 1000000;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
+$(nginx_temp_paths)
   server {
     listen 127.0.0.1:$PN;
     location / { return 200 "ok\n"; }

@@ -53,11 +53,7 @@ http {
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
+$(nginx_temp_paths)
   server {
     listen 127.0.0.1:$P2;
     location = /healthz { return 200 "ok\n"; }
@@ -88,24 +84,15 @@ fi
 if [[ $ONLY == all || $ONLY == uvicorn ]]; then
 # --- 2. workerd + uvicorn vs gunicorn + UvicornWorker vs uvicorn --workers ---------------------
 UV_OPTS='"--no-access-log", "--log-level", "warning"'
-start_workerd() {  # start_workerd NAME COMMAND_JSON -> PID PORT
-  local port
-  port=$(free_port)
-  cat >"$WORK/$1.yaml" <<YAML
-listen: ["127.0.0.1:$port"]
-workers: 2
+core_workerd() {  # core_workerd NAME COMMAND_JSON -> PID PORT: 2 workers running COMMAND_JSON
+  start_workerd "$1" "workers: 2
 app:
   command: $2
   cwd: $APP_DIR
-  env: {PYTHONPATH: $ROOT/packaging/python}
-control: {socket: $WORK/$1.sock}
-log: {level: warn}
-YAML
-  "$WORKERD" start $ALLOW_ROOT "$WORK/$1.yaml" 2>"$WORK/workerd-$1.log" &
-  echo "$! $port"
+  env: {PYTHONPATH: $ROOT/packaging/python}"
 }
-read -r WD2 P3 < <(start_workerd wduv "[\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]"); PIDS+=("$WD2")
-read -r WD3 P4 < <(start_workerd uvfd "[\"$PY\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\", $UV_OPTS]"); PIDS+=("$WD3")
+read -r WD2 P3 < <(core_workerd wduv "[\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]"); PIDS+=("$WD2")
+read -r WD3 P4 < <(core_workerd uvfd "[\"$PY\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\", $UV_OPTS]"); PIDS+=("$WD3")
 P5=$(free_port)
 "$PY" -m uvicorn app:app --app-dir "$APP_DIR" --workers 2 --host 127.0.0.1 --port "$P5" \
   --no-access-log --log-level warning 2>"$WORK/uvicorn.log" &

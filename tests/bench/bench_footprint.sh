@@ -22,27 +22,19 @@ require gunicorn curl "$WORKERD" "$WORKERCTL"
 machine
 md_begin footprint "Supervisor footprint, idle" "$ROUNDS" "$IDLE"
 
-start_workerd() {  # start_workerd NAME APP_YAML -> PID PORT
-  local port
-  port=$(free_port)
-  cat >"$WORK/$1.yaml" <<YAML
-listen: ["127.0.0.1:$port"]
-workers: $WORKERS
-app:
-$2
-control: {socket: $WORK/$1.sock}
-log: {level: warn}
-YAML
-  "$WORKERD" start $ALLOW_ROOT "$WORK/$1.yaml" 2>"$WORK/workerd-$1.log" &
-  echo "$! $port"
-}
 UV_OPTS='"--no-access-log", "--log-level", "warning"'
-read -r W1 P1 < <(start_workerd wduv "  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]
+read -r W1 P1 < <(start_workerd wduv "workers: $WORKERS
+app:
+  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]
   cwd: $APP_DIR
   env: {PYTHONPATH: $ROOT/packaging/python}"); PIDS+=("$W1")
-read -r W2 P2 < <(start_workerd uvfd "  command: [\"$PY\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\", $UV_OPTS]
+read -r W2 P2 < <(start_workerd uvfd "workers: $WORKERS
+app:
+  command: [\"$PY\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\", $UV_OPTS]
   cwd: $APP_DIR"); PIDS+=("$W2")
-read -r W3 P3 < <(start_workerd builtin "  builtin: {}"); PIDS+=("$W3")
+read -r W3 P3 < <(start_workerd builtin "workers: $WORKERS
+app:
+  builtin: {}"); PIDS+=("$W3")
 P4=$(free_port)
 "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w $WORKERS -b "127.0.0.1:$P4" --chdir "$APP_DIR" \
   --log-level warning app:app 2>"$WORK/gunicorn.log" &

@@ -25,27 +25,18 @@ machine
 md_begin hang "From a hung worker to a fresh one serving" "$ROUNDS"
 HANG_DIR=$ROOT/tests/data/apps
 
-start_workerd() {  # start_workerd NAME EXTRA_YAML -> PID PORT
-  local port
-  port=$(free_port)
-  cat >"$WORK/$1.yaml" <<YAML
-listen: ["127.0.0.1:$port"]
-workers: 1
+hang_workerd() {  # hang_workerd NAME EXTRA_YAML -> PID PORT: one workerd_uvicorn worker, timeout 2s
+  WORKERD_LOG=info start_workerd "$1" "workers: 1
 app:
-  command: ["$PY", "-m", "workerd_uvicorn", "hang_app:app", "--no-access-log", "--log-level", "warning"]
+  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"hang_app:app\", \"--no-access-log\", \"--log-level\", \"warning\"]
   cwd: $HANG_DIR
   env: {PYTHONPATH: $ROOT/packaging/python}
 timeout: 2s
 heartbeat: required
-$2
-control: {socket: $WORK/$1.sock}
-log: {level: info}
-YAML
-  "$WORKERD" start $ALLOW_ROOT "$WORK/$1.yaml" 2>"$WORK/$1.log" &
-  echo "$! $port"
+$2"
 }
-read -r W1 P1 < <(start_workerd default ""); PIDS+=("$W1")
-read -r W2 P2 < <(start_workerd abrt "timeout_signal: SIGABRT"); PIDS+=("$W2")
+read -r W1 P1 < <(hang_workerd default ""); PIDS+=("$W1")
+read -r W2 P2 < <(hang_workerd abrt "timeout_signal: SIGABRT"); PIDS+=("$W2")
 P3=$(free_port)
 "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w 1 --timeout 2 -b "127.0.0.1:$P3" \
   --chdir "$HANG_DIR" --log-level warning hang_app:app 2>"$WORK/gunicorn.log" &
@@ -54,7 +45,7 @@ for p in "$P1" "$P2" "$P3"; do wait_http "http://127.0.0.1:$p/healthz"; done
 
 NAMES=("workerd timeout 2s, SIGTERM" "workerd timeout 2s, SIGABRT" "gunicorn --timeout 2")
 PORTS=("$P1" "$P2" "$P3")
-LOGS=("$WORK/default.log" "$WORK/abrt.log" "$WORK/gunicorn.log")
+LOGS=("$WORK/workerd-default.log" "$WORK/workerd-abrt.log" "$WORK/gunicorn.log")
 CMDS=("\`workerd start SPEC\`: \`workers: 1\`, \`app.command: [python3, -m, workerd_uvicorn, hang_app:app, --no-access-log, --log-level, warning]\`, \`timeout: 2s\`, \`heartbeat: required\` (\`kill_timeout\` 5s by default)"
       "the same with \`timeout_signal: SIGABRT\`"
       "\`python3 -m gunicorn -k uvicorn.workers.UvicornWorker -w 1 --timeout 2 -b 127.0.0.1:PORT --chdir tests/data/apps --log-level warning hang_app:app\`")

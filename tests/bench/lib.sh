@@ -193,6 +193,30 @@ md_begin() {
   md "## $2" "" "\`tests/bench/$(basename "$0")${3:+ ${*:3}}\`, $(date -u '+%Y-%m-%d %H:%M UTC'):" ""
   LOAD_BEGIN=$(cut -d' ' -f1-3 /proc/loadavg)
 }
+# start_workerd NAME SPEC_BODY -> "PID PORT": workerd on a free loopback port with SPEC_BODY
+# (YAML after `listen`), its own control socket ($WORK/NAME.sock) and log level $WORKERD_LOG
+# (default warn); stderr to $WORK/workerd-NAME.log. The caller adds PID to PIDS.
+start_workerd() {
+  local port
+  port=$(free_port)
+  cat >"$WORK/$1.yaml" <<YAML
+listen: ["127.0.0.1:$port"]
+$2
+control: {socket: $WORK/$1.sock}
+log: {level: ${WORKERD_LOG:-warn}}
+YAML
+  "$WORKERD" start $ALLOW_ROOT "$WORK/$1.yaml" 2>"$WORK/workerd-$1.log" &
+  echo "$! $port"
+}
+
+# nginx_temp_paths: nginx's temporary directories under $WORK/nginx, for an http {} block.
+nginx_temp_paths() {
+  local d
+  for d in client_body:body proxy:proxy fastcgi:fastcgi uwsgi:uwsgi scgi:scgi; do
+    echo "  ${d%%:*}_temp_path $WORK/nginx/${d#*:};"
+  done
+}
+
 # md_servers_end: the list of servers (NAMES[i]: CMDS[i]) under the table, then md_end.
 md_servers_end() {
   md ""
