@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -81,13 +80,9 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, DaemonStart start)
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
-    if (spec_.reuse_port) {
-        std::ifstream migrate("/proc/sys/net/ipv4/tcp_migrate_req");
-        int on = 0;
-        if (!(migrate >> on) || on != 1) {
-            spdlog::info("reuse_port: each worker slot accepts on its own socket; net.ipv4.tcp_migrate_req is not 1, "
-                         "so connections queued on a slot removed by scaling down are reset rather than moved");
-        }
+    if (spec_.reuse_port && !SlotListeners::kernel_migrates_queues()) {
+        spdlog::info("reuse_port: each worker slot accepts on its own socket; net.ipv4.tcp_migrate_req is not 1, "
+                     "so connections queued on a slot removed by scaling down are reset rather than moved");
     }
     if (spec_.app.builtin) board_ = LoadBoard::create();
     int initial = spec_.workers;
@@ -304,8 +299,7 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
         spdlog::warn("worker {} is flapping: {} exits in a row before it was ready", worker.slot,
                      slot.exits_before_ready);
     }
-    if (worker.escalation && worker.escalation->reason != HangReason::boot_timeout &&
-        live_workers_in_slot(worker.slot) > 0) {
+    if (replaced_when_hung(worker) && live_workers_in_slot(worker.slot) > 0) {
         // Its replacement was started when the hang was found.
         spdlog::warn("{} {} after {}{}; already replaced", who, describe_status(status), seconds_text(uptime), why);
         return;
@@ -660,6 +654,10 @@ std::optional<ListenQueue> Arbiter::queue_of(const Listener& l) const {
     return total;
 }
 
+bool Arbiter::replaced_when_hung(const Worker& w) {
+    return w.escalation && w.escalation->reason != HangReason::boot_timeout;
+}
+
 int Arbiter::live_workers_in_slot(int slot) const {
     // A worker found hung after it was ready (heartbeat or request timeout) no longer counts:
     // its replacement starts at once, beside it, since the daemon holds the listen socket. The
@@ -668,8 +666,7 @@ int Arbiter::live_workers_in_slot(int slot) const {
     // counts: its slot waits for the exit and the backoff, as after a crash.
     return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& entry) {
         const Worker& w = entry.second;
-        const bool hung = w.escalation && w.escalation->reason != HangReason::boot_timeout;
-        return w.slot == slot && w.state != WorkerState::draining && !hung;
+        return w.slot == slot && w.state != WorkerState::draining && !replaced_when_hung(w);
     }));
 }
 

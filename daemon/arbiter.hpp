@@ -156,6 +156,8 @@ private:
     std::vector<std::shared_ptr<Listener>> listeners_for(int slot);
     /// Connections waiting on `l`, and on every slot's socket for it (reuse_port).
     std::optional<ListenQueue> queue_of(const Listener& l) const;
+    /// Found hung after it was ready: its replacement starts at once (live_workers_in_slot).
+    static bool replaced_when_hung(const Worker& w);
     int live_workers_in_slot(int slot) const;
     const Worker* live_worker_in_slot(int slot) const;
     int desired() const;

@@ -1,5 +1,6 @@
 #include "daemon/slot_listeners.hpp"
 
+#include <fstream>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -7,6 +8,12 @@
 namespace workerd {
 
 std::string SlotListeners::key(const Listener& l) { return l.address().to_string(); }
+
+bool SlotListeners::kernel_migrates_queues() {
+    std::ifstream in("/proc/sys/net/ipv4/tcp_migrate_req");
+    int on = 0;
+    return (in >> on) && on == 1;
+}
 
 SlotListeners::Set SlotListeners::for_slot(int slot, const Set& main) {
     if (slot == 0) return main;

@@ -36,6 +36,10 @@ public:
     /// Forgets the sockets of listeners no longer among `main` (after a reload or rollback).
     void retain(const Set& main);
 
+    /// Whether the kernel moves a closed socket's queued connections to the others
+    /// (net.ipv4.tcp_migrate_req = 1); else they are reset.
+    static bool kernel_migrates_queues();
+
     /// `main`'s sibling sockets, every slot's (to add up accept queues, to hand over).
     std::vector<std::pair<int, const Listener*>> siblings_of(const Listener& main) const;
 
