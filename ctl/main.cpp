@@ -55,13 +55,17 @@ void wait_until(Client& client, double timeout_s, const std::function<bool(const
                 const std::function<std::string(const json&)>& describe) {
     const auto deadline = std::chrono::steady_clock::now() + ms(timeout_s);
     json status;
+    // From 5 ms, doubling to 100 ms: a quick change is seen at once, and a long wait does not
+    // keep the daemon busy answering (a status of 1024 workers takes it milliseconds).
+    auto pause = 5ms;
     while (true) {
         status = client.call("status");
         if (done(status)) return;
         if (std::chrono::steady_clock::now() >= deadline) {
             throw Failure(kFailed, fmt::format("gave up after {}s: {}", timeout_s, describe(status)));
         }
-        std::this_thread::sleep_for(2ms);
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::milliseconds>(pause * 2, 100ms);
     }
 }
 

@@ -32,6 +32,14 @@ std::string seconds_text(Clock::duration d) {
     return format_duration(std::chrono::duration_cast<Duration>(d));
 }
 
+// The loop is late when the timer fires this much past its time, or a turn takes this long;
+// below it, the workers' clocks are left alone.
+constexpr Clock::duration kLoopLagTolerance = std::chrono::milliseconds(100);
+
+// The part of one turn that may go to spawning workers (each waits for its exec): a scale to
+// 1024 workers goes in steps, with status requests and heartbeats read in between.
+constexpr Clock::duration kSpawnBudget = std::chrono::milliseconds(10);
+
 // Malformed protocol lines are reported at most this often per worker.
 constexpr std::chrono::seconds kBadLineLogInterval{10};
 
@@ -148,6 +156,9 @@ void Arbiter::tick() {
     //    counts as empty), drain surplus;
     // 5. exit the loop once a stopping fleet is empty, else arm the timer for the next deadline.
     const auto now = Clock::now();
+    turn_started_ = now;
+    spawns_deferred_ = false;
+    tick_requested_ = false;
     handle_signals();
     reap_children();
     expire_deadlines(now);
@@ -162,6 +173,51 @@ void Arbiter::tick() {
         return;
     }
     arm_timer(now);
+    last_turn_end_ = Clock::now();
+    // A long turn (spawning, a slow /proc) kept the workers' pipes unread meanwhile.
+    excuse_loop_delay(last_turn_end_ - now, last_turn_end_, "a long turn of the loop");
+}
+
+void Arbiter::request_tick() {
+    // Through the timer, not a posted handler: the loop serves the I/O that is waiting (a
+    // status request, heartbeats) before a timer's turn, so a turn asked for again and again
+    // (spawning 1024 workers in steps) cannot starve it.
+    tick_requested_ = true;
+    if (const auto now = Clock::now(); !timer_due_ || *timer_due_ > now) set_timer(now);
+}
+
+void Arbiter::set_timer(Clock::time_point at) {
+    timer_due_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) on_timer();
+    });
+}
+
+void Arbiter::on_timer() {
+    const auto now = Clock::now();
+    if (timer_due_) {
+        // Late past the later of its time and the previous turn's end: the daemon did not run
+        // (starved of CPU, stopped) or was busy outside the loop's turns (a large status).
+        excuse_loop_delay(now - std::max(*timer_due_, last_turn_end_), now, "the timer fired late");
+    }
+    timer_due_.reset();
+    tick();
+}
+
+void Arbiter::excuse_loop_delay(Clock::duration delay, Clock::time_point now, const char* why) {
+    if (delay < kLoopLagTolerance) return;
+    const auto excused = std::chrono::duration_cast<Duration>(delay);
+    for (auto& [pid, worker] : workers_) excuse_delay(worker.health, excused, now);
+    spdlog::log(delay >= std::chrono::seconds(1) ? spdlog::level::warn : spdlog::level::debug,
+                "the daemon's loop was {} late ({}); that time does not count against the workers' heartbeats",
+                format_duration(excused), why);
+}
+
+bool Arbiter::may_spawn() {
+    if (Clock::now() - turn_started_ < kSpawnBudget) return true;
+    spawns_deferred_ = true;
+    return false;
 }
 
 void Arbiter::handle_signals() {
@@ -250,6 +306,7 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
     }
     Worker worker = it->second;
     workers_.erase(it);
+    std::erase(slots_[worker.slot].pids, pid);
     // A worker that was draining was stopped on purpose (scaled down, restarted, stopping):
     // its slot, if still in the fleet, already has its successor.
     const bool was_draining = worker.state == WorkerState::draining;
@@ -327,6 +384,7 @@ void Arbiter::reconcile(Clock::time_point now) {
     if (mode_ != Mode::running) return;
     for (auto& [slot, state] : slots_) {
         if (state.active && live_workers_in_slot(slot) == 0 && now >= state.not_before) {
+            if (!may_spawn()) break;
             spawn_worker(slot, now);
         }
     }
@@ -343,6 +401,8 @@ void Arbiter::arm_timer(Clock::time_point now) {
     auto consider = [&](Clock::time_point t) {
         if (!next || t < *next) next = t;
     };
+    // Asked for, or spawns left for the next turn: at once (after the waiting I/O).
+    if (tick_requested_ || spawns_deferred_) consider(now);
     for (const auto& [pid, worker] : workers_) {
         if (worker.kill_at) consider(*worker.kill_at);
         if (worker.escalation) {
@@ -366,13 +426,11 @@ void Arbiter::arm_timer(Clock::time_point now) {
         }
     }
     if (!next) {
+        timer_due_.reset();
         timer_.cancel();
         return;
     }
-    timer_.expires_at(*next);
-    timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (!ec) tick();
-    });
+    set_timer(*next);
 }
 
 void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
@@ -449,7 +507,7 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
     transition(worker, WorkerEvent::started);
     spdlog::info("worker {} (pid {}, gen {}) started: {}", slot_index, pid, generation_,
                  request.argv.front());
-    watch_pipes(workers_[pid] = worker, std::move(out.read_end), std::move(err.read_end),
+    watch_pipes(add_worker(std::move(worker)), std::move(out.read_end), std::move(err.read_end),
                 std::move(notify.read_end));
 }
 
@@ -513,7 +571,7 @@ void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated) {
             // A worker past max_requests is recycled in the next turn of the loop.
             if (worker.request_limit && message->stats.served >= *worker.request_limit &&
                 worker.replace_reason.empty()) {
-                boost::asio::post(io_, [this] { tick(); });
+                request_tick();
             }
             break;
         case Kind::status:
@@ -540,7 +598,7 @@ void Arbiter::note_bad_line(Worker& worker, std::string_view what, Clock::time_p
 void Arbiter::mark_ready(Worker& worker, Clock::time_point now, const char* how) {
     worker.health.ready_at = now;
     // A rollout or a --wait may be waiting for exactly this: take the next step now.
-    boost::asio::post(io_, [this] { tick(); });
+    request_tick();
     slots_[worker.slot].exits_before_ready = 0;
     if (worker.state != WorkerState::booting) return;
     transition(worker, WorkerEvent::ready);
@@ -566,7 +624,13 @@ void Arbiter::check_health(Clock::time_point now) {
         if (worker.state == WorkerState::booting && ready_by_uptime(policy, worker.health, now)) {
             mark_ready(worker, now, "no protocol messages, up");
         }
-        const Verdict verdict = judge(policy, worker.health, now);
+        Verdict verdict = judge(policy, worker.health, now);
+        if (verdict) {
+            // What is waiting on its protocol pipe is read first: the loop may have been late
+            // (a long turn, a busy machine), not the worker.
+            if (auto pipe = worker.pipes[2].lock()) pipe->read_now();
+            verdict = judge(policy, worker.health, now);
+        }
         if (!verdict) continue;
         worker.escalation = begin_escalation(verdict.reason, now);
         const int sig = *escalate(policy, *worker.escalation, now);
@@ -664,10 +728,32 @@ int Arbiter::live_workers_in_slot(int slot) const {
     // hung one serves nothing meanwhile, and may take kill_timeout to die (a Python worker
     // stuck in time.sleep ignores SIGTERM). One that never got ready (boot timeout) still
     // counts: its slot waits for the exit and the backoff, as after a crash.
-    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const auto& entry) {
-        const Worker& w = entry.second;
-        return w.slot == slot && w.state != WorkerState::draining && !replaced_when_hung(w);
+    const auto in_slot = workers_in(slot);
+    return static_cast<int>(std::count_if(in_slot.begin(), in_slot.end(), [](const Worker* w) {
+        return w->state != WorkerState::draining && !replaced_when_hung(*w);
     }));
+}
+
+std::vector<Arbiter::Worker*> Arbiter::workers_in(int slot) {
+    std::vector<Worker*> out;
+    if (auto s = slots_.find(slot); s != slots_.end()) {
+        for (pid_t pid : s->second.pids) out.push_back(&workers_.at(pid));
+    }
+    return out;
+}
+
+std::vector<const Arbiter::Worker*> Arbiter::workers_in(int slot) const {
+    std::vector<const Worker*> out;
+    if (auto s = slots_.find(slot); s != slots_.end()) {
+        for (pid_t pid : s->second.pids) out.push_back(&workers_.at(pid));
+    }
+    return out;
+}
+
+Arbiter::Worker& Arbiter::add_worker(Worker worker) {
+    const pid_t pid = worker.pid;
+    slots_[worker.slot].pids.push_back(pid);
+    return workers_[pid] = std::move(worker);
 }
 
 }  // namespace workerd

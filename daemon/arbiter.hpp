@@ -91,6 +91,7 @@ private:
     };
 
     struct Slot {
+        std::vector<pid_t> pids;        ///< its live workers, oldest first (two while replacing)
         Backoff backoff;
         Clock::time_point not_before;   ///< earliest next start
         std::string last_spawn_error;   ///< logged once while it repeats
@@ -122,6 +123,18 @@ private:
 
     // The loop: every event (signal, timer) ends in tick().
     void tick();
+    /// A turn of the loop soon, after the events already waiting.
+    void request_tick();
+    void set_timer(Clock::time_point at);
+    /// The timer fired: the loop's lateness, if any, is excused before the turn.
+    void on_timer();
+    /// The loop could not read the workers' pipes for `delay` (a long turn, a late timer):
+    /// their heartbeat clocks move on by that much (excuse_delay), so the daemon never takes
+    /// its own lateness for a worker's silence.
+    void excuse_loop_delay(Clock::duration delay, Clock::time_point now, const char* why);
+    /// Whether this turn may still spawn: spawning is synchronous (fork, then wait for the
+    /// exec), so a turn spends at most kSpawnBudget on it and the next turn goes on.
+    bool may_spawn();
     void handle_signals();
     void reap_children();
     void expire_deadlines(Clock::time_point now);
@@ -160,6 +173,12 @@ private:
     static bool replaced_when_hung(const Worker& w);
     int live_workers_in_slot(int slot) const;
     const Worker* live_worker_in_slot(int slot) const;
+    /// The slot's live workers, oldest first: an index, so per-slot questions cost O(1) and
+    /// not a walk over the whole fleet (which made every turn O(workers^2) at 1024 workers).
+    std::vector<Worker*> workers_in(int slot);
+    std::vector<const Worker*> workers_in(int slot) const;
+    /// Adds a started (or adopted) worker to the fleet and the slot's index.
+    Worker& add_worker(Worker worker);
     int desired() const;
     int ready_workers() const;
     /// Sets the fleet to `n` workers: new slots start, the least busy surplus workers drain.
@@ -203,6 +222,11 @@ private:
     Mode mode_ = Mode::running;
     long generation_ = 1;
     Clock::time_point started_at_ = Clock::now();
+    Clock::time_point turn_started_{};            ///< when the current turn of the loop began
+    Clock::time_point last_turn_end_{};           ///< when the previous one ended
+    std::optional<Clock::time_point> timer_due_;  ///< what the timer is armed for
+    bool tick_requested_ = false;                 ///< a turn was asked for since the last one
+    bool spawns_deferred_ = false;                ///< this turn left spawns for the next
     Rollout rollout_;
     Clock::time_point next_rss_sample_{};
     std::map<pid_t, std::pair<Clock::time_point, long>> cpu_samples_;  ///< for CPU% in status

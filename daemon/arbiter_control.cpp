@@ -34,8 +34,8 @@ int Arbiter::desired() const {
 }
 
 const Arbiter::Worker* Arbiter::live_worker_in_slot(int slot) const {
-    for (const auto& [pid, w] : workers_) {
-        if (w.slot == slot && w.state != WorkerState::draining) return &w;
+    for (const Worker* w : workers_in(slot)) {
+        if (w->state != WorkerState::draining) return w;
     }
     return nullptr;
 }
@@ -91,7 +91,8 @@ json Arbiter::status_json(Clock::time_point now) {
     for (const auto& [pid, w] : workers_) {
         const Slot& slot = slots_[w.slot];
         // CPU% since the previous status call (or since the worker started).
-        const long ticks = proc_cpu_ticks(pid);
+        const ProcSample sample = proc_sample(pid);
+        const long ticks = sample.cpu_ticks;
         const auto [then, then_ticks] = cpu_samples_.count(pid) ? cpu_samples_[pid] : std::make_pair(w.started_at, 0L);
         samples[pid] = {now, ticks};
         const double wall = seconds(now - then);
@@ -105,7 +106,7 @@ json Arbiter::status_json(Clock::time_point now) {
             {"recycles", slot.recycles},
             {"replacing", w.replace_reason.empty() ? json(nullptr) : json(w.replace_reason)},
             {"last_exit", slot.last_exit.empty() ? json(nullptr) : json(slot.last_exit)},
-            {"rss_bytes", proc_rss_bytes(pid)},
+            {"rss_bytes", sample.rss_bytes},
             {"cpu_percent", ticks >= 0 && wall > 0 ? 100.0 * static_cast<double>(ticks - then_ticks) / static_cast<double>(ticks_per_second) / wall : 0.0},
             {"status", w.status.empty() ? json(nullptr) : json(w.status)},
         };
@@ -218,7 +219,7 @@ json Arbiter::control(const std::string& command, const json& args) {
                 autoscale_pinned_ = false;
                 next_autoscale_ = now;
                 spdlog::info("control: the autoscaler decides the size again");
-                boost::asio::post(io_, [this] { tick(); });
+                request_tick();
                 return {{"desired", desired()}, {"autoscale", true}};
             }
             const int target = scale_target(request, desired());
@@ -254,7 +255,7 @@ json Arbiter::control(const std::string& command, const json& args) {
             break;
     }
     // Changes take effect in the supervision loop, right away.
-    boost::asio::post(io_, [this] { tick(); });
+    request_tick();
     return result;
 }
 

@@ -159,18 +159,16 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
         double requests = static_cast<double>(s.retired_requests);
         std::optional<Clock::time_point> started, beat;
         bool any = false;
-        for (const auto& [pid, w] : workers_) {
-            if (w.slot != slot) continue;
+        for (const Worker* w : workers_in(slot)) {
             any = true;
-            rss += static_cast<double>(proc_rss_bytes(pid));
-            if (const long ticks = proc_cpu_ticks(pid); ticks >= 0) {
-                cpu += static_cast<double>(ticks) / static_cast<double>(ticks_per_second);
-            }
-            requests += static_cast<double>(w.stats.served);
-            inflight += static_cast<double>(w.stats.inflight);
-            if (w.state != WorkerState::draining) {
-                started = w.started_at;
-                beat = w.health.last_beat;
+            const ProcSample sample = proc_sample(w->pid);
+            rss += static_cast<double>(sample.rss_bytes);
+            if (sample.cpu_ticks >= 0) cpu += static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
+            requests += static_cast<double>(w->stats.served);
+            inflight += static_cast<double>(w->stats.inflight);
+            if (w->state != WorkerState::draining) {
+                started = w->started_at;
+                beat = w->health.last_beat;
             }
         }
         if (!any && !s.active) continue;

@@ -40,6 +40,14 @@ bool note_message(HealthState& state, TimePoint now) {
     return true;
 }
 
+void excuse_delay(HealthState& state, Duration delay, TimePoint now) {
+    auto shift = [&](TimePoint& t) { t = std::min(now, t + delay); };
+    shift(state.started);
+    if (state.ready_at) shift(*state.ready_at);
+    if (state.last_beat) shift(*state.last_beat);
+    if (state.stats_at) shift(*state.stats_at);
+}
+
 bool ready_by_uptime(const HealthPolicy& policy, const HealthState& state, TimePoint now) {
     if (state.ready_at || watched(policy, state)) return false;
     return since(state.started, now) >= policy.ready_after;

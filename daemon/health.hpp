@@ -58,6 +58,12 @@ struct Verdict {
 /// that first one: the worker has deadlines from now on (next_check), so arm for them.
 bool note_message(HealthState& state, TimePoint now);
 
+/// The daemon's own delay: for `delay` before `now` the loop could not read the worker's pipe
+/// (a long turn, a late timer, the daemon stopped or starved of CPU). That time is not the
+/// worker's silence: every clock judge() measures from moves forward by `delay`, never past
+/// `now`.
+void excuse_delay(HealthState& state, Duration delay, TimePoint now);
+
 /// Whether a worker that has not said READY should count as ready now: under `off` or
 /// `auto`, a worker that never spoke the protocol is ready once it has been up ready_after.
 bool ready_by_uptime(const HealthPolicy& policy, const HealthState& state, TimePoint now);

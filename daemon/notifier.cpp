@@ -23,7 +23,10 @@ Notifier Notifier::from_environment() {
 
 Notifier::Notifier(UniqueFd fd, std::chrono::milliseconds watchdog) : fd_(std::move(fd)) {
     ::fcntl(fd_.get(), F_SETFL, ::fcntl(fd_.get(), F_GETFL) | O_NONBLOCK);
-    if (watchdog.count() > 0) interval_ = std::clamp(watchdog / 3, std::chrono::milliseconds(10), interval_);
+    if (watchdog.count() > 0) {
+        quiet_ = std::max(watchdog / 3, std::chrono::milliseconds(10));
+        interval_ = std::min(quiet_, interval_);
+    }
 }
 
 void Notifier::send(std::string_view key, std::string_view value) {

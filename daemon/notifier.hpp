@@ -20,8 +20,13 @@ public:
     explicit Notifier(UniqueFd fd, std::chrono::milliseconds watchdog = {});
 
     bool active() const { return fd_.valid(); }
-    /// How often to send heartbeats: a third of WORKERD_WATCHDOG_USEC, at most 1 s.
+    /// How often to look at the worker's state and send what changed: a third of
+    /// WORKERD_WATCHDOG_USEC, at most 1 s.
     std::chrono::milliseconds heartbeat_interval() const { return interval_; }
+    /// The longest an idle worker may go without a message: a third of WORKERD_WATCHDOG_USEC
+    /// (10 s without it). Idle workers are quiet, so that a large idle fleet costs the daemon
+    /// little; the deadline the daemon holds them to is three of these.
+    std::chrono::milliseconds quiet_interval() const { return quiet_; }
 
     /// Sends "KEY=VALUE\n". Dropped (not queued) when the pipe is full or gone: a worker never
     /// waits on the daemon.
@@ -30,6 +35,7 @@ public:
 private:
     UniqueFd fd_;
     std::chrono::milliseconds interval_{1000};
+    std::chrono::milliseconds quiet_{10000};
 };
 
 }  // namespace workerd

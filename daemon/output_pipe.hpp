@@ -32,12 +32,25 @@ public:
     /// The read end while it is open, else -1.
     int fd() { return stream_.is_open() ? stream_.native_handle() : -1; }
 
-private:
-    void read_more();
+    /// Reads what is waiting in the pipe now, without blocking, and hands out its lines. The
+    /// daemon reads a worker's protocol pipe before judging it silent: the loop may have been
+    /// late, not the worker. Safe beside the loop's own reading: this object reads the pipe
+    /// itself once the loop says it is readable, so no data waits in a queued completion.
+    void read_now();
 
+private:
+    enum class Read { drained, more, closed };
+    /// Up to kReadsPerTurn reads: a flooding worker cannot hold the loop.
+    Read read_available();
+    /// After a read: wait for the pipe to be readable, come back after the loop's other work
+    /// (more is waiting), or hand out the last line and close (end of stream).
+    void continue_after(Read result);
+
+    static constexpr int kReadsPerTurn = 8;
     boost::asio::posix::stream_descriptor stream_;
     LineHandler on_line_;
     LineBuffer lines_;
+    bool scheduled_ = false;  ///< a wait or a posted read is pending; it reads next
     std::array<char, 8192> buffer_{};
 };
 

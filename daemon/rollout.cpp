@@ -38,10 +38,10 @@ bool Arbiter::is_outgoing(const Worker& w) const {
 }
 
 Arbiter::Worker* Arbiter::successor_in_slot(int slot, pid_t outgoing) {
-    for (auto& [pid, w] : workers_) {
-        if (w.slot == slot && pid != outgoing && w.state != WorkerState::draining && w.generation == generation_ &&
-            w.replace_reason.empty()) {
-            return &w;
+    for (Worker* w : workers_in(slot)) {
+        if (w->pid != outgoing && w->state != WorkerState::draining && w->generation == generation_ &&
+            w->replace_reason.empty()) {
+            return w;
         }
     }
     return nullptr;
@@ -215,8 +215,8 @@ void Arbiter::roll(Clock::time_point now) {
     for (auto& [slot, s] : slots_) {
         if (!s.active) continue;
         Worker* outgoing = nullptr;
-        for (auto& [pid, w] : workers_) {
-            if (w.slot == slot && is_outgoing(w)) outgoing = &w;
+        for (Worker* w : workers_in(slot)) {
+            if (is_outgoing(*w)) outgoing = w;
         }
         Worker* next = successor_in_slot(slot, outgoing != nullptr ? outgoing->pid : 0);
         if (outgoing != nullptr && next != nullptr && next->state == WorkerState::ready) {
@@ -235,6 +235,7 @@ void Arbiter::roll(Clock::time_point now) {
     // 2. Start successors within the budgets: surge first (capacity never drops), then, if
     //    allowed, replace in place (drain first) up to max_unavailable.
     for (const auto& [slot, pid] : waiting) {
+        if (!may_spawn()) break;
         if (surge_used < surge) {
             ++surge_used;
             spawn_worker(slot, now);

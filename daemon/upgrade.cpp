@@ -218,7 +218,7 @@ void Arbiter::adopt(Handover& h, Clock::time_point now) {
             w.kill_at = now + spec_.graceful_timeout;
         }
         slots_[hw.slot].started_once = true;
-        watch_pipes(workers_[hw.pid] = w, UniqueFd(hw.stdout_fd), UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
+        watch_pipes(add_worker(std::move(w)), UniqueFd(hw.stdout_fd), UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
     }
     // Then the rolling path replaces them: a new generation, as after a reload of the same spec.
     rollout_.previous_spec = spec_;

@@ -63,8 +63,18 @@ void Server::heartbeat() {
         if (auto started = c->request_started_at()) oldest = std::min(oldest, *started);
     }
     stats_.oldest_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - oldest).count();
-    notifier_.send("WATCHDOG", "1");
-    notifier_.send("STATS", stats_.format());
+    // One message per beat. STATS (a heartbeat too) whenever they changed: once a second
+    // while requests come or one is in flight. An idle worker only says WATCHDOG, every
+    // quiet_interval: 1024 idle workers wake the daemon ~100 times a second, not 2048.
+    std::string stats = stats_.format();
+    if (stats != last_stats_) {
+        notifier_.send("STATS", stats);
+        last_stats_ = std::move(stats);
+        last_sent_ = now;
+    } else if (now - last_sent_ >= notifier_.quiet_interval()) {
+        notifier_.send("WATCHDOG", "1");
+        last_sent_ = now;
+    }
     heartbeat_timer_.expires_after(notifier_.heartbeat_interval());
     heartbeat_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (!ec) heartbeat();

@@ -87,6 +87,8 @@ private:
     boost::asio::steady_timer sweep_timer_;
     Notifier notifier_;
     RequestStats stats_;
+    std::string last_stats_;         ///< the last STATS sent
+    Clock::time_point last_sent_{};  ///< when the last message went to the daemon
     boost::asio::steady_timer heartbeat_timer_;
     bool draining_ = false;
     Clock::time_point drain_started_;

@@ -111,6 +111,42 @@ TEST_CASE("request_timeout ages the oldest in-flight request from its STATS") {
     CHECK_FALSE(judge(p, s, t0 + 40s));
 }
 
+TEST_CASE("the daemon's own delay is not the worker's silence") {
+    const auto p = policy(HeartbeatMode::required);
+    HealthState s = started_at(t0);
+    note_message(s, t0);
+    s.ready_at = t0;
+    s.last_beat = t0 + 5s;
+    // The loop could not read pipes for 20 s (a long turn): at t0 + 40 s the silence is 15 s.
+    const TimePoint now = t0 + 40s;
+    CHECK(judge(p, s, now).reason == HangReason::heartbeat_timeout);
+    excuse_delay(s, 20s, now);
+    CHECK_FALSE(judge(p, s, now));
+    CHECK(*s.last_beat == t0 + 25s);
+    CHECK(next_check(p, s) == t0 + 25s + 30s + 1ms);
+    // A real silence still counts: 31 s after the shifted beat.
+    CHECK(judge(p, s, t0 + 56s).reason == HangReason::heartbeat_timeout);
+}
+
+TEST_CASE("an excused delay moves the boot and request clocks too, never past now") {
+    auto p = policy(HeartbeatMode::required);
+    p.request_timeout = 10s;
+    HealthState booting = started_at(t0);
+    excuse_delay(booting, 10s, t0 + 65s);
+    CHECK(booting.started == t0 + 10s);
+    CHECK_FALSE(judge(p, booting, t0 + 65s));
+    excuse_delay(booting, 1h, t0 + 65s);
+    CHECK(booting.started == t0 + 65s);
+
+    HealthState busy = started_at(t0);
+    note_message(busy, t0);
+    busy.ready_at = busy.last_beat = busy.stats_at = t0 + 1s;
+    busy.oldest_ms = 2000;
+    CHECK(judge(p, busy, t0 + 10s).reason == HangReason::request_timeout);  // 2 s + 9 s
+    excuse_delay(busy, 5s, t0 + 10s);
+    CHECK_FALSE(judge(p, busy, t0 + 10s));  // 2 s + 4 s
+}
+
 TEST_CASE("escalation: timeout_signal, SIGTERM a second later, SIGKILL after kill_timeout") {
     auto p = policy(HeartbeatMode::required);
     p.timeout_signal = SIGABRT;
