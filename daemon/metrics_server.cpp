@@ -20,22 +20,23 @@ using tcp = asio::ip::tcp;
 
 class MetricsServer::Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket socket, const Handler& handler, std::shared_ptr<int> count)
-        : stream_(std::move(socket)), handler_(handler), count_(std::move(count)) {
-        ++*count_;
-    }
-    ~Session() { --*count_; }
+    Session(tcp::socket socket, const Handler& handler) : stream_(std::move(socket)), handler_(handler) {}
 
     void start() { read(); }
+    /// Waiting for (the rest of) a request since then; nullopt while answering.
+    std::optional<std::chrono::steady_clock::time_point> reading_since() const { return reading_since_; }
+    void evict() { close(); }
 
 private:
     void read() {
         parser_.emplace();
         parser_->header_limit(8 * 1024);
         parser_->body_limit(0);
-        stream_.expires_after(std::chrono::seconds(30));  // idle keep-alive, and slow requests
+        reading_since_ = std::chrono::steady_clock::now();
+        stream_.expires_after(kRequestTimeout);  // idle keep-alive, and slow requests
         http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             if (ec) return self->close();
+            self->reading_since_.reset();
             self->respond(self->parser_->release());
         });
     }
@@ -57,7 +58,7 @@ private:
         response->keep_alive(request.keep_alive());
         if (request.method() != http::verb::head) response->body() = std::move(answer.body);
         response->prepare_payload();
-        stream_.expires_after(std::chrono::seconds(10));  // a scraper that does not read is dropped
+        stream_.expires_after(kWriteTimeout);  // a scraper that does not read is dropped
         http::async_write(stream_, *response, [self = shared_from_this(), response](beast::error_code ec, std::size_t) {
             if (ec || !response->keep_alive()) return self->close();
             self->read();
@@ -74,7 +75,7 @@ private:
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::empty_body>> parser_;
     const Handler& handler_;
-    std::shared_ptr<int> count_;
+    std::optional<std::chrono::steady_clock::time_point> reading_since_;
 };
 
 namespace {
@@ -110,15 +111,31 @@ void MetricsServer::accept() {
     acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted) return;
         if (!ec) {
-            if (*clients_ >= kMaxClients) {
+            std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+            if (static_cast<int>(sessions_.size()) < kMaxClients || evict_idlest()) {
+                auto session = std::make_shared<Session>(std::move(socket), handler_);
+                sessions_.push_back(session);
+                session->start();
+            } else {
                 beast::error_code ignored;
                 socket.close(ignored);
-            } else {
-                std::make_shared<Session>(std::move(socket), handler_, clients_)->start();
             }
         }
         accept();
     });
+}
+
+bool MetricsServer::evict_idlest() {
+    std::shared_ptr<Session> idlest;
+    for (const auto& weak : sessions_) {
+        auto s = weak.lock();
+        if (!s || !s->reading_since()) continue;
+        if (!idlest || *s->reading_since() < *idlest->reading_since()) idlest = s;
+    }
+    if (!idlest) return false;
+    idlest->evict();
+    std::erase_if(sessions_, [&](const auto& w) { return w.lock() == idlest; });
+    return true;
 }
 
 }  // namespace workerd

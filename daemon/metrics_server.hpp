@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,15 +22,20 @@ struct MetricsResponse {
 };
 
 /// The daemon's own small HTTP endpoint (`metrics.listen`): /metrics, /healthz, /readyz.
-/// Served from the daemon's event loop with Beast; every read and write has a deadline and at
-/// most kMaxClients connections are open, so a slow scraper cannot stall supervision.
+/// Served from the daemon's event loop with Beast. Every read and write has a deadline (a
+/// request, idle time before it included, kRequestTimeout; a response kWriteTimeout), and at
+/// most kMaxClients connections are open: at the cap, the connection that has waited longest
+/// for a request goes, never the new one, so idle or slow clients cannot keep a probe or a
+/// scrape out.
 class MetricsServer {
 public:
-    static constexpr int kMaxClients = 32;
+    static constexpr int kMaxClients = 64;
+    static constexpr std::chrono::seconds kRequestTimeout{10};
+    static constexpr std::chrono::seconds kWriteTimeout{10};
     using Handler = std::function<MetricsResponse(const std::string& path)>;
 
-    /// Binds (throws ListenError).
     /// Binds `address`, or uses `inherited` (a re-exec's socket) when it is bound there.
+    /// Throws ListenError.
     MetricsServer(boost::asio::io_context& io, const ListenAddress& address, Handler handler,
                   UniqueFd inherited = {});
     ~MetricsServer();
@@ -40,11 +47,14 @@ public:
 private:
     class Session;
     void accept();
+    /// Makes room for one more connection: closes the one waiting longest for a request.
+    /// False when every open connection is busy answering.
+    bool evict_idlest();
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;
     Handler handler_;
-    std::shared_ptr<int> clients_ = std::make_shared<int>(0);
+    std::vector<std::weak_ptr<Session>> sessions_;
 };
 
 }  // namespace workerd

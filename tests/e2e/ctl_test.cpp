@@ -34,49 +34,6 @@ graceful_timeout: 5s
                        port, workers, extra);
 }
 
-// A raw client of the control socket, for what workerctl would never send.
-class RawClient {
-public:
-    explicit RawClient(const std::string& path) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-    }
-    ~RawClient() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    bool connected() const { return fd_ >= 0; }
-    bool send(const std::string& data) {
-        return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
-    }
-    // The next reply line; nullopt when the daemon closed the connection or said nothing.
-    std::optional<json> reply(Ms timeout = 5s) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (pending_.find('\n') == std::string::npos) {
-            const auto left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now()).count();
-            pollfd p{fd_, POLLIN, 0};
-            if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
-            char buf[4096];
-            const ssize_t n = ::read(fd_, buf, sizeof buf);
-            if (n <= 0) return std::nullopt;
-            pending_.append(buf, static_cast<std::size_t>(n));
-        }
-        const auto nl = pending_.find('\n');
-        const std::string line = pending_.substr(0, nl);
-        pending_.erase(0, nl + 1);
-        return json::parse(line);
-    }
-
-private:
-    int fd_ = -1;
-    std::string pending_;
-};
-
 std::string error_code(const std::optional<json>& reply) {
     if (!reply || reply->value("ok", true)) return "";
     return (*reply)["error"].value("code", "");
@@ -238,7 +195,7 @@ TEST_CASE("malformed and hostile requests get an error or the door, and supervis
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
     const std::string sock = daemon.control_socket();
 
-    RawClient c(sock);
+    ControlClient c(sock);
     REQUIRE(c.connected());
     const std::pair<std::string, std::string> cases[] = {
         {"not json", "bad_request"},
@@ -266,18 +223,18 @@ TEST_CASE("malformed and hostile requests get an error or the door, and supervis
     CHECK((*good)["id"] == "abc");
 
     // A line past the limit: an error, then the door.
-    RawClient huge(sock);
+    ControlClient huge(sock);
     REQUIRE(huge.send(std::string(100 * 1024, 'x')));
     CHECK(error_code(huge.reply()) == "bad_request");
     CHECK_FALSE(huge.reply(2s));
 
     // Half a line, then silence: others are served meanwhile.
-    RawClient half(sock);
+    ControlClient half(sock);
     REQUIRE(half.send(R"({"command": "sta)"));
 
     // Hundreds of connections at once: each is answered (or told the daemon is busy).
-    std::vector<std::unique_ptr<RawClient>> crowd;
-    for (int i = 0; i < 300; ++i) crowd.push_back(std::make_unique<RawClient>(sock));
+    std::vector<std::unique_ptr<ControlClient>> crowd;
+    for (int i = 0; i < 300; ++i) crowd.push_back(std::make_unique<ControlClient>(sock));
     int answered = 0, busy = 0;
     for (auto& client : crowd) {
         if (!client->connected()) continue;

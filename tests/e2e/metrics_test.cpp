@@ -1,9 +1,12 @@
 // End-to-end: the metrics endpoint with promtool and a real Prometheus server on loopback.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <future>
@@ -230,4 +233,75 @@ TEST_CASE("the shipped Prometheus config, alerts and Grafana dashboard use only 
         }
         CHECK(used > 3);
     }
+}
+
+TEST_CASE("200 idle and slowloris connections on the metrics port: /healthz answers every time, within 100 ms") {
+    Fleet fleet(1);
+    // 100 connections that send nothing and 100 that send a request header a byte at a time;
+    // any the daemon closes is opened again at once, so 200 stay for the whole run.
+    struct Attacker {
+        int fd = -1;
+        std::size_t sent = 0;
+        bool slow = false;
+    };
+    std::atomic<bool> running{true};
+    std::atomic<long> reconnects{0};
+    auto attack = std::async(std::launch::async, [&] {
+        const std::string header = "GET /metrics HTTP/1.1\r\nHost: x\r\nUser-Agent: slowloris\r\nX-a: b\r\n";
+        std::vector<Attacker> conns(200);
+        auto open = [&](Attacker& a) {
+            if (a.fd >= 0) ::close(a.fd);
+            a.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_in addr{};
+            addr.sin_family = AF_INET;
+            addr.sin_port = htons(static_cast<std::uint16_t>(fleet.metrics_port));
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            ::connect(a.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+            a.sent = 0;
+        };
+        for (std::size_t i = 0; i < conns.size(); ++i) {
+            conns[i].slow = i % 2 == 1;
+            open(conns[i]);
+        }
+        while (running) {
+            for (auto& a : conns) {
+                // Closed by the daemon: open again.
+                pollfd p{a.fd, POLLIN | POLLRDHUP, 0};
+                if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLRDHUP | POLLERR))) {
+                    char sink[256];
+                    if (::recv(a.fd, sink, sizeof sink, MSG_DONTWAIT) <= 0) {
+                        open(a);
+                        ++reconnects;
+                        continue;
+                    }
+                }
+                if (a.slow && a.sent < header.size()) {
+                    if (::send(a.fd, header.data() + a.sent, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) ++a.sent;
+                }
+            }
+            std::this_thread::sleep_for(200ms);
+        }
+        for (auto& a : conns) ::close(a.fd);
+    });
+    std::this_thread::sleep_for(500ms);  // the 200 are connected
+
+    // For 6 s, a probe every 100 ms, each on a new connection, as a kubelet's would be.
+    int probes = 0;
+    const auto until = std::chrono::steady_clock::now() + 6s;
+    while (std::chrono::steady_clock::now() < until) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto r = http_get(fleet.metrics_port, "/healthz", 1s);
+        const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        CAPTURE(probes);
+        CHECK(r.has_value());
+        if (r) CHECK(r->status == 200);
+        CHECK(ms < 100);
+        ++probes;
+        std::this_thread::sleep_for(100ms);
+    }
+    running = false;
+    attack.get();
+    MESSAGE(fmt::format("{} probes answered; the attackers reconnected {} times", probes, reconnects.load()));
+    // A scrape still works, and the daemon still supervises.
+    CHECK(fleet.scrape().find("workerd_workers_desired 1") != std::string::npos);
 }

@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -495,6 +496,51 @@ std::optional<HttpResponse> http_request(int port, const std::string& path,
         raw.append(buf, static_cast<std::size_t>(n));
     }
     return parse_complete_response(raw);
+}
+
+}  // namespace workerd::test
+
+namespace workerd::test {
+
+ControlClient::ControlClient(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+    }
+}
+
+ControlClient::~ControlClient() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool ControlClient::send(const std::string& data) {
+    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+}
+
+std::optional<nlohmann::json> ControlClient::reply(Ms timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (pending_.find('\n') == std::string::npos) {
+        const auto left = std::chrono::duration_cast<Ms>(deadline - std::chrono::steady_clock::now()).count();
+        pollfd p{fd_, POLLIN, 0};
+        if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return std::nullopt;
+        char buf[65536];
+        const ssize_t n = ::read(fd_, buf, sizeof buf);
+        if (n <= 0) return std::nullopt;
+        pending_.append(buf, static_cast<std::size_t>(n));
+    }
+    const auto nl = pending_.find('\n');
+    const std::string line = pending_.substr(0, nl);
+    pending_.erase(0, nl + 1);
+    return nlohmann::json::parse(line);
+}
+
+std::optional<nlohmann::json> ControlClient::call(const std::string& command, const nlohmann::json& args, Ms timeout) {
+    if (!send(nlohmann::json{{"id", 1}, {"command", command}, {"args", args}}.dump() + "\n")) return std::nullopt;
+    return reply(timeout);
 }
 
 }  // namespace workerd::test

@@ -157,6 +157,28 @@ private:
     std::unique_ptr<ChildProcess> process_;
 };
 
+/// A raw client of a daemon's control socket (JSON lines), for timing the protocol and for
+/// what workerctl would never send.
+class ControlClient {
+public:
+    explicit ControlClient(const std::string& path);
+    ~ControlClient();
+    ControlClient(const ControlClient&) = delete;
+    ControlClient& operator=(const ControlClient&) = delete;
+    bool connected() const { return fd_ >= 0; }
+    bool send(const std::string& data);
+    /// The next reply line, parsed; nullopt when the daemon closed the connection or said
+    /// nothing within `timeout`.
+    std::optional<nlohmann::json> reply(Ms timeout = 5s);
+    /// Sends {"id":..,"command":COMMAND,"args":ARGS} and returns the reply.
+    std::optional<nlohmann::json> call(const std::string& command, const nlohmann::json& args = nlohmann::json::object(),
+                                       Ms timeout = 5s);
+
+private:
+    int fd_ = -1;
+    std::string pending_;
+};
+
 struct HttpResponse {
     int status = 0;
     std::map<std::string, std::string> headers;  ///< names lower-cased
