@@ -15,9 +15,10 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
   libboost-dev libboost-system-dev libboost-filesystem-dev \
   libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev doctest-dev \
   nlohmann-json3-dev libcli11-dev
-# Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3), wrk for
-# load, setpriv (util-linux) to run workerctl as another user.
-TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi wrk util-linux prometheus systemd \
+# Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3, gunicorn
+# forking its own workers, a Node server), wrk for load, setpriv (util-linux) to run workerctl
+# as another user.
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi gunicorn wrk util-linux prometheus systemd \
   $(PACKAGE_PACKAGES) python3-yaml bash-completion man-db lintian
 # The Debian package: CPack's DEB generator takes dependencies from dpkg-shlibdeps (dpkg-dev)
 # and needs file; gzip compresses man pages and docs.
@@ -55,6 +56,7 @@ deps:
 
 test-deps: deps
 	$(call install-packages,$(TEST_PACKAGES))
+	$(if $(shell command -v node),,$(call install-packages,nodejs))
 
 bench-deps: deps
 	$(call install-packages,$(BENCH_PACKAGES))

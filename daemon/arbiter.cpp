@@ -1,11 +1,13 @@
 #include "daemon/arbiter.hpp"
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -112,7 +114,30 @@ Arbiter::Arbiter(Spec spec, std::vector<Listener> listeners, DaemonStart start)
         io_, spec_.control,
         [this](const std::string& command, const nlohmann::json& args) { return control(command, args); },
         std::move(control_fd));
+    // Orphans of the workers' own children come to the daemon, not to init: they are seen,
+    // reaped, and stopped with what their worker left (release_leftovers).
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+        spdlog::warn("prctl(PR_SET_CHILD_SUBREAPER) failed: {}; orphans of the workers' children go to init",
+                     std::strerror(errno));
+    }
+    if (start.handover && start.handover->guardian_fd >= 0) {
+        guardian_ = Guardian::adopt(start.handover->guardian_pid, UniqueFd(std::exchange(start.handover->guardian_fd, -1)));
+    } else {
+        start_guardian();
+    }
     if (start.handover) adopt(*start.handover, Clock::now());
+}
+
+void Arbiter::start_guardian() {
+    try {
+        guardian_ = Guardian::start(self_exe_);
+    } catch (const std::exception& e) {
+        spdlog::error("cannot start the guardian ({}): if the daemon is killed, what its workers started may outlive it",
+                      e.what());
+        return;
+    }
+    for (const auto& [pid, worker] : workers_) guardian_.watch(pid);
+    spdlog::debug("guardian started (pid {})", guardian_.pid());
 }
 
 int Arbiter::run() {
@@ -166,7 +191,7 @@ void Arbiter::tick() {
     autoscale(now);
     reconcile(now);
     notify_systemd(now);
-    if (mode_ != Mode::running && workers_.empty()) {
+    if (mode_ != Mode::running && workers_.empty() && orphans_.empty()) {
         timer_.cancel();
         signals_.cancel();
         io_.stop();
@@ -293,6 +318,14 @@ void Arbiter::reap_children() {
         }
         const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+        orphans_.reaped(pid);
+        if (guardian_.running() && pid == guardian_.pid()) {
+            guardian_.lost();
+            if (mode_ != Mode::running) continue;
+            spdlog::error("the guardian (pid {}) {}; starting another", pid, describe_status(status));
+            start_guardian();
+            continue;
+        }
         handle_exit(pid, status, cpu, Clock::now());
     }
 }
@@ -307,6 +340,7 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
     Worker worker = it->second;
     workers_.erase(it);
     std::erase(slots_[worker.slot].pids, pid);
+    release_leftovers(worker, now);
     // A worker that was draining was stopped on purpose (scaled down, restarted, stopping):
     // its slot, if still in the fleet, already has its successor.
     const bool was_draining = worker.state == WorkerState::draining;
@@ -370,7 +404,31 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
                  delay == Duration::zero() ? std::string("now") : "in " + format_duration(delay));
 }
 
+void Arbiter::release_leftovers(const Worker& worker, Clock::time_point now) {
+    const bool at_once = mode_ == Mode::stopping_fast;
+    const int sig = at_once ? SIGKILL : SIGTERM;
+    const auto kill_at = now + spec_.graceful_timeout;
+    const bool group_left = group_alive(worker.pid) && orphans_.terminate(-worker.pid, kill_at, sig);
+    if (!group_left) guardian_.forget(worker.pid);
+    // Children of the daemon that are no worker of it: orphans that came to it. Those of a
+    // group being stopped, or of a live worker's group, go with their group.
+    int outside = 0;
+    for (pid_t child : children_of_this_process()) {
+        if (workers_.count(child) || (guardian_.running() && child == guardian_.pid())) continue;
+        const pid_t group = ::getpgid(child);
+        if (group < 0 || workers_.count(group) || orphans_.tracks(-group) || orphans_.tracks(child)) continue;
+        if (orphans_.terminate(child, kill_at, sig)) ++outside;
+    }
+    if (group_left || outside > 0) {
+        spdlog::warn("worker {} (pid {}, gen {}) left processes behind ({}{}{}): sent {}{}", worker.slot, worker.pid,
+                     worker.generation, group_left ? "its process group" : "", group_left && outside ? ", " : "",
+                     outside ? fmt::format("{} orphan(s) outside it", outside) : "", signal_name(sig),
+                     at_once ? "" : ", SIGKILL in " + format_duration(spec_.graceful_timeout));
+    }
+}
+
 void Arbiter::expire_deadlines(Clock::time_point now) {
+    for (pid_t group : orphans_.expire(now)) guardian_.forget(group);
     for (auto& [pid, worker] : workers_) {
         if (worker.kill_at && *worker.kill_at <= now) {
             spdlog::warn("worker {} (pid {}, gen {}) still running {} after SIGTERM; sending SIGKILL",
@@ -403,6 +461,7 @@ void Arbiter::arm_timer(Clock::time_point now) {
     };
     // Asked for, or spawns left for the next turn: at once (after the waiting I/O).
     if (tick_requested_ || spawns_deferred_) consider(now);
+    if (auto t = orphans_.next_deadline()) consider(*t);
     for (const auto& [pid, worker] : workers_) {
         if (worker.kill_at) consider(*worker.kill_at);
         if (worker.escalation) {
@@ -482,6 +541,7 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         slot.last_spawn_error = e.what();
         return;
     }
+    guardian_.watch(pid);  // it leads its own process group
     slot.last_spawn_error.clear();
     if (slot.started_once) ++slot.restarts;
     slot.started_once = true;
@@ -677,6 +737,7 @@ void Arbiter::kill_now(Worker& worker) {
 
 void Arbiter::begin_stop(Mode mode, Clock::time_point now) {
     if (mode_ == mode || mode_ == Mode::stopping_fast) return;
+    if (mode_ == Mode::running) stop_listening();
     mode_ = mode;
     systemd_.send(fmt::format("STOPPING=1\nSTATUS=stopping {}", mode == Mode::stopping_graceful ? "gracefully" : "now"));
     if (mode == Mode::stopping_graceful) {
@@ -689,6 +750,24 @@ void Arbiter::begin_stop(Mode mode, Clock::time_point now) {
     }
     spdlog::info("stopping now: sending SIGKILL to {} worker(s)", workers_.size());
     for (auto& [pid, worker] : workers_) kill_now(worker);
+    orphans_.kill_all();
+}
+
+void Arbiter::stop_listening() {
+    // Every socket a worker may accept on: the fleet's, each slot's own (reuse_port), and an
+    // older generation's that a reload replaced. The daemon's copies close now; the workers
+    // close theirs as they stop accepting (the bundled worker and workerd_uvicorn at SIGTERM),
+    // and then the kernel refuses new connections. Until today the daemon kept its copy to the
+    // end, and connections made during the stop waited in a queue nobody read, to be reset.
+    std::set<std::shared_ptr<Listener>> sockets(listeners_.begin(), listeners_.end());
+    for (const auto& [pid, worker] : workers_) sockets.insert(worker.listeners.begin(), worker.listeners.end());
+    int closed = 0;
+    for (const auto& l : sockets) {
+        if (l->activated()) continue;  // systemd keeps it: connections wait for the next daemon
+        l->close();
+        ++closed;
+    }
+    if (closed > 0) spdlog::info("stopped listening: new connections are refused once the workers stop accepting");
 }
 
 void Arbiter::transition(Worker& worker, WorkerEvent event) {

@@ -24,9 +24,11 @@
 #include "daemon/health.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/listen_queue.hpp"
+#include "daemon/guardian.hpp"
 #include "daemon/handover.hpp"
 #include "daemon/load_board.hpp"
 #include "daemon/notify.hpp"
+#include "daemon/orphans.hpp"
 #include "daemon/unique_fd.hpp"
 #include "daemon/spec.hpp"
 #include "daemon/worker_state.hpp"
@@ -148,6 +150,12 @@ private:
 
     void wait_for_signal();
     void handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time_point now);
+    /// A worker ended: what it started and left behind (the rest of its process group, and
+    /// orphans that left the group and came to the daemon, a child subreaper) gets SIGTERM,
+    /// and SIGKILL after graceful_timeout (at once when stopping now).
+    void release_leftovers(const Worker& worker, Clock::time_point now);
+    /// Starts the guardian (daemon/guardian.hpp) and names every live worker's group to it.
+    void start_guardian();
     MetricsResponse metrics_endpoint(const std::string& path);
     std::string metrics_text(Clock::time_point now);
     void spawn_worker(int slot, Clock::time_point now);
@@ -162,6 +170,11 @@ private:
     void drain(Worker& worker, Clock::time_point now);
     void kill_now(Worker& worker);
     void begin_stop(Mode mode, Clock::time_point now);
+    /// Stopping: the daemon's copies of the listening sockets close, so that new connections
+    /// are refused (not queued for workers that no longer accept, and reset later) once the
+    /// workers close theirs. In-flight requests finish. Sockets systemd holds (socket
+    /// activation) keep listening for the next daemon.
+    void stop_listening();
     void transition(Worker& worker, WorkerEvent event);
     std::vector<ListenAddress> listen_addresses() const;
     /// The sockets a worker in `slot` accepts on: the fleet's listeners, or with `reuse_port`
@@ -248,6 +261,8 @@ private:
     std::map<std::string, std::uint64_t> restarts_by_reason_;
     std::vector<std::string> base_env_;  ///< the daemon's environment, for workers
     UniqueFd board_;  ///< the bundled workers' LoadBoard; empty for external commands
+    Guardian guardian_;  ///< kills the workers' process groups if the daemon dies
+    Orphans orphans_;    ///< what gone workers left behind, until it is gone too
 };
 
 }  // namespace workerd

@@ -75,7 +75,9 @@ Listener adopt(const ListenAddress& wanted, InheritedSocket socket, int backlog)
         int one = 1;
         ::setsockopt(socket.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    return Listener(std::move(address), std::move(socket.fd), backlog, socket.owns_path);
+    Listener l(std::move(address), std::move(socket.fd), backlog, socket.owns_path);
+    if (socket.activated) l.mark_activated();
+    return l;
 }
 
 }  // namespace
@@ -83,7 +85,7 @@ Listener adopt(const ListenAddress& wanted, InheritedSocket socket, int backlog)
 std::vector<int> Handover::fds() const {
     std::vector<int> out;
     for (const auto& l : listeners) out.push_back(l.fd.get());
-    for (int fd : {control_fd, metrics_fd}) {
+    for (int fd : {control_fd, metrics_fd, guardian_fd}) {
         if (fd >= 0) out.push_back(fd);
     }
     for (const auto& w : workers) {
@@ -98,13 +100,15 @@ std::vector<int> Handover::fds() const {
 json handover_to_json(const Handover& h) {
     json j{{"generation", h.generation}, {"desired", h.desired}, {"pinned", h.pinned},
            {"control_fd", h.control_fd}, {"metrics_fd", h.metrics_fd},
+           {"guardian_pid", h.guardian_pid}, {"guardian_fd", h.guardian_fd},
            {"listeners", json::array()}, {"workers", json::array()}, {"spec_text", h.spec_text},
            {"slot_sockets", json::array()}};
     for (const auto& s : h.slot_sockets) {
         j["slot_sockets"].push_back({{"slot", s.slot}, {"listener", s.listener}, {"fd", s.fd}});
     }
     for (const auto& l : h.listeners) {
-        j["listeners"].push_back({{"fd", l.fd.get()}, {"name", l.name}, {"owns_path", l.owns_path}});
+        j["listeners"].push_back({{"fd", l.fd.get()}, {"name", l.name}, {"owns_path", l.owns_path},
+                                  {"activated", l.activated}});
     }
     for (const auto& w : h.workers) {
         j["workers"].push_back({{"pid", w.pid}, {"slot", w.slot}, {"generation", w.generation},
@@ -134,11 +138,15 @@ Handover handover_from_json(const json& j) {
         }
         h.control_fd = checked_fd(j, "control_fd", false);
         h.metrics_fd = checked_fd(j, "metrics_fd", false);
+        h.guardian_fd = checked_fd(j, "guardian_fd", false);
+        h.guardian_pid = j.value("guardian_pid", 0);
+        if (h.guardian_fd >= 0 && h.guardian_pid <= 1) throw std::invalid_argument("a guardian pipe without its pid");
         for (const auto& l : j.at("listeners")) {
             InheritedSocket s;
             s.fd = UniqueFd(checked_fd(l, "fd", true));
             s.name = l.at("name").get<std::string>();
             s.owns_path = l.at("owns_path").get<bool>();
+            s.activated = l.value("activated", false);
             h.listeners.push_back(std::move(s));
         }
         for (const auto& w : j.at("workers")) {
@@ -190,6 +198,7 @@ std::vector<InheritedSocket> take_listen_fds() {
     std::size_t start = 0;
     for (int i = 0; i < n && i < 4096; ++i) {
         InheritedSocket s;
+        s.activated = true;
         s.fd = UniqueFd(3 + i);
         set_cloexec(s.fd.get());
         const std::size_t end = names.find(':', start);

@@ -23,6 +23,7 @@ struct InheritedSocket {
     UniqueFd fd;
     std::string name;        ///< LISTEN_FDNAMES entry, or the listener's name in a handover
     bool owns_path = false;  ///< a Unix socket file the daemon created (removed at exit)
+    bool activated = false;  ///< systemd's (socket activation), directly or through a handover
 };
 
 /// A worker the previous daemon image left running, to be adopted and then rolled.
@@ -54,6 +55,8 @@ struct Handover {
     std::vector<InheritedSocket> listeners;
     int control_fd = -1;
     int metrics_fd = -1;
+    pid_t guardian_pid = 0;   ///< the guardian (daemon/guardian.hpp) and its pipe's write end
+    int guardian_fd = -1;
     std::vector<HandedWorker> workers;
     std::vector<SlotSocket> slot_sockets;   ///< reuse_port: every slot's own sockets
     /// The spec in effect (its text): the new image runs the same spec, so an upgrade changes

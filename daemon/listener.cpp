@@ -125,6 +125,12 @@ Listener open_tcp(ListenAddress address, int backlog, bool reuse_port) {
 
 }  // namespace
 
+void Listener::close() {
+    if (owns_path_ && fd_.valid()) ::unlink(address_.path.c_str());
+    owns_path_ = false;
+    fd_.reset();
+}
+
 Listener::Listener(ListenAddress address, UniqueFd fd, int backlog, bool owns_path)
     : address_(std::move(address)), fd_(std::move(fd)), backlog_(backlog), owns_path_(owns_path) {}
 

@@ -31,12 +31,21 @@ public:
     /// Whether this daemon created the Unix socket file (and removes it); not for a socket
     /// systemd made.
     bool owns_path() const { return owns_path_; }
+    /// Whether systemd holds this socket too (socket activation): it listens on for the next
+    /// daemon however this one stops.
+    bool activated() const { return activated_; }
+    void mark_activated() { activated_ = true; }
+    /// Closes this process's copy now (a Unix socket's file is removed, so new connections fail
+    /// at once). The socket itself ends, and new connections are refused, once the workers have
+    /// closed theirs too: they do when they stop accepting.
+    void close();
 
 private:
     ListenAddress address_;
     UniqueFd fd_;
     int backlog_ = 0;
     bool owns_path_ = false;
+    bool activated_ = false;
 };
 
 /// The backlog to pass to listen(2): `requested`, clamped to `somaxconn` (the kernel would

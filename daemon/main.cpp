@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/arbiter.hpp"
+#include "daemon/guardian.hpp"
 #include "daemon/handover.hpp"
 #include "daemon/http/builtin_worker.hpp"
 #include "daemon/listener.hpp"
@@ -203,6 +204,8 @@ int main(int argc, char** argv) {
     }
     if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
     if (command == "serve-builtin") return serve_builtin({args.begin() + 1, args.end()});
+    // Internal: the guardian the daemon starts (daemon/guardian.hpp), reading its stdin.
+    if (command == "guard" && args.size() == 1) return workerd::run_guardian(STDIN_FILENO);
     if (command == "check" && args.size() >= 2) {
         // workerd check [--explain] [--root DIR] [--strict] [--allow-root] [--stdin] SPEC
         CheckOptions o;

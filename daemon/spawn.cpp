@@ -58,6 +58,7 @@ struct ChildPlan {
     int stderr_fd = -1;
     int error_pipe = -1;
     pid_t parent = 0;
+    bool die_with_parent = true;
     // The identity to take (only when the daemon is root): groups, then gid, then uid.
     bool switch_user = false;
     std::vector<gid_t> groups;
@@ -137,8 +138,10 @@ rlim_t g_child_nofile = RLIM_INFINITY;
     }
     // Die with the daemon; if it already died before this line, do not outlive it. (After the
     // switch of user: changing credentials clears the parent-death signal.)
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != plan.parent) ::_exit(127);
+    if (plan.die_with_parent) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != plan.parent) ::_exit(127);
+    }
 
     // exec keeps ignored signals ignored: the daemon ignores SIGPIPE, the app must not, nor
     // any signal the daemon's own parent ignored. The raw system call also reaches the two
@@ -286,6 +289,7 @@ pid_t spawn_process(const SpawnRequest& request) {
     UniqueFd error_write(pipe_fds[1]);
     plan.error_pipe = error_write.get();
     plan.parent = ::getpid();
+    plan.die_with_parent = request.die_with_parent;
 
     // Every signal blocked around the vfork: the child shares the daemon's memory, and a
     // handler of the daemon's must not run in it (exec_child unblocks after resetting them).

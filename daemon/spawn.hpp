@@ -31,6 +31,9 @@ struct SpawnRequest {
     std::optional<unsigned> uid;
     std::optional<unsigned> gid;
     std::string user;
+    /// Killed with SIGKILL when the daemon dies (PR_SET_PDEATHSIG): every worker; not the
+    /// guardian, which outlives the daemon on purpose.
+    bool die_with_parent = true;
 };
 
 /// Starts a child and returns its pid once its program is running (execve succeeded).
@@ -41,7 +44,8 @@ struct SpawnRequest {
 /// `env` yourself; any LISTEN_PID entry in `env` is replaced). The child runs in its own
 /// process group (a terminal's Ctrl-C reaches only the daemon, which stops the workers), with
 /// default signal dispositions and an empty signal mask, and is killed with SIGKILL if the
-/// daemon dies (PR_SET_PDEATHSIG, set after the switch of user, which would clear it).
+/// daemon dies (PR_SET_PDEATHSIG, set after the switch of user, which would clear it; unless
+/// `die_with_parent` is false).
 ///
 /// Never reaps: a child whose exec failed has already exited and is left for the one reaper.
 /// Throws SpawnError when the program cannot be found or executed, or the cwd is unusable.

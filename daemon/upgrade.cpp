@@ -125,6 +125,7 @@ void Arbiter::upgrade() {
         s.fd = UniqueFd(l->fd());
         s.name = l->address().name;
         s.owns_path = l->owns_path();
+        s.activated = l->activated();
         h.listeners.push_back(std::move(s));
     }
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
@@ -134,6 +135,10 @@ void Arbiter::upgrade() {
     }
     h.control_fd = control_->fd();
     if (metrics_) h.metrics_fd = metrics_->fd();
+    if (guardian_.running()) {
+        h.guardian_pid = guardian_.pid();
+        h.guardian_fd = guardian_.fd();
+    }
     for (auto& [pid, w] : workers_) {
         HandedWorker hw;
         hw.pid = pid;
@@ -218,6 +223,7 @@ void Arbiter::adopt(Handover& h, Clock::time_point now) {
             w.kill_at = now + spec_.graceful_timeout;
         }
         slots_[hw.slot].started_once = true;
+        guardian_.watch(hw.pid);
         watch_pipes(add_worker(std::move(w)), UniqueFd(hw.stdout_fd), UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
     }
     // Then the rolling path replaces them: a new generation, as after a reload of the same spec.

@@ -91,6 +91,9 @@ void Server::accept(Listener& listener) {
         }
         if (ec) {
             if (ec == asio::error::operation_aborted) return;
+            // The daemon stopped listening (it is stopping: new connections are refused); the
+            // drain follows with SIGTERM.
+            if (ec == asio::error::invalid_argument) return;
             // EMFILE and friends: say so, back off briefly, keep serving what is open.
             std::fprintf(stderr, "workerd-http[%d]: accept failed: %s\n", ::getpid(), ec.message().c_str());
             auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));

@@ -67,17 +67,21 @@ control: {{socket: {}/control.sock}}
     REQUIRE(r);
     CHECK(r->status == 200);
     // The daemon and its workers hold exactly the test's sockets.
-    for (pid_t pid : std::vector<pid_t>{daemon.pid(), children_of(daemon.pid()).at(0)}) {
+    for (pid_t pid : std::vector<pid_t>{daemon.pid(), workers_of(daemon.pid()).at(0)}) {
         CHECK(holds(pid, socket_link(web.fd())));
         CHECK(holds(pid, socket_link(api.fd())));
     }
     // The workers see no trace of the daemon's activation variables but their own.
-    const auto env = environment_of(children_of(daemon.pid()).at(0));
+    const auto env = environment_of(workers_of(daemon.pid()).at(0));
     CHECK(env.at("LISTEN_FDS") == "2");
     CHECK(env.at("LISTEN_FDNAMES") == "listen0:listen1");
 
     daemon.signal(SIGTERM);
     REQUIRE(daemon.wait_exit(15s));
+    // A stopping workerd closes the sockets it made, not systemd's: connections wait there
+    // for the next daemon instead of being refused.
+    HttpConnection waiting(port);
+    CHECK(waiting.connected());
     // The Unix socket file is its creator's (systemd's) to remove, not workerd's.
     CHECK(fs::exists(unix_address.path));
 }

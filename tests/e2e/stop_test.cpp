@@ -1,14 +1,21 @@
 // End-to-end: stopping the real daemon with signals.
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <csignal>
+#include <cstring>
 #include <future>
+#include <map>
+#include <numeric>
+#include <thread>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "daemon/listener.hpp"
+#include "daemon/unique_fd.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -154,4 +161,81 @@ TEST_CASE("SIGKILL of the daemon leaves no worker behind and frees the port") {
     again.port = static_cast<std::uint16_t>(port);
     again.name = "listen0";
     CHECK_NOTHROW(workerd::open_listener(again, 8));
+}
+
+namespace {
+
+// One attempt at a new connection to 127.0.0.1:port during a stop: "refused" when connect
+// fails with ECONNREFUSED, "served" when a whole response comes back, else what went wrong
+// ("reset" after the request was sent, "timeout", ...).
+std::string attempt(int port) {
+    workerd::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        return errno == ECONNREFUSED ? "refused" : std::string("connect: ") + std::strerror(errno);
+    }
+    const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0) return std::string("send: ") + std::strerror(errno);
+    timeval tv{5, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string got;
+    char buf[4096];
+    while (true) {
+        const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+        if (n > 0) {
+            got.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n == 0) return got.starts_with("HTTP/1.1 200") ? "served" : "closed without an answer";
+        return errno == ECONNRESET ? "reset" : errno == EAGAIN ? "timeout" : std::strerror(errno);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a graceful stop refuses new connections at once, and the request in flight finishes") {
+    const std::string uvicorn = fmt::format(R"(
+app:
+  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "app:app"]
+  cwd: {}
+  env: {{PYTHONPATH: {}}}
+)", source_path("examples/fastapi"), source_path("packaging/python"));
+    for (const bool bundled : {true, false}) {
+        CAPTURE(bundled);
+        TempDir dir;
+        const int port = free_tcp_port();
+        Daemon daemon(dir, bundled ? builtin_spec(port, 2, "10s")
+                                   : fmt::format("listen: [\"127.0.0.1:{}\"]\nworkers: 2\ngraceful_timeout: 10s\n{}", port, uvicorn));
+        REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
+        const std::string slow = bundled ? "/demo/io?ms=1500" : "/io?ms=1500";
+        auto pending = request_in_flight(daemon, port, slow);
+        daemon.process().signal(SIGTERM);
+        // Every connection made from now on is refused (or, in the moment before a worker has
+        // taken in the signal, served): never left to nobody and reset later.
+        std::map<std::string, int> outcomes;
+        std::string last;
+        const auto t0 = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - t0 < 1s) {
+            last = attempt(port);
+            ++outcomes[last];
+            std::this_thread::sleep_for(20ms);
+        }
+        std::string seen;
+        for (const auto& [what, n] : outcomes) seen += fmt::format("{}: {}; ", what, n);
+        MESSAGE(seen);
+        CHECK_MESSAGE(outcomes["refused"] + outcomes["served"] == static_cast<int>(
+                          std::accumulate(outcomes.begin(), outcomes.end(), 0, [](int n, const auto& o) { return n + o.second; })),
+                      seen);  // no reset, no timeout
+        CHECK_MESSAGE(outcomes["served"] <= 2, seen);
+        CHECK(last == "refused");
+        const auto response = pending.get();
+        REQUIRE_MESSAGE(response, daemon.log());
+        CHECK(response->status == 200);
+        const auto status = daemon.process().wait_exit(15s);
+        REQUIRE_MESSAGE(status, daemon.log());
+        CHECK(WEXITSTATUS(*status) == 0);
+    }
 }

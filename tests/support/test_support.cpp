@@ -157,6 +157,46 @@ std::vector<pid_t> children_of(pid_t parent) {
     return out;
 }
 
+namespace {
+bool is_guardian(pid_t pid) {
+    const auto argv = command_line_of(pid);
+    return argv.size() == 2 && argv[1] == "guard";
+}
+}  // namespace
+
+std::vector<pid_t> workers_of(pid_t daemon) {
+    auto pids = children_of(daemon);
+    std::erase_if(pids, is_guardian);
+    return pids;
+}
+
+std::vector<pid_t> descendants_of(pid_t root) {
+    std::vector<pid_t> out;
+    std::vector<pid_t> frontier{root};
+    while (!frontier.empty()) {
+        const pid_t p = frontier.back();
+        frontier.pop_back();
+        for (pid_t c : children_of(p)) {
+            out.push_back(c);
+            frontier.push_back(c);
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> command_line_of(pid_t pid) {
+    const std::string raw = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    std::vector<std::string> argv;
+    std::size_t start = 0;
+    while (start < raw.size()) {
+        const std::size_t end = raw.find('\0', start);
+        argv.push_back(raw.substr(start, end == std::string::npos ? std::string::npos : end - start));
+        if (end == std::string::npos) break;
+        start = end + 1;
+    }
+    return argv;
+}
+
 bool process_alive(pid_t pid) {
     const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
     const auto close = stat.rfind(')');
@@ -339,6 +379,27 @@ int Daemon::count_in_log(const std::string& needle) const {
 
 bool Daemon::wait_for_log(const std::string& needle, Ms timeout, int times) const {
     return eventually([&] { return count_in_log(needle) >= times; }, timeout);
+}
+
+
+std::vector<pid_t> Daemon::workers() const { return workers_of(pid()); }
+
+std::optional<pid_t> Daemon::guardian() const {
+    for (pid_t p : children_of(pid())) {
+        if (is_guardian(p)) return p;
+    }
+    return std::nullopt;
+}
+
+bool Daemon::wait_ready(int n, Ms timeout) const {
+    return eventually(
+        [&] {
+            const auto r = ctl({"status", "--json"});
+            if (r.exit_code != 0) return false;
+            const auto s = nlohmann::json::parse(r.output, nullptr, false);
+            return s.is_object() && s.value("ready", -1) == n && s.value("desired", -1) == n;
+        },
+        timeout);
 }
 
 bool Daemon::wait_for_workers(std::size_t n, Ms timeout) const {

@@ -84,6 +84,12 @@ RunResult run_program(const std::vector<std::string>& argv, Ms timeout = 20s,
 
 /// Pids whose parent is `parent` (read from /proc).
 std::vector<pid_t> children_of(pid_t parent);
+/// A workerd daemon's workers: its children but its guardian (`workerd guard`).
+std::vector<pid_t> workers_of(pid_t daemon);
+/// Every live descendant of `root` (children, theirs, ...), from /proc.
+std::vector<pid_t> descendants_of(pid_t root);
+/// /proc/PID/cmdline as argv.
+std::vector<std::string> command_line_of(pid_t pid);
 bool process_alive(pid_t pid);
 /// True once `pid` runs the program named `comm` and is asleep in it (state S): past exec,
 /// with its close-on-exec descriptors already gone.
@@ -141,7 +147,10 @@ public:
     /// Number of log lines containing `needle`.
     int count_in_log(const std::string& needle) const;
     bool wait_for_log(const std::string& needle, Ms timeout, int times = 1) const;
-    std::vector<pid_t> workers() const { return children_of(pid()); }
+    /// The daemon's children but its guardian: its workers.
+    std::vector<pid_t> workers() const;
+    /// The guardian (`workerd guard`, daemon/guardian.hpp); nullopt without one.
+    std::optional<pid_t> guardian() const;
     /// The control socket: the spec's, or DIR/control.sock, which the constructor adds to a
     /// spec without a `control:` key (so parallel tests never share the default socket).
     const std::string& control_socket() const { return control_socket_; }
@@ -150,6 +159,8 @@ public:
     /// `workerctl status --json`, parsed (the test fails if workerctl does).
     nlohmann::json status() const;
     bool wait_for_workers(std::size_t n, Ms timeout) const;
+    /// Waits until `status` says `n` workers are ready (and none more are wanted).
+    bool wait_ready(int n, Ms timeout) const;
 
 private:
     std::string log_path_;

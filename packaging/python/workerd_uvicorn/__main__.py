@@ -50,6 +50,14 @@ class WorkerdServer(uvicorn.Server):
             self.notifier.send("STATS", self.stats.format())
             await asyncio.sleep(self.notifier.interval)
 
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        # Stop listening at once, not at uvicorn's next look at should_exit (0.1 s): when the
+        # whole fleet stops, workerd has closed its copy of the socket, and the kernel refuses
+        # new connections as soon as no worker holds it either.
+        for server in getattr(self, "servers", []):
+            server.close()
+
     async def shutdown(self, sockets=None):
         self.notifier.send("STOPPING", "1")
         # Drain like the bundled worker, without racing clients: stop accepting, answer the

@@ -1,0 +1,105 @@
+// End-to-end: nothing a worker starts outlives its worker or the daemon, so that no orphan
+// keeps the listen port (daemon/guardian.hpp, daemon/orphans.hpp). gunicorn forks its own
+// workers: they are the daemon's grandchildren.
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+#include <fmt/format.h>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+
+namespace {
+
+std::string gunicorn_spec(int port, int workers) {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: {}
+app:
+  command: ["/usr/bin/gunicorn", "--workers", "2", "--graceful-timeout", "5", "wsgi_hello:app"]
+  cwd: {}
+graceful_timeout: 10s
+)",
+                       port, workers, source_path("tests/data/apps"));
+}
+
+bool serves(int port) {
+    const auto r = http_get(port, "/", 2s);
+    return r && r->status == 200;
+}
+
+bool all_gone(const std::vector<pid_t>& pids) {
+    for (pid_t p : pids) {
+        if (process_alive(p)) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 of the daemon: within 1 s nothing of the fleet is left, and a new daemon binds the port") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    const std::string spec = gunicorn_spec(port, 2);
+    std::vector<pid_t> fleet;
+    {
+        Daemon daemon(dir, spec);
+        // Two gunicorn masters, each with two forked workers: 4 grandchildren of the daemon.
+        REQUIRE_MESSAGE(eventually([&] { return descendants_of(daemon.pid()).size() >= 2 + 4 + 1; }, 20s), daemon.log());
+        REQUIRE(eventually([&] { return serves(port); }, 20s));
+        REQUIRE(daemon.guardian());
+        fleet = descendants_of(daemon.pid());
+        daemon.process().signal(SIGKILL);
+        REQUIRE(daemon.process().wait_exit(5s));
+        const auto t0 = std::chrono::steady_clock::now();
+        CHECK_MESSAGE(eventually([&] { return all_gone(fleet); }, 1s), daemon.log());
+        MESSAGE(fmt::format("{} processes of the fleet gone {} ms after the daemon's death", fleet.size(),
+                            std::chrono::duration_cast<Ms>(std::chrono::steady_clock::now() - t0).count()));
+        CHECK(!serves(port));
+    }
+    // The same spec again, at once: the port is free.
+    TempDir again;
+    Daemon daemon(again, spec);
+    CHECK_MESSAGE(eventually([&] { return serves(port); }, 20s), daemon.log());
+    CHECK_FALSE(daemon.process().exited());
+}
+
+TEST_CASE("a gunicorn master that dies alone takes its forked workers with it, and its slot serves again") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, gunicorn_spec(port, 1));
+    REQUIRE(eventually([&] { return daemon.workers().size() == 1 && children_of(daemon.workers().at(0)).size() == 2; }, 20s));
+    REQUIRE(eventually([&] { return serves(port); }, 20s));
+    const pid_t master = daemon.workers().at(0);
+    const auto forked = children_of(master);
+    ::kill(master, SIGKILL);
+    // SIGTERM to what is left of its group: gunicorn's workers finish and exit.
+    CHECK_MESSAGE(eventually([&] { return all_gone(forked); }, 5s), daemon.log());
+    REQUIRE(eventually([&] { return daemon.workers().size() == 1 && daemon.workers().at(0) != master; }, 10s));
+    CHECK(eventually([&] { return serves(port); }, 20s));
+    const auto status = daemon.status();
+    CHECK(status["workers"][0]["last_exit"] == "crash by signal");
+}
+
+TEST_CASE("a child that left its worker's process group is stopped when its worker ends") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    const std::string pid_file = dir.path() + "/escapee.pid";
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 1
+app:
+  command: ["/usr/bin/python3", "{}", "{}"]
+graceful_timeout: 10s
+)",
+                                   port, source_path("tests/data/apps/escapee.py"), pid_file));
+    REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 20s));
+    const pid_t escapee = std::stoi(read_file(pid_file));
+    REQUIRE(process_alive(escapee));
+    REQUIRE(daemon.workers().size() == 1);
+    ::kill(daemon.workers().at(0), SIGKILL);
+    // Orphaned, it came to the daemon (a child subreaper), which stops it with its worker.
+    CHECK_MESSAGE(eventually([&] { return !process_alive(escapee); }, 5s), daemon.log());
+}
