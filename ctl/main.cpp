@@ -5,6 +5,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -211,10 +212,16 @@ int main(int argc, char** argv) {
                 std::printf("the autoscaler decides the size again\n");
                 return kOk;
             }
-            static const std::regex shape("([+-]?)([0-9]{1,6})");
+            static const std::regex shape("([+-]?)([0-9]+)");
             std::smatch m;
             if (!std::regex_match(count, m, shape)) throw Failure(kUsage, fmt::format("scale needs N, +N or -N, not '{}'", count));
-            const int n = std::stoi(m[2]);
+            // Any number is a count, however large: the daemon says what range it takes (a
+            // number past 64 bits is past any range, and is said so here the same way).
+            std::int64_t n = 0;
+            if (const auto [end, ec] = std::from_chars(count.data() + m.position(2), count.data() + count.size(), n);
+                ec != std::errc()) {
+                throw Failure(kFailed, fmt::format("the fleet must have 1 to {} workers, not {}", workerd::kMaxWorkers, count));
+            }
             const json args_json = m[1].length() == 0 ? json{{"workers", n}}
                                                       : json{{"delta", m[1] == "-" ? -n : n}};
             const int target = client.call("scale", args_json).value("desired", 0);

@@ -49,15 +49,27 @@ ControlRequest parse_control_request(const std::string& command, const json& arg
         r.command = ControlRequest::Command::config;
     } else if (command == "scale") {
         r.command = ControlRequest::Command::scale;
-        r.scale_auto = bool_arg(args, "auto");
-        if (r.scale_auto) {
-        } else if (args.contains("workers")) {
-            r.workers = int_arg(args, "workers");
-        } else if (args.contains("delta")) {
-            r.delta = int_arg(args, "delta");
-        } else {
-            throw ControlError("bad_argument", "scale needs 'workers' (N) or 'delta' (+N / -N)");
+        const int given = static_cast<int>(args.contains("auto")) + static_cast<int>(args.contains("workers")) +
+                          static_cast<int>(args.contains("delta"));
+        if (given != 1) {
+            throw ControlError("bad_argument", given == 0 ? "scale needs 'workers' (N), 'delta' (+N / -N) or 'auto'"
+                                                          : "scale takes one of 'workers', 'delta' and 'auto', not several");
         }
+        r.scale_auto = bool_arg(args, "auto");
+        // A count past an int is the same mistake as one past kMaxWorkers, and says so alike.
+        auto count = [&](const char* name) {
+            try {
+                return int_arg(args, name);
+            } catch (const ControlError& e) {
+                if (!args[name].is_number_integer()) throw;
+                throw ControlError("bad_argument", fmt::format("the fleet must have 1 to {} workers, not {}{}", kMaxWorkers,
+                                                               std::string(name) == "delta" ? "a change of " : "",
+                                                               args[name].dump()));
+            }
+        };
+        if (args.contains("workers")) r.workers = count("workers");
+        if (args.contains("delta")) r.delta = count("delta");
+        if (args.contains("auto") && !r.scale_auto) throw ControlError("bad_argument", "'auto' can only be true");
     } else if (command == "reload") {
         r.command = ControlRequest::Command::reload;
     } else if (command == "restart") {

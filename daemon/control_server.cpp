@@ -8,13 +8,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
-#include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -97,36 +97,67 @@ bool ControlAccess::allows(uid_t uid, gid_t gid) const {
     });
 }
 
-// One client connection: read a line, answer it, read the next. Bounded in size and time.
+// One client connection: read a line, answer it, read the next. Bounded in size and time: a
+// line once begun must end within kRequestTimeout (the first byte starts the clock; more
+// bytes do not stop it), an idle client goes after kIdleTimeout, and at the cap the client
+// that has waited longest for a request of its own makes room (ControlServer::accept).
 class ControlServer::Client : public std::enable_shared_from_this<Client> {
 public:
-    Client(const ControlServer& server, local::socket socket, std::shared_ptr<int> count)
-        : server_(server), socket_(std::move(socket)), buffer_(kMaxRequest), timer_(socket_.get_executor()),
-          count_(std::move(count)) {
-        ++*count_;
-    }
-    ~Client() { --*count_; }
+    Client(const ControlServer& server, local::socket socket)
+        : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
 
-    void start() { read(); }
+    void start() { next(); }
     int fd() { return socket_.native_handle(); }
+    bool closing() const { return closing_; }
+    /// Waiting for a request (idle, or part of a line in) since then; nullopt while answering.
+    std::optional<std::chrono::steady_clock::time_point> waiting_since() const { return waiting_since_; }
     void close() {
+        closing_ = true;
         boost::system::error_code ignored;
         timer_.cancel();
         socket_.close(ignored);
     }
-    // Answers once, then closes (refusals).
+    // Answers once, then closes (refusals, evictions).
     void reply_and_close(std::string line) {
+        closing_ = true;
         write(std::move(line), /*then_close=*/true);
     }
 
 private:
-    void read() {
-        // Idle between requests: kIdleTimeout; once a request has begun, kRequestTimeout.
-        arm_timer(buffer_.size() > 0 ? kRequestTimeout : kIdleTimeout);
-        asio::async_read_until(socket_, buffer_, '\n',
-                               [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
-                                   self->on_read(ec, n);
-                               });
+    // Answers the next whole line waiting, or reads more.
+    void next() {
+        if (closing_) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (!waiting_since_) waiting_since_ = now;
+        const auto nl = pending_.find('\n');
+        if (nl != std::string::npos) {
+            std::string line = pending_.substr(0, nl);
+            pending_.erase(0, nl + 1);
+            line_started_.reset();
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.empty()) return next();
+            waiting_since_.reset();
+            write(server_.handle_line(line), false);
+            return;
+        }
+        if (pending_.size() >= kMaxRequest) {
+            write(error_reply(nullptr, "bad_request", fmt::format("request line longer than {} bytes", kMaxRequest)), true);
+            return;
+        }
+        if (pending_.empty()) {
+            arm_timer(kIdleTimeout);
+        } else if (!line_started_) {
+            line_started_ = now;
+            arm_timer(kRequestTimeout);
+        }
+        if (reading_) return;
+        reading_ = true;
+        socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            self->reading_ = false;
+            if (ec) return self->close();  // EOF, reset, or closed by the timer
+            self->pending_.append(self->chunk_.data(), n);
+            self->next();
+        });
     }
 
     void arm_timer(std::chrono::seconds after) {
@@ -137,43 +168,27 @@ private:
         });
     }
 
-    void on_read(const boost::system::error_code& ec, std::size_t n) {
-        if (ec == asio::error::not_found) {
-            // The buffer is full and holds no newline: the line is too long.
-            write(error_reply(nullptr, "bad_request",
-                              fmt::format("request line longer than {} bytes", kMaxRequest)),
-                  true);
-            return;
-        }
-        if (ec) return close();  // EOF, reset, or closed by the timer
-        std::string line(asio::buffers_begin(buffer_.data()), asio::buffers_begin(buffer_.data()) + static_cast<std::ptrdiff_t>(n) - 1);
-        buffer_.consume(n);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty()) return read();
-        write(server_.handle_line(line), false);
-    }
-
     void write(std::string line, bool then_close) {
-        timer_.expires_after(kRequestTimeout);  // a client that does not read its reply is dropped
-        timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-            if (ec) return;
-            if (auto self = weak.lock()) self->close();
-        });
+        arm_timer(kRequestTimeout);  // a client that does not read its reply is dropped
         out_ = std::move(line);
         out_ += '\n';
         asio::async_write(socket_, asio::buffer(out_),
                           [self = shared_from_this(), then_close](const boost::system::error_code& ec, std::size_t) {
                               if (ec || then_close) return self->close();
-                              self->read();
+                              self->next();
                           });
     }
 
     const ControlServer& server_;
     local::socket socket_;
-    asio::streambuf buffer_;
     asio::steady_timer timer_;
+    std::array<char, 4096> chunk_{};
+    std::string pending_;  ///< bytes read and not yet answered
     std::string out_;
-    std::shared_ptr<int> count_;
+    std::optional<std::chrono::steady_clock::time_point> line_started_;
+    std::optional<std::chrono::steady_clock::time_point> waiting_since_;
+    bool reading_ = false;
+    bool closing_ = false;
 };
 
 ControlServer::ControlServer(asio::io_context& io, const ControlSpec& spec, Handler handler, UniqueFd inherited)
@@ -205,25 +220,26 @@ void ControlServer::accept() {
         if (ec == asio::error::operation_aborted) return;
         if (!ec) {
             // Forget clients that have gone, so the list does not grow.
-            open_.erase(std::remove_if(open_.begin(), open_.end(), [](auto& w) { return w.expired(); }),
-                        open_.end());
-            auto client = std::make_shared<Client>(*this, std::move(socket), clients_);
-            open_.push_back(client);
+            std::erase_if(open_, [](const auto& w) {
+                auto c = w.lock();
+                return !c || c->closing();
+            });
+            auto client = std::make_shared<Client>(*this, std::move(socket));
             ucred cred{};
             socklen_t len = sizeof cred;
             if (::getsockopt(client->fd(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
                 cred.uid = static_cast<uid_t>(-1);
             }
             if (!access_.allows(cred.uid, cred.gid)) {
-                spdlog::warn("control: refused a client: uid {} (pid {}) is not allowed; see control.users and control.groups",
-                             cred.uid, cred.pid);
+                refused(cred);
                 client->reply_and_close(error_reply(nullptr, "forbidden",
                     fmt::format("uid {} may not control this daemon (allowed: root, uid {}, and the spec's control.users/groups)",
                                 cred.uid, access_.daemon_uid)));
-            } else if (*clients_ > kMaxClients) {
-                client->reply_and_close(error_reply(nullptr, "busy", "too many control connections; try again"));
-            } else {
+            } else if (static_cast<int>(open_.size()) < kMaxClients || evict_longest_waiting()) {
+                open_.push_back(client);
                 client->start();
+            } else {
+                client->reply_and_close(error_reply(nullptr, "busy", "too many control connections; try again"));
             }
         } else {
             spdlog::warn("control: accept failed: {}", ec.message());
@@ -232,12 +248,45 @@ void ControlServer::accept() {
     });
 }
 
+bool ControlServer::evict_longest_waiting() {
+    std::shared_ptr<Client> oldest;
+    for (const auto& weak : open_) {
+        auto c = weak.lock();
+        if (!c || c->closing() || !c->waiting_since()) continue;
+        if (!oldest || *c->waiting_since() < *oldest->waiting_since()) oldest = c;
+    }
+    if (!oldest) return false;
+    std::erase_if(open_, [&](const auto& w) { return w.lock() == oldest; });
+    oldest->reply_and_close(error_reply(nullptr, "busy", "too many control connections; this one waited longest and makes room"));
+    return true;
+}
+
+void ControlServer::refused(const ucred& cred) {
+    // Said at most every kRefusedLogInterval, with how many were refused meanwhile: a
+    // world-writable socket (mode 0666) must not let one user flood the log.
+    ++refused_unlogged_;
+    const auto now = std::chrono::steady_clock::now();
+    if (refused_logged_at_ && now - *refused_logged_at_ < kRefusedLogInterval) return;
+    spdlog::warn("control: refused a client: uid {} (pid {}) is not allowed{}; see control.users and control.groups",
+                 cred.uid, cred.pid,
+                 refused_unlogged_ > 1 ? fmt::format(", nor {} more since the last report", refused_unlogged_ - 1) : "");
+    refused_unlogged_ = 0;
+    refused_logged_at_ = now;
+}
+
 std::string ControlServer::handle_line(const std::string& line, const Handler& handler) {
     json request;
     try {
         request = json::parse(line);
-    } catch (const json::exception&) {
-        return error_reply(nullptr, "bad_request", "not a JSON object: expected {\"id\": 1, \"command\": \"status\"}");
+    } catch (const json::exception& e) {
+        // What was wrong, without the library's "[json.exception.parse_error.101] " prefix:
+        // an overflowing number and a byte that is not UTF-8 are different mistakes.
+        std::string why = e.what();
+        if (const auto close = why.find("] "); why.starts_with("[json.exception.") && close != std::string::npos) {
+            why.erase(0, close + 2);
+        }
+        return error_reply(nullptr, "bad_request",
+                           fmt::format("not valid JSON ({}); expected {{\"id\": 1, \"command\": \"status\"}}", why));
     }
     if (!request.is_object()) return error_reply(nullptr, "bad_request", "the request must be a JSON object");
     const json id = request.contains("id") ? request["id"] : json(nullptr);

@@ -1,10 +1,12 @@
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -40,14 +42,17 @@ struct ControlAccess {
 /// The control socket (docs/control-protocol.md): JSON requests and replies, one per line,
 /// served from the daemon's event loop. Every connection is checked with SO_PEERCRED. A client
 /// cannot stall anything: requests are bounded in size (kMaxRequest) and time (kIdleTimeout
-/// between requests, kRequestTimeout for a started line), and at most kMaxClients are served
-/// at once.
+/// between requests, kRequestTimeout from a line's first byte), and at most kMaxClients are
+/// served at once: past that, the client that has waited longest for a request of its own is
+/// told "busy" and closed to make room, so idle or half-sent connections cannot lock workerctl
+/// out.
 class ControlServer {
 public:
     static constexpr std::size_t kMaxRequest = 64 * 1024;
     static constexpr std::chrono::seconds kIdleTimeout{60};
     static constexpr std::chrono::seconds kRequestTimeout{5};
     static constexpr int kMaxClients = 128;
+    static constexpr std::chrono::seconds kRefusedLogInterval{10};
     static constexpr int kProtocolVersion = 1;
 
     /// Runs one command; returns its result or throws ControlError.
@@ -76,14 +81,20 @@ private:
     class Client;
 
     void accept();
+    /// At the cap: the client waiting longest for a request of its own goes ("busy"). False
+    /// when every client is being answered.
+    bool evict_longest_waiting();
+    /// Logs a refused peer, at most every kRefusedLogInterval.
+    void refused(const ucred& cred);
 
     std::string path_;
     Listener listener_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     ControlAccess access_;
     Handler handler_;
-    std::shared_ptr<int> clients_ = std::make_shared<int>(0);  ///< open clients; shared with them
-    std::vector<std::weak_ptr<Client>> open_;
+    std::vector<std::weak_ptr<Client>> open_;  ///< clients being served
+    std::uint64_t refused_unlogged_ = 0;
+    std::optional<std::chrono::steady_clock::time_point> refused_logged_at_;
 };
 
 }  // namespace workerd

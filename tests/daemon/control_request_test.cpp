@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "daemon/control_request.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/spec.hpp"
@@ -54,6 +56,30 @@ TEST_CASE("bad arguments are bad_argument, unknown commands unknown_command") {
     CHECK(error_code("stop", {{"now", 1}}) == "bad_argument");
 }
 
+TEST_CASE("scale takes exactly one of workers, delta and auto") {
+    CHECK(error_code("scale", {{"workers", 3}, {"delta", 1}}) == "bad_argument");
+    CHECK(error_code("scale", {{"workers", 3}, {"auto", true}}) == "bad_argument");
+    CHECK(error_code("scale", {{"auto", false}}) == "bad_argument");
+    CHECK(error_code("scale", {{"workers", 3}}).empty());
+    CHECK(error_code("scale", {{"auto", true}}).empty());
+}
+
+TEST_CASE("a count past an int reads like any count out of range") {
+    try {
+        parse_control_request("scale", {{"workers", 1000000000000LL}});
+        FAIL("accepted");
+    } catch (const ControlError& e) {
+        CHECK(e.code == "bad_argument");
+        CHECK(std::string(e.what()) == fmt::format("the fleet must have 1 to {} workers, not 1000000000000", kMaxWorkers));
+    }
+    try {
+        scale_target(parse_control_request("scale", {{"workers", 999999}}), 4);
+        FAIL("accepted");
+    } catch (const ControlError& e) {
+        CHECK(std::string(e.what()) == fmt::format("the fleet must have 1 to {} workers, not 999999", kMaxWorkers));
+    }
+}
+
 TEST_CASE("scale targets stay in 1..kMaxWorkers, without overflow") {
     ControlRequest r = parse_control_request("scale", {{"delta", INT_MAX}});
     CHECK_THROWS_AS(scale_target(r, 4), ControlError);
@@ -80,4 +106,12 @@ TEST_CASE("the request framing answers every line with one JSON reply") {
     CHECK(reply(R"({"command": "scale", "args": []})")["error"]["code"] == "bad_argument");
     CHECK(reply(R"({"id": "x", "command": "scale", "args": {"delta": 99999999999}})")["error"]["code"] == "bad_argument");
     CHECK(reply(R"({"command": "nope"})")["error"]["code"] == "unknown_command");
+    // What was wrong with the JSON, said plainly: an overflowing number is not bad UTF-8.
+    const auto overflow = reply(R"({"id": 1e400, "command": "status"})");
+    CHECK(overflow["error"]["code"] == "bad_request");
+    CHECK(overflow["error"]["message"].get<std::string>().find("number overflow") != std::string::npos);
+    const auto bad_utf8 = reply("{\"command\": \"st\xff\"}");
+    CHECK(bad_utf8["error"]["code"] == "bad_request");
+    CHECK(bad_utf8["error"]["message"].get<std::string>().find("UTF-8") != std::string::npos);
+    CHECK(reply("[1, 2]")["error"]["message"] == "the request must be a JSON object");
 }

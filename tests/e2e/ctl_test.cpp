@@ -333,3 +333,79 @@ TEST_CASE("workerctl finds the daemon through -c SPEC and $WORKERD_SOCKET; a sec
     CHECK(second.output.find("control socket") != std::string::npos);
     CHECK(daemon.ctl({"status"}).exit_code == 0);
 }
+
+TEST_CASE("200 clients that send half a request line do not lock workerctl out, and each goes within 5 s") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 1));
+    REQUIRE(daemon.wait_ready(1, 10s));
+    std::vector<std::unique_ptr<ControlClient>> halves;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) {
+        halves.push_back(std::make_unique<ControlClient>(daemon.control_socket()));
+        REQUIRE(halves.back()->connected());
+        REQUIRE(halves.back()->send(R"({"command":"sta)"));
+    }
+    const auto r = daemon.ctl({"status"}, 5s);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(took < 5s);
+    // A started line has 5 s to end: by 7 s every half-line client has been closed (told "busy"
+    // to make room, or dropped when its time ran out).
+    std::this_thread::sleep_for(7s - (std::chrono::steady_clock::now() - t0));
+    int closed = 0;
+    for (auto& c : halves) {
+        const auto last = c->reply(100ms);
+        if (!last || error_code(last) == "busy") {
+            if (!c->reply(100ms)) ++closed;
+        }
+    }
+    CHECK(closed == 200);
+    CHECK(daemon.ctl({"status"}).exit_code == 0);
+}
+
+TEST_CASE("scale counts out of range are range errors, however many digits") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, builtin_spec(port, 1));
+    REQUIRE(daemon.wait_ready(1, 10s));
+    for (const std::string n : {"999999", "1000000", "99999999999999999999999", "+3000000000", "-3000000000"}) {
+        CAPTURE(n);
+        const auto r = daemon.ctl({"scale", n});
+        CHECK(r.exit_code == 1);
+        CHECK(r.output.find("the fleet must have 1 to 1024 workers") != std::string::npos);
+    }
+    CHECK(daemon.ctl({"scale", "many"}).exit_code == 2);  // not a count: a usage error
+    ControlClient c(daemon.control_socket());
+    const auto both = c.call("scale", {{"workers", 3}, {"delta", 1}});
+    CHECK(error_code(both) == "bad_argument");
+    CHECK(daemon.status()["desired"] == 1);
+}
+
+TEST_CASE("a user refused again and again is logged at most every 10 s") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: switching to user nobody needs root");
+        return;
+    }
+    TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    const int port = free_tcp_port();
+    const std::string sock = dir.path() + "/control.sock";
+    Daemon daemon(dir, builtin_spec(port, 1, fmt::format("control: {{socket: {}, mode: \"0666\"}}", sock)));
+    REQUIRE(daemon.wait_ready(1, 10s));
+    // 2000 connections as nobody, as fast as they go, for about 3 s at most.
+    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                                "-c",
+                                "import socket, sys, time\n"
+                                "end = time.monotonic() + 3\n"
+                                "n = 0\n"
+                                "while n < 2000 and time.monotonic() < end:\n"
+                                "    s = socket.socket(socket.AF_UNIX)\n"
+                                "    s.connect(sys.argv[1]); s.recv(4096); s.close(); n += 1\n"
+                                "print(n)\n",
+                                sock});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(std::stoi(r.output) > 100);
+    CHECK(daemon.count_in_log("control: refused a client") <= 1);
+    CHECK(daemon.ctl({"status"}).exit_code == 0);
+}
