@@ -533,16 +533,13 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
         const Duration delay = slot.backoff.on_spawn_failure(
             spec_.backoff, std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
         slot.not_before = now + delay;
-        // Said once, plainly; repeats of the same failure go to the debug log.
-        const auto level = e.what() == slot.last_spawn_error ? spdlog::level::debug
-                                                              : spdlog::level::err;
-        spdlog::log(level, "worker {}: {}; retrying in {}", slot_index, e.what(),
-                    format_duration(delay));
-        slot.last_spawn_error = e.what();
+        // Kept for status and /readyz: why this slot has no worker.
+        slot.last_exit = fmt::format("cannot start: {}", e.what());
+        note_spawn_failure(slot_index, e.what(), delay, now);
         return;
     }
     guardian_.watch(pid);  // it leads its own process group
-    slot.last_spawn_error.clear();
+    spawn_failure_logged_.clear();  // a failure after this one is news again
     if (slot.started_once) ++slot.restarts;
     slot.started_once = true;
 
@@ -569,6 +566,27 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
                  request.argv.front());
     watch_pipes(add_worker(std::move(worker)), std::move(out.read_end), std::move(err.read_end),
                 std::move(notify.read_end));
+}
+
+void Arbiter::note_spawn_failure(int slot, const std::string& what, Duration delay, Clock::time_point now) {
+    // A new reason at once; the same one again at most once per backoff.max (the longest a
+    // slot waits between attempts, 30 s by default, 1 s at least), with how often it happened
+    // meanwhile: a fleet whose program is missing says so in the log as long as it lasts,
+    // without a line per slot per attempt.
+    ++spawn_failures_unlogged_;
+    const auto interval = std::max<Clock::duration>(spec_.backoff.max, std::chrono::seconds(1));
+    if (what == spawn_failure_logged_ && now - spawn_failure_logged_at_ < interval) {
+        spdlog::debug("worker {}: {}; retrying in {}", slot, what, format_duration(delay));
+        return;
+    }
+    const bool repeat = what == spawn_failure_logged_;
+    spdlog::error("worker {}: {}; retrying in {}{}", slot, what, format_duration(delay),
+                  repeat ? fmt::format(" (still: {} failed start(s) since {} ago)", spawn_failures_unlogged_,
+                                       seconds_text(now - spawn_failure_logged_at_))
+                         : "");
+    spawn_failure_logged_ = what;
+    spawn_failure_logged_at_ = now;
+    spawn_failures_unlogged_ = 0;
 }
 
 void Arbiter::watch_pipes(Worker& worker, UniqueFd out, UniqueFd err, UniqueFd notify) {

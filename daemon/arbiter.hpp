@@ -96,7 +96,6 @@ private:
         std::vector<pid_t> pids;        ///< its live workers, oldest first (two while replacing)
         Backoff backoff;
         Clock::time_point not_before;   ///< earliest next start
-        std::string last_spawn_error;   ///< logged once while it repeats
         int exits_before_ready = 0;     ///< in a row; 3 or more: flapping
         std::string last_exit;          ///< why the last worker in this slot ended
         bool active = false;            ///< part of the fleet (scaling turns slots on and off)
@@ -159,6 +158,8 @@ private:
     MetricsResponse metrics_endpoint(const std::string& path);
     std::string metrics_text(Clock::time_point now);
     void spawn_worker(int slot, Clock::time_point now);
+    /// Logs a failed start: a new reason at once, the same one at a bounded rate.
+    void note_spawn_failure(int slot, const std::string& what, Duration delay, Clock::time_point now);
     /// Starts reading a worker's stdout, stderr and protocol pipe (read ends).
     void watch_pipes(Worker& worker, UniqueFd out, UniqueFd err, UniqueFd notify);
     /// SIGUSR2: re-executes the workerd binary in place (same pid), handing over the
@@ -261,6 +262,9 @@ private:
     std::map<std::string, std::uint64_t> restarts_by_reason_;
     std::vector<std::string> base_env_;  ///< the daemon's environment, for workers
     UniqueFd board_;  ///< the bundled workers' LoadBoard; empty for external commands
+    std::string spawn_failure_logged_;  ///< the last failed start logged, when, and how many since
+    Clock::time_point spawn_failure_logged_at_{};
+    std::uint64_t spawn_failures_unlogged_ = 0;
     Guardian guardian_;  ///< kills the workers' process groups if the daemon dies
     Orphans orphans_;    ///< what gone workers left behind, until it is gone too
 };

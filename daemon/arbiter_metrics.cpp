@@ -122,9 +122,21 @@ MetricsResponse Arbiter::metrics_endpoint(const std::string& path) {
     if (path == "/readyz") {
         const int ready = ready_workers();
         const bool ok = mode_ == Mode::running && ready >= spec_.metrics.min_ready;
+        std::string why;
+        if (mode_ != Mode::running) {
+            why = ", stopping";
+        } else if (!ok) {
+            // What keeps the slots without a worker empty: a program that cannot start, say.
+            for (const auto& [slot, s] : slots_) {
+                if (s.active && live_worker_in_slot(slot) == nullptr && !s.last_exit.empty()) {
+                    why = fmt::format("; worker {}: {}", slot, s.last_exit);
+                    break;
+                }
+            }
+        }
         return {ok ? 200 : 503, "text/plain; charset=utf-8",
                 fmt::format("{}: {} of {} workers ready (min_ready {}){}\n", ok ? "ready" : "not ready", ready,
-                            desired(), spec_.metrics.min_ready, mode_ == Mode::running ? "" : ", stopping")};
+                            desired(), spec_.metrics.min_ready, why)};
     }
     return {404, "text/plain; charset=utf-8", "not found: try /metrics, /healthz or /readyz\n"};
 }

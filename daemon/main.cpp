@@ -60,11 +60,13 @@ int usage(FILE* out) {
 }
 
 // Loads the spec (from `text` when given, named `path`), printing every error as
-// FILE:LINE:COLUMN: KEY: MESSAGE.
-std::optional<workerd::Spec> load_or_report(const std::string& path, const std::optional<std::string>& text = {}) {
+// FILE:LINE:COLUMN: KEY: MESSAGE. Its warnings are left in `warnings`.
+std::optional<workerd::Spec> load_or_report(const std::string& path, const std::optional<std::string>& text = {},
+                                            std::vector<workerd::SpecError>* warnings = nullptr) {
     auto result = text ? workerd::load_spec_text(*text, path, workerd::available_cpus())
                        : workerd::load_spec_file(path, workerd::available_cpus());
     for (const auto& error : result.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
+    if (warnings != nullptr) *warnings = std::move(result.warnings);
     return result.spec;
 }
 
@@ -87,8 +89,17 @@ int check(const std::string& path, const CheckOptions& o) {
     if (o.from_stdin) {
         text.emplace(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     }
-    auto spec = load_or_report(path, text);
+    std::vector<workerd::SpecError> warnings;
+    auto spec = load_or_report(path, text, &warnings);
     if (!spec) return kExitBadSpec;
+    // A program that is not there (yet): a warning, or with --strict an error, like the root
+    // policy below: both depend on the machine, not on the spec.
+    for (const auto& w : warnings) {
+        workerd::SpecError shown = w;
+        if (!o.strict) shown.message = "warning: " + shown.message;
+        std::fprintf(stderr, "%s\n", shown.to_string().c_str());
+    }
+    if (o.strict && !warnings.empty()) return kExitBadSpec;
     const auto sizing = workerd::resolve_workers(*spec, o.root);
     if (o.explain) {
         for (const auto& line : sizing.explanation) std::printf("%s\n", line.c_str());
@@ -122,7 +133,9 @@ int start(const std::string& path, bool allow_root, const std::vector<std::strin
     //    re-exec, the spec in effect comes with the handover (the file may have been edited
     //    since the last reload; SIGHUP is what reads it).
     const bool keep_spec = handover && !handover->spec_text.empty();
-    auto spec = load_or_report(path, keep_spec ? std::optional<std::string>(handover->spec_text) : std::nullopt);
+    std::vector<workerd::SpecError> warnings;
+    auto spec = load_or_report(path, keep_spec ? std::optional<std::string>(handover->spec_text) : std::nullopt,
+                               &warnings);
     if (!spec) return kExitBadSpec;
     if (const auto refused = workerd::check_run_as(*spec, ::geteuid(), ::getegid(), allow_root); !refused.empty()) {
         std::fprintf(stderr, "%s: %s\n", path.c_str(), refused.c_str());
@@ -139,6 +152,7 @@ int start(const std::string& path, bool allow_root, const std::vector<std::strin
     if (keep_spec) {
         spdlog::info("SIGUSR2: the new image runs the spec in effect before the upgrade; SIGHUP re-reads {}", spec->file);
     }
+    for (const auto& w : warnings) spdlog::warn("{}", w.to_string());
     if (spec->workers_auto) {
         std::string how;
         for (const auto& line : sizing.explanation) how += (how.empty() ? "" : "; ") + line;

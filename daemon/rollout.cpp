@@ -74,6 +74,7 @@ json Arbiter::reload(const std::string& why) {
         spdlog::error("{}: the spec has errors; nothing changed, generation {} keeps serving", why, generation_);
         throw ControlError("bad_spec", all);
     }
+    for (const auto& w : loaded.warnings) spdlog::warn("{}: {}", why, w.to_string());
     Spec next = std::move(*loaded.spec);
     if (const auto refused = check_run_as(next, ::geteuid(), ::getegid(), allow_root_); !refused.empty()) {
         spdlog::error("{}: {}; nothing changed, generation {} keeps serving", why, refused, generation_);

@@ -1,5 +1,7 @@
 #include "daemon/spec.hpp"
 
+#include "daemon/spawn.hpp"
+
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -46,8 +48,8 @@ std::optional<unsigned> gid_of(const std::string& name) {
 // Each bad value yields one error; the walk goes on so that all errors are reported.
 class SpecReader {
 public:
-    SpecReader(std::string file, std::vector<SpecError>& errors)
-        : file_(std::move(file)), dir_(fs::path(file_).parent_path().string()), errors_(errors) {}
+    SpecReader(std::string file, std::vector<SpecError>& errors, std::vector<SpecError>& warnings)
+        : file_(std::move(file)), dir_(fs::path(file_).parent_path().string()), errors_(errors), warnings_(warnings) {}
 
     void read(const YAML::Node& root, int cpu_count, Spec& spec);
 
@@ -55,9 +57,14 @@ private:
     using KeyHandler = std::function<void(const std::string& path, const YAML::Node& value)>;
 
     void error(const YAML::Node& at, const std::string& key, const std::string& message) {
+        errors_.push_back(at_node(at, key, message));
+    }
+    void warn(const YAML::Node& at, const std::string& key, const std::string& message) {
+        warnings_.push_back(at_node(at, key, message));
+    }
+    SpecError at_node(const YAML::Node& at, const std::string& key, const std::string& message) const {
         const YAML::Mark m = at.Mark();
-        errors_.push_back({file_, m.line >= 0 ? m.line + 1 : 0, m.column >= 0 ? m.column + 1 : 0,
-                           key, message});
+        return {file_, m.line >= 0 ? m.line + 1 : 0, m.column >= 0 ? m.column + 1 : 0, key, message};
     }
 
     // Calls `handlers[key]` for each key of the mapping `node`; reports unknown and repeated
@@ -87,11 +94,13 @@ private:
     void read_builtin(const YAML::Node& n, BuiltinAppSpec& b);
     void read_command(const YAML::Node& n, std::vector<std::string>& command);
     void check_command_fds(const Spec& spec);
+    void check_program(const Spec& spec);
     void existing_dir(const YAML::Node& n, const std::string& key, std::string& out);
 
     std::string file_;
     std::string dir_;
     std::vector<SpecError>& errors_;
+    std::vector<SpecError>& warnings_;
     YAML::Node command_node_;
 };
 
@@ -368,6 +377,34 @@ void SpecReader::check_command_fds(const Spec& spec) {
     }
 }
 
+void SpecReader::check_program(const Spec& spec) {
+    // A warning, not an error: the program may be installed after the spec is written (an
+    // image built in stages, a deploy that writes the spec first). The daemon starts anyway,
+    // says why nothing serves, and keeps trying; `check --strict` makes it an error.
+    if (!command_node_ || spec.app.command.empty() || command_node_.size() == 0) return;
+    const std::string& program = spec.app.command[0];
+    if (program.empty() || program.find('{') != std::string::npos) return;
+    std::string problem;
+    if (program.find('/') != std::string::npos) {
+        // Relative to app.cwd: the worker changes there before exec.
+        const fs::path path = (fs::path(program).is_absolute() ? fs::path(program) : fs::path(spec.app.cwd) / program).lexically_normal();
+        std::error_code ec;
+        const auto st = fs::status(path, ec);
+        if (!fs::exists(st)) problem = fmt::format("{} does not exist", path.string());
+        else if (!fs::is_regular_file(st) || ::access(path.c_str(), X_OK) != 0) problem = fmt::format("{} is not an executable file", path.string());
+    } else {
+        const auto env = spec.app.env.find("PATH");
+        const char* daemon_path = std::getenv("PATH");
+        const std::string path = env != spec.app.env.end() ? env->second : daemon_path != nullptr ? daemon_path : "";
+        if (resolve_executable(program, path).empty()) {
+            problem = fmt::format("'{}' is not found in PATH ({})", program, path.empty() ? "unset: /usr/local/bin:/usr/bin:/bin" : path);
+        }
+    }
+    if (!problem.empty()) {
+        warn(command_node_[0], "app.command[0]", problem + "; no worker can start until it is there");
+    }
+}
+
 void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
     if (!root.IsMap()) {
         error(root, "", root.IsNull() ? "the spec is empty; it needs at least 'listen' and 'app'"
@@ -587,6 +624,7 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
     if (!app_seen) error(root, "app", "is missing; use app: {builtin: {}} or app: {command: [...]}");
     if (spec.app.cwd.empty()) spec.app.cwd = dir_;
     check_command_fds(spec);
+    check_program(spec);
     if (spec.run_as.uid && !spec.run_as.gid) {
         error(root["user"], "user", fmt::format("user {} has no entry in the user database; set `group` too", *spec.run_as.user));
     }
@@ -652,13 +690,14 @@ SpecLoadResult load_spec_text(const std::string& text, const std::string& file, 
     Spec spec;
     spec.file = absolute_file;
     spec.text = text;
-    SpecReader(absolute_file, result.errors).read(root, cpu_count, spec);
+    SpecReader(absolute_file, result.errors, result.warnings).read(root, cpu_count, spec);
     // The bundled worker always speaks the protocol: under `auto` it is held to READY, so a
     // worker slow to start (a loaded machine) is not taken for a silent one and counted ready
     // before it accepts.
     if (spec.app.builtin && spec.health.mode == HeartbeatMode::automatic) spec.health.mode = HeartbeatMode::required;
     // Messages name the file as the user gave it.
     for (auto& e : result.errors) e.file = file;
+    for (auto& w : result.warnings) w.file = file;
     if (result.errors.empty()) result.spec = std::move(spec);
     return result;
 }

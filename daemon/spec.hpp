@@ -144,6 +144,8 @@ struct SpecError {
 struct SpecLoadResult {
     std::optional<Spec> spec;
     std::vector<SpecError> errors;
+    /// Not errors: what is valid but will not work as things are (a program not found yet).
+    std::vector<SpecError> warnings;
     bool ok() const { return spec.has_value(); }
 };
 

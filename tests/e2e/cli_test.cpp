@@ -168,3 +168,35 @@ TEST_CASE("check --strict fails where start would refuse; --stdin reads the text
     r = run({"/bin/sh", "-c", bin_path("workerd") + " check --stdin " + named + " < /dev/null"});
     CHECK(r.exit_code == 1);
 }
+
+TEST_CASE("check reports a program that cannot be found: a warning with where it is, an error with --strict") {
+    TempDir dir;
+    const std::string missing = dir.write("missing.yaml", R"(listen: ["127.0.0.1:8000"]
+user: nobody
+app:
+  command: ["no-such-program-anywhere", "--fd", "{fd}"]
+)");
+    auto r = run({bin_path("workerd"), "check", missing});
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(r.output.find(missing + ":4:13: app.command[0]: warning: 'no-such-program-anywhere' is not found in PATH") !=
+          std::string::npos);
+    r = run({bin_path("workerd"), "check", "--strict", missing});
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find("app.command[0]: 'no-such-program-anywhere' is not found in PATH") != std::string::npos);
+    // A path relative to app.cwd, and one that is not executable.
+    const std::string relative = dir.write("relative.yaml", R"(listen: ["127.0.0.1:8000"]
+user: nobody
+app:
+  command: ["./bin/serve"]
+)");
+    r = run({bin_path("workerd"), "check", relative});
+    CHECK(r.output.find(dir.path() + "/bin/serve does not exist") != std::string::npos);
+    ::mkdir((dir.path() + "/bin").c_str(), 0755);
+    dir.write("bin/serve", "#!/bin/sh\n");
+    r = run({bin_path("workerd"), "check", relative});
+    CHECK(r.output.find("bin/serve is not an executable file") != std::string::npos);
+    ::chmod((dir.path() + "/bin/serve").c_str(), 0755);
+    r = run({bin_path("workerd"), "check", "--strict", relative});
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(r.output.find("warning") == std::string::npos);
+}
