@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -346,11 +347,17 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
     const bool was_draining = worker.state == WorkerState::draining;
     transition(worker, WorkerEvent::exited);
     const auto uptime = now - worker.started_at;
+    Slot& slot = slots_[worker.slot];
+    // Why the daemon had told it to stop, if it had: readable, for status and the log.
+    std::string stopped_for;
+    if (mode_ != Mode::running) stopped_for = "stop";
+    else if (!worker.replace_kind.empty() && was_draining) stopped_for = worker.replace_kind;
+    else if (was_draining && !slot.active) stopped_for = "scale down";
+    else if (was_draining) stopped_for = "reload";
     {
         // Its totals stay in the fleet's counters.
-        Slot& s = slots_[worker.slot];
-        s.retired_requests += worker.stats.served;
-        s.retired_cpu_seconds += cpu_seconds;
+        slot.retired_requests += worker.stats.served;
+        slot.retired_cpu_seconds += cpu_seconds;
         retired_stats_.served += worker.stats.served;
         retired_stats_.sum_us += worker.stats.sum_us;
         for (int k = 0; k < kLatencyBuckets; ++k) retired_stats_.buckets[k] += worker.stats.buckets[k];
@@ -358,42 +365,70 @@ void Arbiter::handle_exit(pid_t pid, int status, double cpu_seconds, Clock::time
         std::string reason;
         if (mode_ != Mode::running) reason.clear();
         else if (worker.escalation) reason = to_string(worker.escalation->reason);
-        else if (!worker.replace_kind.empty()) reason = worker.replace_kind;
-        else if (was_draining && !s.active) reason = "scale down";
-        else if (was_draining) reason = "reload";
+        else if (!stopped_for.empty()) reason = stopped_for;
         else reason = WIFSIGNALED(status) ? "signal" : "exit";
         std::replace(reason.begin(), reason.end(), ' ', '_');
         if (!reason.empty()) ++restarts_by_reason_[reason];
     }
     const std::string who = fmt::format("worker {} (pid {}, gen {})", worker.slot, pid,
                                         worker.generation);
-    const bool wanted = mode_ == Mode::running && slots_[worker.slot].active && !was_draining;
-    Slot& slot = slots_[worker.slot];
-    // Why it ended, kept for status and metrics: the hang that got it killed, else how it ended.
-    slot.last_exit = worker.escalation ? to_string(worker.escalation->reason)
-                     : WIFSIGNALED(status) ? "crash by signal"
-                                           : "exit";
-    const std::string why = worker.escalation ? fmt::format(" ({})", slot.last_exit) : "";
+    const bool wanted = mode_ == Mode::running && slot.active && !was_draining;
+    // How it ended: the hang that got it killed; as asked, when it was told to stop; else an
+    // exit or a crash.
+    const std::string ended = worker.escalation ? to_string(worker.escalation->reason) : describe_end(status, stopped_for);
+    const std::string why = worker.escalation ? fmt::format(" ({})", ended) : "";
     if (!wanted) {
-        spdlog::info("{} stopped: {} after {}{}", who, describe_status(status), seconds_text(uptime), why);
+        slot.last_exit = ended;
+        spdlog::info("{} {}: {} after {}{}", who, stopped_for.empty() ? "ended" : "stopped", describe_status(status),
+                     seconds_text(uptime), why);
         return;
     }
     // A new-generation worker that never got ready counts against its rollout.
+    bool rollout_failed = false;
     if (!worker.health.ready_at && rollout_.state == Rollout::State::running &&
         worker.generation == rollout_.generation) {
         ++rollout_.failures;
         rollout_.reason = fmt::format("worker {} {} after {}{}", worker.slot, describe_status(status),
                                       seconds_text(uptime), why);
-        if (rollout_.failures >= spec_.rollout.failure_threshold) fail_rollout(now);
+        if (rollout_.failures >= spec_.rollout.failure_threshold) {
+            fail_rollout(now);
+            rollout_failed = true;
+        }
+    }
+    if (replaced_when_hung(worker) && live_workers_in_slot(worker.slot) > 0) {
+        // Its replacement was started when the hang was found.
+        slot.last_exit = ended;
+        spdlog::warn("{} {} after {}{}; already replaced", who, describe_status(status), seconds_text(uptime), why);
+        return;
+    }
+    // An older worker still serves the slot: this one was its successor (a reload's new
+    // generation, a recycle, a restart) and failed. The failure is the rollout's, not the
+    // slot's: its serving worker keeps its record, and the successor is tried again after the
+    // backoff, unless the rollout has just failed.
+    const Worker* serving = live_worker_in_slot(worker.slot);
+    if (serving != nullptr && serving->started_at < worker.started_at) {
+        const Duration delay = slot.backoff.on_exit(spec_.backoff, std::chrono::duration_cast<Duration>(uptime),
+                                                    std::uniform_real_distribution<double>(0.0, 1.0)(rng_));
+        slot.not_before = now + delay;
+        spdlog::warn("{} {} after {}{}, before it was ready; pid {} (gen {}) keeps serving the slot; {}", who,
+                     describe_status(status), seconds_text(uptime), why, serving->pid, serving->generation,
+                     rollout_failed ? std::string("the rollout stops here")
+                     : rollout_.state == Rollout::State::running && worker.generation == rollout_.generation
+                         ? fmt::format("rollout failures {} of {}, next try in {}", rollout_.failures,
+                                       spec_.rollout.failure_threshold, format_duration(delay))
+                         : "next try in " + format_duration(delay));
+        return;
+    }
+    slot.last_exit = ended;
+    if (serving != nullptr) {
+        // A successor already stands in the slot (it will take over when ready).
+        spdlog::warn("{} {} after {}{}; its successor pid {} takes the slot", who, describe_status(status),
+                     seconds_text(uptime), why, serving->pid);
+        return;
     }
     if (!worker.health.ready_at && ++slot.exits_before_ready >= 3) {
         spdlog::warn("worker {} is flapping: {} exits in a row before it was ready", worker.slot,
                      slot.exits_before_ready);
-    }
-    if (replaced_when_hung(worker) && live_workers_in_slot(worker.slot) > 0) {
-        // Its replacement was started when the hang was found.
-        spdlog::warn("{} {} after {}{}; already replaced", who, describe_status(status), seconds_text(uptime), why);
-        return;
     }
     const Duration delay = slot.backoff.on_exit(
         spec_.backoff, std::chrono::duration_cast<Duration>(uptime),
@@ -540,7 +575,10 @@ void Arbiter::spawn_worker(int slot_index, Clock::time_point now) {
     }
     guardian_.watch(pid);  // it leads its own process group
     spawn_failure_logged_.clear();  // a failure after this one is news again
-    if (slot.started_once) ++slot.restarts;
+    // A restart: a worker in a slot whose worker ended. A successor started beside the worker
+    // it replaces (a reload, a recycle) counts when it takes over (roll()); one that fails
+    // before that is the rollout's failure, not a restart of the slot.
+    if (slot.started_once && live_workers_in_slot(slot_index) == 0) ++slot.restarts;
     slot.started_once = true;
 
     Worker worker;
@@ -719,6 +757,11 @@ void Arbiter::check_health(Clock::time_point now) {
 }
 
 void Arbiter::send_signal(Worker& worker, int sig) {
+    // timeout_signal goes to the worker's main thread, where an event loop usually runs (and
+    // is stuck): a stack dump handler (faulthandler's) then prints the loop's stack first. A
+    // process whose main thread is gone gets it as a process signal.
+    const bool dump = worker.escalation && worker.escalation->step == 1 && sig == spec_.health.timeout_signal;
+    if (dump && ::syscall(SYS_tgkill, worker.pid, worker.pid, sig) == 0) return;
     if (::kill(worker.pid, sig) != 0 && errno != ESRCH) {
         spdlog::error("kill {} worker {} (pid {}) failed: {}", signal_name(sig), worker.slot,
                       worker.pid, std::strerror(errno));

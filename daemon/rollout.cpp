@@ -225,6 +225,7 @@ void Arbiter::roll(Clock::time_point now) {
                          outgoing->generation, next->pid, next->generation,
                          outgoing->replace_reason.empty() ? "" : "; " + outgoing->replace_reason);
             drain(*outgoing, now);
+            ++s.restarts;  // the successor took over
             outgoing = nullptr;
         }
         const bool serving = (outgoing != nullptr && outgoing->state == WorkerState::ready) ||

@@ -1,7 +1,12 @@
 #include "daemon/worker_state.hpp"
 
+#include <sys/wait.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+
+#include <fmt/format.h>
 
 namespace workerd {
 namespace {
@@ -49,6 +54,17 @@ const char* to_string(WorkerState state) {
         case WorkerState::exited: return "exited";
     }
     return "?";
+}
+
+std::string describe_end(int wait_status, const std::string& stopped_for) {
+    const bool exited = WIFEXITED(wait_status);
+    const int code = exited ? WEXITSTATUS(wait_status) : 0;
+    const int sig = WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0;
+    if (stopped_for.empty()) return sig != 0 ? "crash by signal" : "exit";
+    if ((exited && (code == 0 || code == 128 + SIGTERM)) || sig == SIGTERM) return fmt::format("stopped ({})", stopped_for);
+    if (sig == SIGKILL) return fmt::format("killed after graceful_timeout ({})", stopped_for);
+    if (exited) return fmt::format("exit status {} while stopping ({})", code, stopped_for);
+    return fmt::format("crash by signal while stopping ({})", stopped_for);
 }
 
 }  // namespace workerd

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <initializer_list>
 #include <string>
 
@@ -36,4 +37,20 @@ TEST_CASE("late or repeated events do not revive a draining worker") {
 TEST_CASE("names") {
     CHECK(std::string(to_string(S::booting)) == "booting");
     CHECK(std::string(to_string(S::exited)) == "exited");
+}
+
+TEST_CASE("how a worker ended: told to stop, it ended as asked; untold, it exited or crashed") {
+    using workerd::describe_end;
+    const auto exit_code = [](int code) { return code << 8; };        // as wait() reports
+    const auto signal_of = [](int sig) { return sig & 0x7f; };
+    CHECK(describe_end(exit_code(0), "") == "exit");
+    CHECK(describe_end(exit_code(3), "") == "exit");
+    CHECK(describe_end(signal_of(SIGSEGV), "") == "crash by signal");
+    CHECK(describe_end(signal_of(SIGTERM), "") == "crash by signal");  // nobody asked
+    CHECK(describe_end(exit_code(0), "reload") == "stopped (reload)");
+    CHECK(describe_end(signal_of(SIGTERM), "scale down") == "stopped (scale down)");  // uvicorn >= 0.29, Node
+    CHECK(describe_end(exit_code(143), "stop") == "stopped (stop)");
+    CHECK(describe_end(signal_of(SIGKILL), "reload") == "killed after graceful_timeout (reload)");
+    CHECK(describe_end(exit_code(1), "restart") == "exit status 1 while stopping (restart)");
+    CHECK(describe_end(signal_of(SIGSEGV), "max_requests") == "crash by signal while stopping (max_requests)");
 }

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <algorithm>
 #include <future>
+#include <regex>
 #include <regex>
 #include <set>
 
@@ -279,4 +281,39 @@ kill_timeout: 1s
 )", port, script));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: no protocol messages", 10s), daemon.log());
     CHECK_MESSAGE(daemon.wait_for_log("sent no heartbeat for", 5s), daemon.log());
+}
+
+TEST_CASE("a hang dump puts the event loop first and sums up the idle thread pool") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 1s\ntimeout_signal: SIGABRT\nkill_timeout: 1s\n"));
+    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    // 80 `def` requests at once over the 2 workers: anyio's pools grow to dozens of threads,
+    // idle after.
+    std::vector<std::future<std::optional<HttpResponse>>> naps;
+    for (int i = 0; i < 80; ++i) naps.push_back(std::async(std::launch::async, [port] { return http_get(port, "/nap", 20s); }));
+    for (auto& n : naps) REQUIRE(n.get());
+    auto blocked = std::async(std::launch::async, [port] { return http_get(port, "/block", 40s); });
+    REQUIRE_MESSAGE(daemon.wait_for_log("was killed by SIGABRT", 10s), daemon.log());
+    CHECK_FALSE(blocked.get().has_value());
+    const std::string log = daemon.log();
+    const auto sent = log.find("sending SIGABRT");
+    REQUIRE(sent != std::string::npos);
+    const std::string dump = log.substr(sent);
+    // The loop's stack is the first printed, with the route that blocks it.
+    const auto current = dump.find("Stack (most recent call first):");
+    const auto route = dump.find("hang_app.py\", line");
+    const auto others = dump.find("Other threads:");
+    REQUIRE_MESSAGE(current != std::string::npos, dump);
+    REQUIRE_MESSAGE(route != std::string::npos, dump);
+    CHECK(current < route);
+    CHECK(route < others);
+    CHECK(dump.find("Thread 0x") > others);  // no other thread's stack before the loop's
+    // 40 idle pool threads in one line, and the whole dump in a screenful.
+    std::smatch idle;
+    REQUIRE_MESSAGE(std::regex_search(dump, idle, std::regex("([0-9]+) idle pool thread\\(s\\) waiting for work")), dump);
+    CHECK(std::stoi(idle[1]) >= 10);
+    const auto lines = std::count(dump.begin(), dump.end(), '\n');
+    CHECK_MESSAGE(lines < 60, dump);
+    CHECK(daemon.count_in_log("sending SIGTERM") == 0);  // it still died of the first signal
 }

@@ -97,6 +97,16 @@ control: {{socket: {}}}
     CHECK(s["rollout"]["state"] == "failed");
     CHECK(daemon.workers() == before);  // the old workers never stopped
     CHECK(daemon.count_in_log("rollout of generation 2 failed") == 1);
+    // The failures are the rollout's: the generation-1 workers keep a clean record, and no
+    // restart is promised that never comes.
+    for (const auto& w : s["workers"]) {
+        CAPTURE(w);
+        CHECK(w["restarts"] == 0);
+        CHECK(w["last_exit"].is_null());
+    }
+    CHECK(s["rollout"]["failures"] == 3);
+    CHECK(daemon.count_in_log("restarting") == 0);
+    CHECK(daemon.count_in_log("keeps serving the slot") == 3);
 }
 
 TEST_CASE("reload with a broken spec changes nothing and says where the spec is wrong") {

@@ -12,6 +12,7 @@
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
+using json = nlohmann::json;
 
 namespace {
 
@@ -165,4 +166,46 @@ app:
     };
     CHECK(soft_limit(daemon.pid()) != "100");
     for (pid_t w : daemon.workers()) CHECK(soft_limit(w) == "100");
+}
+
+TEST_CASE("a worker that dies of the SIGTERM it was sent to drain ended as asked, not in a crash") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    // sleep(1) has no handler: SIGTERM kills it, as it kills a Node server without one, and
+    // as uvicorn 0.29+ re-raises it after its graceful shutdown.
+    Daemon daemon(dir, fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  command: ["/bin/sleep", "1000"]
+heartbeat: off
+ready_after: 200ms
+)",
+                                   port));
+    REQUIRE(daemon.wait_ready(2, 10s));
+    REQUIRE(daemon.ctl({"reload", "--wait"}).exit_code == 0);
+    REQUIRE(eventually([&] { return daemon.status()["workers"].size() == 2; }, 10s));  // the old ones are gone
+    const json reloaded = daemon.status();
+    for (const auto& w : reloaded["workers"]) {
+        CAPTURE(w);
+        CHECK(w["last_exit"] == "stopped (reload)");
+        CHECK(w["restarts"] == 1);  // replaced once
+    }
+    const auto slot = [&](int n) {
+        const json status = daemon.status();
+        for (const auto& w : status["workers"]) {
+            if (w["slot"] == n && w["state"] != "draining") return w;
+        }
+        return json();
+    };
+    REQUIRE(daemon.ctl({"restart", "0", "--wait"}).exit_code == 0);
+    REQUIRE(eventually([&] { return daemon.status()["workers"].size() == 2; }, 10s));
+    CHECK(slot(0)["last_exit"] == "stopped (restart)");
+    // Killed by someone else, it crashed.
+    ::kill(slot(1)["pid"].get<pid_t>(), SIGTERM);
+    REQUIRE(eventually([&] {
+        const auto w = slot(1);
+        return w.is_object() && w["state"] == "ready" && w["last_exit"] == "crash by signal";
+    }, 10s));
+    CHECK(daemon.count_in_log("crash by signal") == 0);  // the log says how, never "crash" for asked stops
 }

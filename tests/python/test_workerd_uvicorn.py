@@ -84,3 +84,32 @@ class DrainingTest(unittest.TestCase):
         self.assertIn((b"connection", b"close"), sent[0]["headers"])
         self.assertNotIn((b"connection", b"keep-alive"), sent[0]["headers"])
         self.assertEqual(sent[1]["body"], b"ok")
+
+
+class HangDumpTest(unittest.TestCase):
+    def test_busy_threads_in_full_idle_pool_threads_counted(self):
+        import concurrent.futures
+        import threading
+
+        from workerd_uvicorn.hang_dump import format_other_threads
+
+        release = threading.Event()
+        started = threading.Event()
+
+        def busy_somewhere_deep():
+            started.set()
+            release.wait(10)
+
+        busy = threading.Thread(target=busy_somewhere_deep, name="busy-one")
+        busy.start()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            # Three pool threads that ran something and now wait for work.
+            list(pool.map(lambda _: threading.get_ident(), range(30)))
+            started.wait(5)
+            text = format_other_threads()
+            release.set()
+        busy.join()
+        self.assertIn("busy-one", text)
+        self.assertIn("busy_somewhere_deep", text)
+        self.assertRegex(text, r"[1-3] idle pool thread\(s\) waiting for work")
+        self.assertNotIn("concurrent/futures/thread.py", text)  # idle pool threads are not printed

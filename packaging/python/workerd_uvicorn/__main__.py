@@ -10,7 +10,6 @@ NOTIFIER.send("STATUS", "starting")
 
 # pylint: disable=wrong-import-position,wrong-import-order
 import asyncio  # noqa: E402
-import faulthandler  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
@@ -18,6 +17,8 @@ import sys  # noqa: E402
 import click  # noqa: E402
 import uvicorn  # noqa: E402
 from uvicorn.config import LOGGING_CONFIG  # noqa: E402
+
+from workerd_uvicorn import hang_dump  # noqa: E402
 
 
 # How long idle keep-alive connections stay open once draining starts (as the bundled worker).
@@ -120,8 +121,9 @@ def main(args=None):
     except click.ClickException as e:
         e.show()
         return 2
-    # A hung worker may get `timeout_signal: SIGABRT` first: print every thread's stack then.
-    faulthandler.enable()
+    # A hung worker may get `timeout_signal: SIGABRT` first: print the stacks then, the event
+    # loop's first.
+    hang_dump.install()
     sock = inherited_socket(fd)
     notifier = NOTIFIER
     notifier.send("STATUS", "loading the app")

@@ -29,3 +29,10 @@ def sleep_in_thread():
     # A plain `def` route runs in the thread pool; the event loop stays free.
     time.sleep(5)
     return {"slept": 5}
+
+
+@app.get("/nap")
+def nap():
+    # A plain `def` route in the thread pool: 40 at once fill anyio's pool of 40 threads.
+    time.sleep(0.3)
+    return {"slept": 0.3}
