@@ -1,0 +1,99 @@
+// End-to-end: the drain recipes of docs/draining.md for servers that are not workerd's own.
+// A Node server (examples/node/server.js) and gunicorn, reloaded twice under wrk: not one
+// request may fail. And a graceful stop of the Node fleet: the request in flight finishes.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "tests/support/test_support.hpp"
+
+using namespace workerd::test;
+
+namespace {
+
+std::string node_spec(int port) {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  command: ["node", "server.js"]
+  cwd: {}
+graceful_timeout: 10s
+)",
+                       port, source_path("examples/node"));
+}
+
+std::string gunicorn_spec(int port) {
+    return fmt::format(R"(
+listen: ["127.0.0.1:{}"]
+workers: 2
+app:
+  command: ["/usr/bin/gunicorn", "--workers", "2", "--graceful-timeout", "8", "wsgi_hello:app"]
+  cwd: {}
+graceful_timeout: 10s
+ready_after: 1s
+)",
+                       port, source_path("tests/data/apps"));
+}
+
+// wrk for 8 s with a reload (SIGHUP) after 2 and 4 s; every request must succeed.
+void reloads_under_load(Daemon& daemon, const TempDir& dir, int port) {
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
+    REQUIRE(eventually([&] { return http_get(port, "/").has_value(); }, 10s));
+    WrkLoad load(dir, port, 8, "/");
+    for (int generation : {2, 3}) {
+        std::this_thread::sleep_for(2s);  // the load runs meanwhile
+        daemon.process().signal(SIGHUP);
+        REQUIRE_MESSAGE(eventually([&] {
+            const auto s = daemon.status();
+            return s["generation"] == generation && !s["rolling"].get<bool>();
+        }, 20s), daemon.log());
+    }
+    const std::string report = load.finish();
+    MESSAGE(report.substr(report.find("requests in")));
+}
+
+}  // namespace
+
+TEST_CASE("Node (examples/node/server.js): two reloads under wrk fail no request") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, node_spec(port));
+    reloads_under_load(daemon, dir, port);
+}
+
+TEST_CASE("gunicorn as the worker command: two reloads under wrk fail no request") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, gunicorn_spec(port));
+    reloads_under_load(daemon, dir, port);
+}
+
+TEST_CASE("Node: a graceful stop finishes the request in flight, and the daemon exits 0") {
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, node_spec(port));
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
+    // A keep-alive request in flight when the stop begins.
+    HttpConnection conn(port);
+    REQUIRE(conn.connected());
+    REQUIRE(conn.request("/io?ms=1500"));
+    std::this_thread::sleep_for(300ms);  // the request is in (the handler waits 1.5 s)
+    daemon.process().signal(SIGTERM);
+    const auto response = conn.read_response(10s);
+    REQUIRE_MESSAGE(response, daemon.log());
+    CHECK(response->status == 200);
+    // Answered while draining: the connection closes with it (no client reuses it).
+    REQUIRE(response->headers.count("connection"));
+    CHECK(response->headers.at("connection") == "close");
+    CHECK(conn.wait_closed(5s));
+    const auto status = daemon.process().wait_exit(15s);
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(daemon.count_in_log("stopped (stop)") == 0);  // status words are not log words
+    CHECK(daemon.count_in_log("was killed") == 0);      // every worker exited on its own
+}
