@@ -110,6 +110,13 @@ class DebPackage(unittest.TestCase):
             self.assertTrue(os.path.isfile(self.installed(path)), path)
         self.assertEqual(glob.glob(self.installed("/usr/lib/python3/dist-packages/**/*.pyc"), recursive=True), [])
 
+    def test_the_copyright_file_states_the_license(self):
+        with open(self.installed("/usr/share/doc/workerd/copyright"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertTrue(text.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"))
+        self.assertIn("\nLicense: Apache-2.0\n", text)  # the SPDX identifier
+        self.assertIn("/usr/share/common-licenses/Apache-2.0", text)
+
     def test_man_pages_render_without_warnings(self):
         for page in ("man1/workerd.1.gz", "man1/workerctl.1.gz", "man5/workerd.yaml.5.gz"):
             path = self.installed("/usr/share/man/" + page)
