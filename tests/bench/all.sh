@@ -37,8 +37,9 @@ run 900 bench_core.sh "$R" "$S"
 run 600 bench_balance.sh "$R" "$S"
 run 600 bench_reload.sh "$R" $((S * 3 / 2))
 run 400 bench_hang.sh "$R"
+run 300 bench_stop.sh "$R"
 run 300 bench_footprint.sh "$R" "$S"
-run 600 bench_scale.sh "$R" "$S"
+run 900 bench_scale.sh "$R" "$S"
 run 200 bench_ctl.sh
 "$HERE/report.sh" "$RESULTS" "$RESULTS/benchmarks.md"
 if ((${#failed[@]})); then
