@@ -30,13 +30,6 @@ bool serves(int port) {
     return r && r->status == 200;
 }
 
-bool all_gone(const std::vector<pid_t>& pids) {
-    for (pid_t p : pids) {
-        if (process_alive(p)) return false;
-    }
-    return true;
-}
-
 }  // namespace
 
 TEST_CASE("kill -9 of the daemon: within 1 s nothing of the fleet is left, and a new daemon binds the port") {

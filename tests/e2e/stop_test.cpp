@@ -60,13 +60,6 @@ std::future<std::optional<HttpResponse>> request_in_flight(const Daemon& daemon,
     return future;
 }
 
-bool all_gone(const std::vector<pid_t>& pids) {
-    for (pid_t p : pids) {
-        if (process_alive(p)) return false;
-    }
-    return true;
-}
-
 }  // namespace
 
 TEST_CASE("SIGTERM: the in-flight request completes, the daemon exits 0, no worker is left") {

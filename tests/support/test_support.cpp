@@ -203,6 +203,13 @@ bool process_alive(pid_t pid) {
     return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] != 'Z';
 }
 
+bool all_gone(const std::vector<pid_t>& pids) {
+    for (pid_t p : pids) {
+        if (process_alive(p)) return false;
+    }
+    return true;
+}
+
 bool settled_in(pid_t pid, const std::string& comm) {
     const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
     const auto open = stat.find('(');

@@ -91,6 +91,8 @@ std::vector<pid_t> descendants_of(pid_t root);
 /// /proc/PID/cmdline as argv.
 std::vector<std::string> command_line_of(pid_t pid);
 bool process_alive(pid_t pid);
+/// True when none of `pids` is alive (zombies count as gone).
+bool all_gone(const std::vector<pid_t>& pids);
 /// True once `pid` runs the program named `comm` and is asleep in it (state S): past exec,
 /// with its close-on-exec descriptors already gone.
 bool settled_in(pid_t pid, const std::string& comm);
