@@ -811,7 +811,7 @@ void Arbiter::begin_stop(Mode mode, Clock::time_point now) {
     }
     spdlog::info("stopping now: sending SIGKILL to {} worker(s)", workers_.size());
     for (auto& [pid, worker] : workers_) kill_now(worker);
-    orphans_.kill_all();
+    orphans_.kill_all(now);
 }
 
 void Arbiter::stop_listening() {

@@ -13,7 +13,7 @@ bool group_alive(pid_t pgid) { return ::kill(-pgid, 0) == 0 || errno == EPERM; }
 
 bool Orphans::terminate(pid_t target, Clock::time_point kill_at, int signal) {
     if (::kill(target, signal) != 0 && errno == ESRCH) return false;
-    due_[target] = signal == SIGKILL ? std::nullopt : std::optional(kill_at);
+    due_[target] = signal == SIGKILL ? Due{Clock::now() + kRecheck, true} : Due{kill_at, false};
     return true;
 }
 
@@ -26,26 +26,27 @@ std::vector<pid_t> Orphans::expire(Clock::time_point now) {
             it = due_.erase(it);
             continue;
         }
-        if (it->second && now >= *it->second) {
-            ::kill(target, SIGKILL);
-            it->second.reset();
+        Due& due = it->second;
+        if (now >= due.next) {
+            if (!due.killed) ::kill(target, SIGKILL);
+            due = {now + kRecheck, true};
         }
         ++it;
     }
     return gone;
 }
 
-void Orphans::kill_all() {
-    for (auto& [target, at] : due_) {
+void Orphans::kill_all(Clock::time_point now) {
+    for (auto& [target, due] : due_) {
         ::kill(target, SIGKILL);
-        at.reset();
+        due = {now + kRecheck, true};
     }
 }
 
 std::optional<Orphans::Clock::time_point> Orphans::next_deadline() const {
     std::optional<Clock::time_point> next;
-    for (const auto& [target, at] : due_) {
-        if (at && (!next || *at < *next)) next = at;
+    for (const auto& [target, due] : due_) {
+        if (!next || due.next < *next) next = due.next;
     }
     return next;
 }

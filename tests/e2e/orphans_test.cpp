@@ -90,6 +90,11 @@ graceful_timeout: 10s
                                    port, source_path("tests/data/apps/escapee.py"), pid_file));
     REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 20s));
     const pid_t escapee = std::stoi(read_file(pid_file));
+    // It left every group the test knows of: killed here, by pid, however the test ends.
+    struct KillAtEnd {
+        pid_t pid;
+        ~KillAtEnd() { ::kill(pid, SIGKILL); }
+    } kill_at_end{escapee};
     REQUIRE(process_alive(escapee));
     REQUIRE(daemon.workers().size() == 1);
     ::kill(daemon.workers().at(0), SIGKILL);
