@@ -86,7 +86,11 @@ log: {{level: warn}}
     const auto ramp = during_ramp.get();
     MESSAGE(fmt::format("{} workers ready in {:.0f} ms; status during the ramp: median {:.1f} ms over {} requests",
                         kFleet, ramp_ms, median(ramp), ramp.size()));
+    // Timings are the release build's claims; an instrumented build (its workers take 100 ms
+    // of CPU each to start, and ASan turns vfork into fork) checks what it can: correctness.
+#ifndef WORKERD_TEST_SANITIZED
     CHECK(median(ramp) < 100);
+#endif
 
     // At the full size, idle: status round trips, then the daemon's CPU over 10 s (every
     // worker still beats: the 10 s timeout keeps it to a beat every 3.3 s).
@@ -94,7 +98,9 @@ log: {{level: warn}}
     const auto at_size = time_status(daemon.control_socket(),
                                      [&] { return std::chrono::steady_clock::now() - start_at_size < 2s; });
     MESSAGE(fmt::format("status at {} workers: median {:.1f} ms", kFleet, median(at_size)));
+#ifndef WORKERD_TEST_SANITIZED
     CHECK(median(at_size) < 100);
+#endif
     const double cpu0 = cpu_seconds_of(daemon.pid());
     std::this_thread::sleep_for(10s);
     const double idle_percent = (cpu_seconds_of(daemon.pid()) - cpu0) / 10.0 * 100;
