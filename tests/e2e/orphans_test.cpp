@@ -3,6 +3,8 @@
 // workers: they are the daemon's grandchildren.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <csignal>
 
 #include <fmt/format.h>
@@ -92,16 +94,30 @@ app:
 graceful_timeout: 10s
 )",
                                    port, source_path("tests/data/apps/escapee.py"), pid_file));
-    REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 20s));
-    const pid_t escapee = std::stoi(read_file(pid_file));
-    // It left every group the test knows of: killed here, by pid, however the test ends.
+    // Every escapee (the replacement worker starts another) left every group the test knows
+    // of: each is killed here, by pid, however the test ends.
+    std::vector<pid_t> escapees;
     struct KillAtEnd {
-        pid_t pid;
-        ~KillAtEnd() { ::kill(pid, SIGKILL); }
-    } kill_at_end{escapee};
+        std::vector<pid_t>& pids;
+        ~KillAtEnd() {
+            for (pid_t p : pids) ::kill(p, SIGKILL);
+        }
+    } kill_at_end{escapees};
+    const auto next_escapee = [&] {
+        REQUIRE(eventually([&] { return !read_file(pid_file).empty(); }, 20s));
+        escapees.push_back(std::stoi(read_file(pid_file)));
+        ::unlink(pid_file.c_str());
+        return escapees.back();
+    };
+    const pid_t escapee = next_escapee();
     REQUIRE(process_alive(escapee));
     REQUIRE(daemon.workers().size() == 1);
     ::kill(daemon.workers().at(0), SIGKILL);
     // Orphaned, it came to the daemon (a child subreaper), which stops it with its worker.
     CHECK_MESSAGE(eventually([&] { return !process_alive(escapee); }, 5s), daemon.log());
+    // The replacement's escapee goes with a graceful stop of the daemon, which waits for it.
+    const pid_t second = next_escapee();
+    daemon.process().signal(SIGTERM);
+    CHECK(daemon.process().wait_exit(15s));
+    CHECK(!process_alive(second));
 }
