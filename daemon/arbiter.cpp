@@ -174,13 +174,15 @@ void Arbiter::wait_for_signal() {
 
 void Arbiter::tick() {
     // One turn of the supervision loop, run after every event:
-    // 1. handle queued signals (TERM, INT, QUIT, HUP, TTIN, TTOU, USR1);
-    // 2. reap exited children and schedule their slots' restarts;
-    // 3. expire deadlines: SIGKILL workers that outlived graceful_timeout after SIGTERM;
-    //    check health: readiness, heartbeats, boot and request timeouts, and escalations;
+    // 1. handle queued signals (TERM, INT, QUIT, HUP, TTIN, TTOU, USR1, USR2);
+    // 2. reap exited children, schedule their slots' restarts, stop what they left behind;
+    // 3. expire deadlines: SIGKILL workers that outlived graceful_timeout after SIGTERM, and
+    //    what gone workers left; check health: readiness, heartbeats, boot and request
+    //    timeouts, and escalations; autoscale;
     // 4. reconcile: start workers for empty slots whose backoff has passed (a hung worker's slot
-    //    counts as empty), drain surplus;
-    // 5. exit the loop once a stopping fleet is empty, else arm the timer for the next deadline.
+    //    counts as empty; at most kSpawnBudget of the turn), drain surplus, recycle, roll;
+    // 5. tell systemd; exit the loop once a stopping fleet and what it left are gone, else arm
+    //    the timer for the next deadline. A long turn is not counted against the workers.
     const auto now = Clock::now();
     turn_started_ = now;
     spawns_deferred_ = false;
