@@ -47,7 +47,7 @@ define install-packages
 	fi
 endef
 
-.PHONY: all deps test-deps bench-deps package-deps fuzz-deps fuzz build run test test-sanitize soak bench check package clean
+.PHONY: all deps test-deps bench-deps package-deps fuzz-deps fuzz build run test test-sanitize soak sim bench check package clean
 
 all: build
 
@@ -104,6 +104,11 @@ fuzz: fuzz-deps
 	cd $(FUZZ_BUILD_DIR) && UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -L fuzz
 
 ## make soak: the reliability suite's long versions (20 s of chaos, 1000 restarts, a 60 s crash loop).
+## make sim: the fleet core's deterministic simulator (tests/sim), 200 seeds of simulated faults
+## (about a minute). `make sim SEED=N` replays seed N exactly and prints its last events.
+sim: build
+	$(BUILD_DIR)/tests/workerd-sim $(if $(SEED),--seed $(SEED) --trace 200,)
+
 soak: test-deps build
 	cd $(BUILD_DIR) && WORKERD_SOAK=1 ctest --output-on-failure --timeout 900 -R reliability
 

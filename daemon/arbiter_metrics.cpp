@@ -120,23 +120,24 @@ MetricsResponse Arbiter::metrics_endpoint(const std::string& path) {
     }
     if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};  // answered by the loop itself
     if (path == "/readyz") {
-        const int ready = ready_workers();
-        const bool ok = mode_ == Mode::running && ready >= spec_.metrics.min_ready;
+        const int ready = fleet_.ready();
+        const bool running = fleet_.mode() == core::Mode::running;
+        const bool ok = running && ready >= spec().metrics.min_ready;
         std::string why;
-        if (mode_ != Mode::running) {
+        if (!running) {
             why = ", stopping";
         } else if (!ok) {
             // What keeps the slots without a worker empty: a program that cannot start, say.
-            for (const auto& [slot, s] : slots_) {
-                if (s.active && live_worker_in_slot(slot) == nullptr && !s.last_exit.empty()) {
-                    why = fmt::format("; worker {}: {}", slot, s.last_exit);
+            for (const auto& [slot, s] : fleet_.slots()) {
+                if (s.active && fleet_.current_in(slot) == nullptr && s.last_end) {
+                    why = fmt::format("; worker {}: {}", slot, s.last_end->to_string());
                     break;
                 }
             }
         }
         return {ok ? 200 : 503, "text/plain; charset=utf-8",
                 fmt::format("{}: {} of {} workers ready (min_ready {}){}\n", ok ? "ready" : "not ready", ready,
-                            desired(), spec_.metrics.min_ready, why)};
+                            fleet_.desired(), spec().metrics.min_ready, why)};
     }
     return {404, "text/plain; charset=utf-8", "not found: try /metrics, /healthz or /readyz\n"};
 }
@@ -144,41 +145,44 @@ MetricsResponse Arbiter::metrics_endpoint(const std::string& path) {
 std::string Arbiter::metrics_text(Clock::time_point now) {
     Families f;
     f.gauge("workerd_build_info", "workerd's version; always 1.", 1, {{"version", kVersion}});
-    f.gauge("workerd_uptime_seconds", "Time since the daemon started.", seconds(now - started_at_));
+    f.gauge("workerd_uptime_seconds", "Time since the daemon started.", seconds(now - fleet_.started_at()));
 
     // The fleet.
     std::map<std::string, int> by_state{{"booting", 0}, {"ready", 0}, {"draining", 0}};
-    for (const auto& [pid, w] : workers_) {
-        if (w.state == WorkerState::booting || w.state == WorkerState::spawning) ++by_state["booting"];
-        else if (w.state == WorkerState::ready) ++by_state["ready"];
-        else if (w.state == WorkerState::draining) ++by_state["draining"];
+    for (const auto& [id, w] : fleet_.workers()) {
+        // As status words them: a retiring worker still serves, a hung one is what it was.
+        const bool ready = core::serving(w.phase) || (w.phase == core::Phase::hung && w.health.ready_at);
+        ++by_state[w.phase == core::Phase::draining ? "draining" : ready ? "ready" : "booting"];
     }
     for (const auto& [state, n] : by_state) {
         f.gauge("workerd_workers", "Worker processes by state.", n, {{"state", state}});
     }
-    f.gauge("workerd_workers_desired", "Workers the fleet should have.", desired());
-    f.gauge("workerd_workers_ready", "Slots with a ready worker (what /readyz compares with min_ready).", ready_workers());
-    f.gauge("workerd_generation", "The current generation (each reload starts a new one).", static_cast<double>(generation_));
-    f.gauge("workerd_rollout_in_progress", "1 while workers are being replaced (reload, restart, recycling).", rolling() ? 1 : 0);
+    f.gauge("workerd_workers_desired", "Workers the fleet should have.", fleet_.desired());
+    f.gauge("workerd_workers_ready", "Slots with a ready worker (what /readyz compares with min_ready).", fleet_.ready());
+    f.gauge("workerd_generation", "The current generation (each reload starts a new one).",
+            static_cast<double>(fleet_.generation()));
+    f.gauge("workerd_rollout_in_progress", "1 while workers are being replaced (reload, restart, recycling).",
+            fleet_.rolling() ? 1 : 0);
     f.gauge("workerd_rollout_failed", "1 when the latest reload's rollout failed and was rolled back.",
-            rollout_.state == Rollout::State::failed ? 1 : 0);
+            fleet_.rollout().state == core::RolloutState::failed ? 1 : 0);
 
     // Per slot: the slot's current workers (two during a replacement), and what its gone
     // workers did, so counters never go backwards.
     const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
-    for (const auto& [slot, s] : slots_) {
+    for (const auto& [slot, s] : fleet_.slots()) {
         double rss = 0, cpu = s.retired_cpu_seconds, inflight = 0;
         double requests = static_cast<double>(s.retired_requests);
         std::optional<Clock::time_point> started, beat;
         bool any = false;
-        for (const Worker* w : workers_in(slot)) {
+        for (const core::Worker* w : fleet_.workers_in(slot)) {
+            if (w->pid <= 0) continue;
             any = true;
             const ProcSample sample = proc_sample(w->pid);
             rss += static_cast<double>(sample.rss_bytes);
             if (sample.cpu_ticks >= 0) cpu += static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
             requests += static_cast<double>(w->stats.served);
             inflight += static_cast<double>(w->stats.inflight);
-            if (w->state != WorkerState::draining) {
+            if (w->phase != core::Phase::draining) {
                 started = w->started_at;
                 beat = w->health.last_beat;
             }
@@ -196,14 +200,14 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
                 beat ? seconds(now - *beat) : -1.0, labels);
     }
 
-    if (spec_.autoscale) {
+    if (spec().autoscale) {
         for (const char* direction : {"up", "down"}) {
             f.counter("workerd_autoscale_decisions_total", "Autoscaler decisions that changed the fleet's size.",
-                      static_cast<double>(autoscale_decisions_.count(direction) ? autoscale_decisions_.at(direction) : 0),
+                      static_cast<double>(fleet_.autoscale_decisions().count(direction) ? fleet_.autoscale_decisions().at(direction) : 0),
                       {{"direction", direction}});
         }
     }
-    if (auto cap = memory_cap()) {
+    if (auto cap = fleet_.memory_cap()) {
         f.gauge("workerd_memory_budget_workers", "Workers that fit in the memory budget (limit less margin, by RSS per worker).", *cap);
     }
 
@@ -211,7 +215,7 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
     for (const char* reason : {"exit", "signal", "heartbeat_timeout", "boot_timeout", "request_timeout", "max_requests",
                                "max_rss", "max_lifetime", "reload", "restart", "scale_down"}) {
         f.counter("workerd_worker_restarts_total", "Workers that ended while the fleet was running, by reason.",
-                  static_cast<double>(restarts_by_reason_.count(reason) ? restarts_by_reason_.at(reason) : 0),
+                  static_cast<double>(fleet_.restarts_by_reason().count(reason) ? fleet_.restarts_by_reason().at(reason) : 0),
                   {{"reason", reason}});
     }
 
@@ -225,8 +229,8 @@ std::string Arbiter::metrics_text(Clock::time_point now) {
     }
 
     // Requests and latency over the whole fleet, gone workers included.
-    RequestStats total = retired_stats_;
-    for (const auto& [pid, w] : workers_) {
+    RequestStats total = fleet_.retired_stats();
+    for (const auto& [id, w] : fleet_.workers()) {
         total.served += w.stats.served;
         total.sum_us += w.stats.sum_us;
         for (int k = 0; k < kLatencyBuckets; ++k) total.buckets[k] += w.stats.buckets[k];

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -45,5 +46,9 @@ struct AutoscaleDecision {
 /// down_delay; respect min, max, the cooldowns and the memory budget.
 AutoscaleDecision autoscale_decide(const AutoscaleSpec& spec, AutoscaleState& state, const AutoscaleInputs& in,
                                    std::chrono::steady_clock::time_point now);
+
+/// The memory budget: how many workers of `per_worker` bytes fit in `limit` less the margin
+/// (at least one).
+int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker);
 
 }  // namespace workerd

@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "daemon/control_server.hpp"
 #include "daemon/spec.hpp"
 
 namespace workerd {

@@ -1,11 +1,20 @@
 #pragma once
 
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace workerd {
+
+/// An error reply: `code` is a stable word for scripts ("bad_request", "unknown_command",
+/// "bad_argument", "forbidden", "busy", ...), `message` one sentence for people.
+struct ControlError : std::runtime_error {
+    ControlError(std::string code, const std::string& message)
+        : std::runtime_error(message), code(std::move(code)) {}
+    std::string code;
+};
 
 /// A control command with its arguments checked (docs/control-protocol.md). Reading a request
 /// needs no daemon state, so it is a plain function the tests and the fuzzer call directly;

@@ -15,18 +15,11 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
+#include "daemon/control_request.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/spec.hpp"
 
 namespace workerd {
-
-/// An error reply: `code` is a stable word for scripts ("bad_request", "unknown_command",
-/// "bad_argument", "forbidden", "busy", ...), `message` one sentence for people.
-struct ControlError : std::runtime_error {
-    ControlError(std::string code, const std::string& message)
-        : std::runtime_error(message), code(std::move(code)) {}
-    std::string code;
-};
 
 /// Who may use the control socket: root, the daemon's own user, and the spec's users/groups.
 struct ControlAccess {

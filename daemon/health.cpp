@@ -120,4 +120,9 @@ int signal_from_name(const std::string& name) {
     return 0;
 }
 
+std::string signal_name(int sig) {
+    if (const char* abbrev = ::sigabbrev_np(sig)) return std::string("SIG") + abbrev;
+    return "signal " + std::to_string(sig);
+}
+
 }  // namespace workerd

@@ -94,5 +94,7 @@ std::optional<int> escalate(const HealthPolicy& policy, Escalation& esc, TimePoi
 
 /// Parses a signal name ("SIGABRT", "ABRT", "USR1") into its number; 0 when unknown.
 int signal_from_name(const std::string& name);
+/// "SIGTERM", "SIGKILL", ... or "signal N".
+std::string signal_name(int sig);
 
 }  // namespace workerd

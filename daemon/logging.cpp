@@ -90,9 +90,4 @@ void reopen_log(const LogSpec& spec) {
 
 void set_log_level(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 
-std::string signal_name(int sig) {
-    if (const char* abbrev = ::sigabbrev_np(sig)) return std::string("SIG") + abbrev;
-    return "signal " + std::to_string(sig);
-}
-
 }  // namespace workerd

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "daemon/health.hpp"  // signal_name, which log lines use
+
 namespace workerd {
 
 struct LogSpec;
@@ -15,9 +17,6 @@ void reopen_log(const LogSpec& spec);
 
 /// Changes the level of the running logger.
 void set_log_level(const std::string& level);
-
-/// "SIGTERM", "SIGKILL", ... or "signal N".
-std::string signal_name(int sig);
 
 /// One log line as a JSON object: time, level, msg, and the fields a message about a worker
 /// carries ("worker 2 (pid 4242, gen 3) ... (heartbeat timeout)": slot, pid, generation,

@@ -192,12 +192,6 @@ const char* to_string(Workload w) {
     return "?";
 }
 
-int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker) {
-    if (per_worker == 0) return 1 << 20;
-    const double usable = static_cast<double>(limit) * (1.0 - margin);
-    return std::max(1, static_cast<int>(usable / static_cast<double>(per_worker)));
-}
-
 AutoWorkers auto_workers(const Resources& r, Workload workload, std::optional<std::uint64_t> memory_per_worker,
                          double memory_margin) {
     AutoWorkers a;

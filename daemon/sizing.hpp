@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "daemon/autoscale.hpp"  // memory_budget
+
 namespace workerd {
 
 /// CPUs this process may run on (its affinity mask), at least 1.
@@ -42,8 +44,5 @@ struct AutoWorkers {
 };
 AutoWorkers auto_workers(const Resources& r, Workload workload, std::optional<std::uint64_t> memory_per_worker,
                          double memory_margin);
-
-/// The memory budget: how many workers of `per_worker` bytes fit in `limit` less the margin.
-int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker);
 
 }  // namespace workerd

@@ -102,9 +102,9 @@ void set_cloexec(const std::vector<int>& fds, bool on) {
 
 void Arbiter::upgrade() {
     spdlog::info("SIGUSR2: upgrading workerd in place: checking {} on the spec in effect ({}, generation {})",
-                 self_exe_, spec_.file, generation_);
-    if (const auto failure = preflight(self_exe_, spec_, allow_root_, base_env_); !failure.empty()) {
-        spdlog::error("SIGUSR2: {}; the running daemon carries on (generation {})", failure, generation_);
+                 self_exe_, spec().file, fleet_.generation());
+    if (const auto failure = preflight(self_exe_, spec(), allow_root_, base_env_); !failure.empty()) {
+        spdlog::error("SIGUSR2: {}; the running daemon carries on (generation {})", failure, fleet_.generation());
         return;
     }
     const auto now = Clock::now();
@@ -116,10 +116,10 @@ void Arbiter::upgrade() {
             for (auto& s : h.listeners) s.fd.release();
         }
     } release{h};
-    h.generation = generation_;
-    h.desired = desired();
-    h.pinned = autoscale_pinned_;
-    h.spec_text = spec_.text;
+    h.generation = fleet_.generation();
+    h.desired = fleet_.desired();
+    h.pinned = fleet_.autoscale_pinned();
+    h.spec_text = spec().text;
     for (const auto& l : listeners_) {
         InheritedSocket s;
         s.fd = UniqueFd(l->fd());
@@ -139,17 +139,18 @@ void Arbiter::upgrade() {
         h.guardian_pid = guardian_.pid();
         h.guardian_fd = guardian_.fd();
     }
-    for (auto& [pid, w] : workers_) {
+    for (const auto& [id, w] : fleet_.workers()) {
+        if (w.pid <= 0) continue;
         HandedWorker hw;
-        hw.pid = pid;
+        hw.pid = w.pid;
         hw.slot = w.slot;
         hw.generation = w.generation;
         hw.ready = w.health.ready_at.has_value();
-        hw.draining = w.state == WorkerState::draining;
+        hw.draining = w.phase == core::Phase::draining;
         hw.age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.started_at).count();
         int* fds[3] = {&hw.stdout_fd, &hw.stderr_fd, &hw.notify_fd};
         for (int i = 0; i < 3; ++i) {
-            if (auto pipe = w.pipes[i].lock()) *fds[i] = pipe->fd();
+            if (auto pipe = processes_[w.pid].pipes[i].lock()) *fds[i] = pipe->fd();
         }
         h.workers.push_back(hw);
     }
@@ -187,16 +188,13 @@ void Arbiter::upgrade() {
     set_cloexec(fds, true);
     ::sigprocmask(SIG_SETMASK, &before, nullptr);
     spdlog::error("SIGUSR2: exec {} failed: {}; the running daemon carries on (generation {})", self_exe_,
-                  std::strerror(err), generation_);
+                  std::strerror(err), fleet_.generation());
     systemd_.send(fmt::format("READY=1\nSTATUS=upgrade failed (exec: {}); generation {} serves",
-                              std::strerror(err), generation_));
+                              std::strerror(err), fleet_.generation()));
 }
 
-void Arbiter::adopt(Handover& h, Clock::time_point now) {
-    generation_ = h.generation;
-    autoscale_pinned_ = h.pinned;
-    slots_.clear();
-    for (int slot = 0; slot < h.desired; ++slot) slots_[slot].active = true;
+void Arbiter::adopt(Handover& h) {
+    const auto now = Clock::now();
     // reuse_port: each slot's own sockets, so queues and the kernel's spreading carry on.
     for (const auto& ss : h.slot_sockets) {
         UniqueFd fd(ss.fd);
@@ -204,41 +202,17 @@ void Arbiter::adopt(Handover& h, Clock::time_point now) {
         const auto& main = listeners_[static_cast<std::size_t>(ss.listener)];
         slot_listeners_.adopt(ss.slot, *main, std::make_shared<Listener>(main->address(), std::move(fd), main->backlog(), false));
     }
+    std::vector<core::AdoptedWorker> adopted;
     for (auto& hw : h.workers) {
-        Worker w;
-        w.slot = hw.slot;
-        w.generation = hw.generation;
-        w.pid = hw.pid;
-        w.started_at = now - std::chrono::milliseconds(hw.age_ms);
-        w.health.started = w.started_at;
-        w.health.last_beat = now;
-        w.listeners = listeners_for(hw.slot);
-        transition(w, WorkerEvent::started);
-        if (hw.ready || hw.draining) {
-            transition(w, WorkerEvent::ready);
-            w.health.ready_at = now;
-        }
-        if (hw.draining) {
-            transition(w, WorkerEvent::drain);
-            w.kill_at = now + spec_.graceful_timeout;
-        }
-        slots_[hw.slot].started_once = true;
+        adopted.push_back({hw.pid, hw.slot, hw.generation, hw.ready, hw.draining, std::chrono::milliseconds(hw.age_ms)});
+        processes_[hw.pid].listeners = listeners_for(hw.slot);
         guardian_.watch(hw.pid);
-        watch_pipes(add_worker(std::move(w)), UniqueFd(hw.stdout_fd), UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
+        watch_pipes(hw.pid, hw.slot, UniqueFd(hw.stdout_fd), UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
     }
     // Then the rolling path replaces them: a new generation, as after a reload of the same spec.
-    rollout_.previous_spec = spec_;
-    rollout_.previous_generation = generation_;
-    rollout_.previous_listeners = listeners_;
-    ++generation_;
-    rollout_.state = Rollout::State::running;
-    rollout_.generation = generation_;
-    rollout_.started = now;
-    // systemd was told RELOADING=1 before the exec; READY=1 follows the rollout.
-    systemd_ready_sent_ = true;
-    systemd_reloading_ = generation_;
-    spdlog::info("upgraded in place (pid {}): adopted {} worker(s) of generation {}; rolling out generation {} ({} workers)",
-                 ::getpid(), h.workers.size(), rollout_.previous_generation, generation_, desired());
+    previous_listeners_ = listeners_;
+    fleet_.adopt(adopted, h.generation, h.desired, h.pinned, fmt::format("upgraded in place (pid {})", ::getpid()), now);
+    carry_out(fleet_.take_actions());
 }
 
 }  // namespace workerd

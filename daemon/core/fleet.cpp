@@ -1,0 +1,450 @@
+// The fleet core's events: what happens to workers (spawned, ready, hung, gone) and the turn
+// that acts on deadlines. Rollouts, scaling and stopping are in fleet_rollout.cpp and
+// fleet_control.cpp.
+#include "daemon/core/fleet.hpp"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <csignal>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace workerd::core {
+namespace {
+
+// Malformed protocol lines are reported at most this often per worker.
+constexpr std::chrono::seconds kBadLineLogInterval{10};
+// Below this, the loop's lateness is not worth a line at info level.
+constexpr std::chrono::seconds kLateWarning{1};
+
+std::string seconds_text(Clock::duration d) { return format_duration(std::chrono::duration_cast<Duration>(d)); }
+
+// "sent no heartbeat for 30.2s" and friends: what was measured, for the log.
+std::string describe_hang(const Verdict& v, const HealthPolicy& policy) {
+    switch (v.reason) {
+        case HangReason::boot_timeout:
+            return fmt::format("sent no READY within {} (boot_timeout)", format_duration(policy.boot_timeout));
+        case HangReason::heartbeat_timeout:
+            return fmt::format("sent no heartbeat for {} (timeout {})", format_duration(v.measured),
+                               format_duration(policy.timeout));
+        case HangReason::request_timeout:
+            return fmt::format("has had a request in flight for {} (request_timeout {})",
+                               format_duration(v.measured), format_duration(*policy.request_timeout));
+        case HangReason::none: break;
+    }
+    return "is fine";
+}
+
+}  // namespace
+
+std::string describe_status(int status) {
+    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return "was killed by " + signal_name(WTERMSIG(status));
+    return "changed state " + std::to_string(status);
+}
+
+bool holds_slot(const Worker& w) {
+    switch (w.phase) {
+        case Phase::spawning:
+        case Phase::booting:
+        case Phase::ready:
+        case Phase::retiring: return true;
+        case Phase::hung: return w.escalation && w.escalation->reason == HangReason::boot_timeout;
+        case Phase::draining:
+        case Phase::exited: return false;
+    }
+    return false;
+}
+
+Fleet::Fleet(Options options, TimePoint now)
+    : spec_(std::move(options.spec)),
+      memory_limit_(options.memory_limit),
+      watchdog_interval_(options.watchdog_interval),
+      systemd_(options.systemd),
+      rng_(static_cast<std::minstd_rand::result_type>(options.seed % 2147483646 + 1)),
+      started_at_(now) {
+    int initial = spec_.workers;
+    if (spec_.autoscale) initial = std::clamp(initial, spec_.autoscale->min, spec_.autoscale->max);
+    for (int slot = 0; slot < initial; ++slot) slots_[slot].active = true;
+    desired_ = initial;
+}
+
+std::vector<Action> Fleet::handle(const Event& event, TimePoint now) {
+    std::visit([&](const auto& e) { on(e, now); }, event);
+    return take_actions();
+}
+
+std::vector<Action> Fleet::take_actions() { return std::exchange(actions_, {}); }
+
+void Fleet::on(const event::Turn& e, TimePoint now) {
+    // One turn: expire deadlines (SIGKILL after graceful_timeout), judge health (readiness,
+    // heartbeats, boot and request timeouts, escalations), autoscale, then reconcile: start
+    // workers for empty slots whose backoff has passed, drain surplus, recycle, roll.
+    turn_due_ = false;
+    if (wake_at_ && *wake_at_ <= now) wake_at_.reset();
+    spawn_limit_ = std::max(1, e.spawn_limit);
+    spawns_this_turn_ = 0;
+    expire_deadlines(now);
+    check_health(now);
+    autoscale(now);
+    reconcile(now);
+    notify_systemd(now);
+}
+
+void Fleet::on(const event::Signal& e, TimePoint now) {
+    switch (e.sig) {
+        case SIGTERM: begin_stop(false, now); break;  // a second TERM: fast
+        case SIGINT:
+        case SIGQUIT: begin_stop(true, now); break;
+        case SIGTTIN:
+            if (mode_ == Mode::running) scale(desired_ + 1, "SIGTTIN", false, now);
+            break;
+        case SIGTTOU:
+            if (mode_ == Mode::running && desired_ > 1) scale(desired_ - 1, "SIGTTOU", false, now);
+            break;
+        default: note(NoteKind::status, Level::debug, "ignoring " + signal_name(e.sig));
+    }
+}
+
+void Fleet::on(const event::Spawned& e, TimePoint now) {
+    auto it = workers_.find(e.id);
+    if (it == workers_.end() || it->second.phase != Phase::spawning) return;
+    Worker& w = it->second;
+    Slot& slot = slots_[w.slot];
+    w.pid = e.pid;
+    pids_[e.pid] = w.id;
+    w.started_at = now;
+    w.health.started = now;
+    change(w, Change::started);
+    spawn_failure_logged_.clear();  // a failure after this one is news again
+    // A restart: a worker in a slot whose worker ended. A successor started beside the worker
+    // it replaces (a reload, a recycle) counts when it takes over (roll()); one that fails
+    // before that is the rollout's failure, not a restart of the slot.
+    if (w.replaces_ended) ++slot.restarts;
+    slot.started_once = true;
+    // Recycling limits, each with this worker's own jitter so the fleet does not recycle at once.
+    const RecycleSpec& r = spec_.recycle;
+    if (r.max_requests) {
+        w.request_limit = *r.max_requests + static_cast<std::uint64_t>(uniform() * static_cast<double>(r.max_requests_jitter));
+    }
+    if (r.max_lifetime) {
+        w.retire_at = now + *r.max_lifetime +
+                      Duration(static_cast<long>(uniform() * static_cast<double>(r.max_lifetime_jitter.count())));
+    }
+    note(NoteKind::started, Level::info, fmt::format("{} started: {}", who(w), e.program));
+}
+
+void Fleet::on(const event::SpawnFailed& e, TimePoint now) {
+    auto it = workers_.find(e.id);
+    if (it == workers_.end() || it->second.phase != Phase::spawning) return;
+    const int index = it->second.slot;
+    forget(e.id);
+    // The slot backs off and tries again; the daemon keeps serving with the workers it has.
+    Slot& slot = slots_[index];
+    const Duration delay = slot.backoff.on_spawn_failure(spec_.backoff, uniform());
+    slot.not_before = now + delay;
+    wake_at(slot.not_before);  // a successor's slot has no deadline of its own: try again then
+    Ending end;
+    end.kind = Ending::Kind::cannot_start;
+    end.detail = e.error;
+    slot.last_end = end;  // kept for status and /readyz: why this slot has no worker
+    note_spawn_failure(index, e.error, delay, now);
+}
+
+void Fleet::note_spawn_failure(int slot, const std::string& what, Duration delay, TimePoint now) {
+    // A new reason at once; the same one again at most once per backoff.max (1 s at least),
+    // with how often it happened meanwhile: a fleet whose program is missing says so as long
+    // as it lasts, without a line per slot per attempt.
+    ++spawn_failures_unlogged_;
+    const auto interval = std::max<Clock::duration>(spec_.backoff.max, std::chrono::seconds(1));
+    if (what == spawn_failure_logged_ && now - spawn_failure_logged_at_ < interval) {
+        note(NoteKind::spawn_failed, Level::debug,
+             fmt::format("worker {}: {}; retrying in {}", slot, what, format_duration(delay)));
+        return;
+    }
+    const bool repeat = what == spawn_failure_logged_;
+    note(NoteKind::spawn_failed, Level::error,
+         fmt::format("worker {}: {}; retrying in {}{}", slot, what, format_duration(delay),
+                     repeat ? fmt::format(" (still: {} failed start(s) since {} ago)", spawn_failures_unlogged_,
+                                          seconds_text(now - spawn_failure_logged_at_))
+                            : ""));
+    spawn_failure_logged_ = what;
+    spawn_failure_logged_at_ = now;
+    spawn_failures_unlogged_ = 0;
+}
+
+void Fleet::on(const event::Exited& e, TimePoint now) {
+    Worker* found = find(e.pid);
+    if (found == nullptr) {
+        note(NoteKind::reaped, Level::debug, fmt::format("reaped pid {} ({})", e.pid, describe_status(e.status)));
+        return;
+    }
+    const Worker w = *found;
+    forget(w.id);
+    actions_.push_back(action::ReleaseLeftovers{w.pid, w.slot, w.generation, mode_ == Mode::stopping_fast});
+    // Why the daemon had told it to stop, if it had.
+    const bool told = w.phase == Phase::draining;
+    Slot& slot = slots_[w.slot];
+    std::optional<StopReason> stopped_for;
+    if (mode_ != Mode::running) stopped_for = StopReason::stop;
+    else if (told) stopped_for = w.stop_reason.value_or(StopReason::reload);
+    // Its totals stay in the fleet's counters.
+    slot.retired_requests += w.stats.served;
+    slot.retired_cpu_seconds += e.cpu_seconds;
+    retired_stats_.served += w.stats.served;
+    retired_stats_.sum_us += w.stats.sum_us;
+    for (int k = 0; k < kLatencyBuckets; ++k) retired_stats_.buckets[k] += w.stats.buckets[k];
+    // How it ended: the hang that got it killed; as asked, when it was told to stop; else an
+    // exit or a crash. Counted by reason, unless the whole fleet is stopping.
+    Ending end;
+    if (w.escalation) {
+        end.kind = Ending::Kind::hang;
+        end.hang = w.escalation->reason;
+    } else {
+        end = classify_end(e.status, stopped_for);
+    }
+    if (mode_ == Mode::running) ++restarts_by_reason_[end.metric_reason()];
+    const std::string ended = end.to_string();
+    const std::string why = w.escalation ? fmt::format(" ({})", ended) : "";
+    const auto uptime = now - w.started_at;
+    if (mode_ != Mode::running || !slot.active || told) {
+        slot.last_end = end;
+        note(NoteKind::ended, Level::info,
+             fmt::format("{} {}: {} after {}{}", who(w), stopped_for ? "stopped" : "ended", describe_status(e.status),
+                         seconds_text(uptime), why));
+        return;
+    }
+    // A new-generation worker that never got ready counts against its rollout.
+    bool rollout_failed = false;
+    if (!w.health.ready_at && rollout_.state == RolloutState::running && w.generation == rollout_.generation) {
+        ++rollout_.failures;
+        rollout_.reason = fmt::format("worker {} {} after {}{}", w.slot, describe_status(e.status), seconds_text(uptime), why);
+        if (rollout_.failures >= spec_.rollout.failure_threshold) {
+            fail_rollout(now);
+            rollout_failed = true;
+        }
+    }
+    const std::string what = fmt::format("{} {} after {}{}", who(w), describe_status(e.status), seconds_text(uptime), why);
+    if (w.escalation && w.escalation->reason != HangReason::boot_timeout && holders_in(w.slot) > 0) {
+        // Its replacement was started when the hang was found.
+        slot.last_end = end;
+        note(NoteKind::ended, Level::warn, what + "; already replaced");
+        return;
+    }
+    // An older worker still serves the slot: this one was its successor (a reload's new
+    // generation, a recycle, a restart) and failed. The failure is the rollout's, not the
+    // slot's: its serving worker keeps its record, and the successor is tried again after the
+    // backoff, unless the rollout has just failed.
+    const Worker* serving = current_in(w.slot);
+    if (serving != nullptr && serving->started_at < w.started_at) {
+        const Duration delay = slot.backoff.on_exit(spec_.backoff, std::chrono::duration_cast<Duration>(uptime), uniform());
+        slot.not_before = now + delay;
+        wake_at(slot.not_before);
+        note(NoteKind::ended, Level::warn,
+             fmt::format("{}, before it was ready; pid {} (gen {}) keeps serving the slot; {}", what, serving->pid,
+                         serving->generation,
+                         rollout_failed ? std::string("the rollout stops here")
+                         : rollout_.state == RolloutState::running && w.generation == rollout_.generation
+                             ? fmt::format("rollout failures {} of {}, next try in {}", rollout_.failures,
+                                           spec_.rollout.failure_threshold, format_duration(delay))
+                             : "next try in " + format_duration(delay)));
+        return;
+    }
+    slot.last_end = end;
+    if (serving != nullptr) {
+        note(NoteKind::ended, Level::warn, fmt::format("{}; its successor pid {} takes the slot", what, serving->pid));
+        return;
+    }
+    if (!w.health.ready_at && ++slot.exits_before_ready >= 3) {
+        note(NoteKind::flapping, Level::warn,
+             fmt::format("worker {} is flapping: {} exits in a row before it was ready", w.slot, slot.exits_before_ready));
+    }
+    const Duration delay = slot.backoff.on_exit(spec_.backoff, std::chrono::duration_cast<Duration>(uptime), uniform());
+    slot.not_before = now + delay;
+    note(NoteKind::restarting, Level::warn,
+         fmt::format("{}; restarting {}", what, delay == Duration::zero() ? std::string("now") : "in " + format_duration(delay)));
+    turn_due_ = true;
+}
+
+void Fleet::on(const event::Message& e, TimePoint now) {
+    Worker* w = find(e.pid);
+    if (w == nullptr) return;  // reaped; its last words do not matter any more
+    using Kind = NotifyMessage::Kind;
+    const NotifyMessage& m = e.message;
+    if (m.kind == Kind::unknown) return;
+    // A worker's first word gives it deadlines (heartbeats, READY): the shell re-arms for them.
+    if (note_message(w->health, now)) rearm_ = true;
+    switch (m.kind) {
+        case Kind::ready:
+            if (!w->health.ready_at) mark_ready(*w, now, "said READY");
+            break;
+        case Kind::watchdog: w->health.last_beat = now; break;
+        case Kind::stats:
+            w->stats = m.stats;
+            w->health.last_beat = now;
+            w->health.stats_at = now;
+            w->health.oldest_ms = m.stats.oldest_ms;
+            // The only message that can bring a deadline forward: a request now in flight.
+            if (spec_.health.request_timeout && m.stats.oldest_ms > 0) rearm_ = true;
+            // A worker past max_requests is recycled in the next turn.
+            if (w->request_limit && m.stats.served >= *w->request_limit && w->phase == Phase::ready) turn_due_ = true;
+            break;
+        case Kind::status:
+            w->status = m.status;
+            note(NoteKind::status, Level::debug, fmt::format("worker {} (pid {}) status: {}", w->slot, w->pid, m.status));
+            break;
+        case Kind::stopping: note(NoteKind::status, Level::debug, fmt::format("{} is stopping", who(*w))); break;
+        case Kind::unknown: break;
+    }
+}
+
+void Fleet::on(const event::BadLine& e, TimePoint now) {
+    Worker* w = find(e.pid);
+    if (w == nullptr) return;
+    ++w->bad_lines;
+    if (w->bad_lines_logged_at && now - *w->bad_lines_logged_at < kBadLineLogInterval) return;
+    note(NoteKind::bad_line, Level::warn,
+         fmt::format("worker {} (pid {}) sent {} malformed protocol line(s) (the last: {}); ignored", w->slot, w->pid,
+                     w->bad_lines - w->bad_lines_logged, e.what));
+    w->bad_lines_logged = w->bad_lines;
+    w->bad_lines_logged_at = now;
+}
+
+void Fleet::on(const event::Samples& e, TimePoint now) {
+    next_sample_ = now + std::chrono::seconds(1);
+    queue_depth_ = e.queue_depth;
+    for (const auto& [pid, rss] : e.rss_bytes) {
+        if (Worker* w = find(pid)) w->rss_bytes = rss;
+    }
+}
+
+void Fleet::on(const event::Late& e, TimePoint now) {
+    // The daemon's own delay is not the workers' silence: their heartbeat clocks move on.
+    for (auto& [id, w] : workers_) excuse_delay(w.health, e.by, now);
+    note(NoteKind::late, e.by >= kLateWarning ? Level::warn : Level::debug,
+         fmt::format("the daemon's loop was {} late ({}); that time does not count against the workers' heartbeats",
+                     format_duration(e.by), e.why));
+}
+
+void Fleet::expire_deadlines(TimePoint now) {
+    for (auto& [id, w] : workers_) {
+        if (w.kill_at && *w.kill_at <= now) {
+            note(NoteKind::killed_late, Level::warn,
+                 fmt::format("{} still running {} after SIGTERM; sending SIGKILL", who(w),
+                             format_duration(spec_.graceful_timeout)));
+            signal(w, SIGKILL);
+            w.kill_at.reset();
+        }
+    }
+}
+
+void Fleet::check_health(TimePoint now) {
+    const HealthPolicy& policy = spec_.health;
+    for (auto& [id, w] : workers_) {
+        if (w.escalation) {
+            const Escalation before = *w.escalation;
+            if (auto sig = escalate(policy, *w.escalation, now)) {
+                note(NoteKind::escalated, Level::warn,
+                     fmt::format("{} still running {} after {} ({}); sending {}", who(w), seconds_text(now - before.last_at),
+                                 signal_name(before.last_signal), to_string(before.reason), signal_name(*sig)));
+                signal(w, *sig, w.escalation->step == 1 && *sig == policy.timeout_signal);
+            }
+            continue;
+        }
+        if (w.phase != Phase::booting && !serving(w.phase)) continue;  // draining: graceful_timeout governs it
+        if (w.phase == Phase::booting && ready_by_uptime(policy, w.health, now)) {
+            mark_ready(w, now, "no protocol messages, up");
+        }
+        const Verdict verdict = judge(policy, w.health, now);
+        if (!verdict) continue;
+        w.escalation = begin_escalation(verdict.reason, now);
+        change(w, Change::hang);
+        const int sig = *escalate(policy, *w.escalation, now);
+        note(NoteKind::hung, Level::warn, fmt::format("{} {}; sending {}", who(w), describe_hang(verdict, policy), signal_name(sig)));
+        signal(w, sig, w.escalation->step == 1 && sig == policy.timeout_signal);
+        turn_due_ = true;  // its slot may want a replacement
+    }
+}
+
+std::vector<pid_t> Fleet::overdue(TimePoint now) const {
+    std::vector<pid_t> out;
+    for (const auto& [id, w] : workers_) {
+        if (!w.escalation && (w.phase == Phase::booting || serving(w.phase)) && judge(spec_.health, w.health, now)) {
+            out.push_back(w.pid);
+        }
+    }
+    return out;
+}
+
+void Fleet::mark_ready(Worker& w, TimePoint now, const char* how) {
+    w.health.ready_at = now;
+    turn_due_ = true;  // a rollout or a --wait may be waiting for exactly this
+    slots_[w.slot].exits_before_ready = 0;
+    if (w.phase != Phase::booting) return;
+    change(w, Change::ready);
+    note(NoteKind::ready, Level::info, fmt::format("{} ready: {} after {}", who(w), how, seconds_text(now - w.started_at)));
+}
+
+void Fleet::change(Worker& w, Change c) { w.phase = next_phase(w.phase, c); }
+
+void Fleet::signal(const Worker& w, int sig, bool main_thread) {
+    if (w.pid > 0) actions_.push_back(action::Signal{w.pid, sig, main_thread});
+}
+
+void Fleet::note(NoteKind kind, Level level, std::string text) {
+    actions_.push_back(action::Note{kind, level, std::move(text)});
+}
+
+std::string Fleet::who(const Worker& w) const {
+    return fmt::format("worker {} (pid {}, gen {})", w.slot, w.pid, w.generation);
+}
+
+Worker* Fleet::find(pid_t pid) {
+    auto it = pids_.find(pid);
+    return it == pids_.end() ? nullptr : &workers_.at(it->second);
+}
+
+const Worker* Fleet::by_pid(pid_t pid) const {
+    auto it = pids_.find(pid);
+    return it == pids_.end() ? nullptr : &workers_.at(it->second);
+}
+
+void Fleet::forget(WorkerId id) {
+    auto it = workers_.find(id);
+    if (it == workers_.end()) return;
+    if (it->second.pid > 0) pids_.erase(it->second.pid);
+    std::erase(slots_[it->second.slot].workers, id);
+    workers_.erase(it);
+}
+
+std::vector<const Worker*> Fleet::workers_in(int slot) const {
+    std::vector<const Worker*> out;
+    if (auto s = slots_.find(slot); s != slots_.end()) {
+        for (WorkerId id : s->second.workers) out.push_back(&workers_.at(id));
+    }
+    return out;
+}
+
+int Fleet::holders_in(const Slot& slot) const {
+    int n = 0;
+    for (WorkerId id : slot.workers) n += holds_slot(workers_.at(id)) ? 1 : 0;
+    return n;
+}
+
+int Fleet::holders_in(int slot) const {
+    auto s = slots_.find(slot);
+    return s == slots_.end() ? 0 : holders_in(s->second);
+}
+
+const Worker* Fleet::current_in(int slot) const {
+    auto s = slots_.find(slot);
+    if (s == slots_.end()) return nullptr;
+    for (WorkerId id : s->second.workers) {
+        if (const Worker& w = workers_.at(id); w.phase != Phase::draining) return &w;
+    }
+    return nullptr;
+}
+
+}  // namespace workerd::core

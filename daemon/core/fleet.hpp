@@ -1,0 +1,257 @@
+#pragma once
+
+// The fleet core: every decision of the supervisor, and nothing else. Given its state, an
+// event and the time, it updates the state and queues the actions to carry out; the shell
+// around it (daemon/arbiter.*) turns what happens into events and carries the actions out.
+// No system call, no clock read, no global randomness: time comes with each call, and the
+// random source is seeded by whoever makes the core (the simulator replays a seed exactly).
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemon/autoscale.hpp"
+#include "daemon/backoff.hpp"
+#include "daemon/core/events.hpp"
+#include "daemon/core/lifecycle.hpp"
+#include "daemon/core/rollout_plan.hpp"
+#include "daemon/health.hpp"
+#include "daemon/notify.hpp"
+#include "daemon/spec.hpp"
+
+namespace workerd::core {
+
+/// One worker, from its spawn to its exit.
+struct Worker {
+    WorkerId id = 0;
+    pid_t pid = 0;                          ///< 0 while spawning
+    int slot = 0;
+    long generation = 0;
+    Phase phase = Phase::spawning;
+    TimePoint started_at;
+    HealthState health;                     ///< fed by its protocol messages
+    std::optional<Escalation> escalation;   ///< once hung
+    std::optional<TimePoint> kill_at;       ///< while draining: SIGKILL then
+    std::optional<StopReason> stop_reason;  ///< retiring or draining: why
+    std::string retire_detail;              ///< retiring: what for ("recycled: served 1000 requests ...")
+    RequestStats stats;                     ///< its last STATS
+    std::string status;                     ///< its last STATUS=
+    std::optional<std::uint64_t> request_limit;  ///< max_requests + this worker's jitter
+    std::optional<TimePoint> retire_at;     ///< max_lifetime + this worker's jitter
+    long rss_bytes = 0;                     ///< its last sample
+    bool replaces_ended = false;            ///< spawning: it restarts a slot whose worker ended
+    std::uint64_t bad_lines = 0;            ///< malformed protocol lines, and how many were logged
+    std::uint64_t bad_lines_logged = 0;
+    std::optional<TimePoint> bad_lines_logged_at;
+};
+
+/// Holds its slot: counts as the slot's worker. A worker hung after it was ready does not: its
+/// replacement starts at once, beside it (the daemon holds the listen socket), while it may
+/// take kill_timeout to die. One that never got ready (boot timeout) does: its slot waits for
+/// the exit and the backoff, as after a crash.
+bool holds_slot(const Worker& w);
+
+/// One place in the fleet: slot N runs worker N (two while one replaces the other).
+struct Slot {
+    std::vector<WorkerId> workers;   ///< live, oldest first: an index, O(1) per slot
+    bool active = false;             ///< part of the fleet (scaling turns slots on and off)
+    Backoff backoff;
+    TimePoint not_before{};          ///< earliest next start
+    int exits_before_ready = 0;      ///< in a row; 3 or more: flapping
+    std::optional<Ending> last_end;  ///< how its previous worker ended
+    int restarts = 0;                ///< workers that replaced one (after an exit, or taking over)
+    int recycles = 0;                ///< workers recycled (max_requests, max_rss, max_lifetime)
+    bool started_once = false;
+    // What its gone workers did, so that counters never go backwards.
+    std::uint64_t retired_requests = 0;
+    double retired_cpu_seconds = 0;
+};
+
+/// The latest rollout: a reload's new generation replacing the old one.
+struct Rollout {
+    RolloutState state = RolloutState::none;
+    long generation = 0;
+    TimePoint started;
+    int failures = 0;                   ///< new workers that failed before READY
+    std::string reason;                 ///< why the last one failed
+    std::optional<Spec> previous_spec;  ///< what a failure goes back to
+    long previous_generation = 0;
+};
+
+/// A worker a previous image of the daemon left running (SIGUSR2 re-exec).
+struct AdoptedWorker {
+    pid_t pid = 0;
+    int slot = 0;
+    long generation = 0;
+    bool ready = false;
+    bool draining = false;
+    Duration age{0};
+};
+
+class Fleet {
+public:
+    struct Options {
+        Spec spec;                                  ///< workers resolved
+        std::optional<std::uint64_t> memory_limit;  ///< the cgroup's, for the memory budget
+        std::optional<Duration> watchdog_interval;  ///< systemd's watchdog, when it asks for pings
+        bool systemd = false;                       ///< tell systemd READY, RELOADING, STATUS
+        std::uint64_t seed = 0;                     ///< jitter (backoff, recycling)
+    };
+
+    Fleet(Options options, TimePoint now);
+
+    /// Takes one event at `now`; returns the actions to carry out, in order (those of the
+    /// calls below since the last take_actions() first).
+    std::vector<Action> handle(const Event& event, TimePoint now);
+    /// The actions queued by the calls below.
+    std::vector<Action> take_actions();
+
+    /// A reload prepared by the shell: `next` is valid (workers resolved) and its listeners
+    /// are open. Starts a new generation, rolled out by the next turns; returns its number.
+    long reload(Spec next, const std::string& why, TimePoint now);
+    /// Sets the fleet's size (1 .. kMaxWorkers); `pin`: the autoscaler leaves it alone until
+    /// scale_auto().
+    void scale(int target, const std::string& why, bool pin, TimePoint now);
+    void scale_auto(TimePoint now);
+    /// Rolls every serving worker of `slots` to a new one (each: successor first).
+    void restart(const std::vector<int>& slots, const std::string& why);
+    void stop(bool fast, TimePoint now);
+    /// In a new image (SIGUSR2): the workers the previous one left, rolled to a new generation.
+    void adopt(const std::vector<AdoptedWorker>& workers, long generation, int desired, bool pinned,
+               const std::string& why, TimePoint now);
+
+    /// Workers that would be judged hung now: the shell reads what waits on their pipes first.
+    std::vector<pid_t> overdue(TimePoint now) const;
+    /// Whether the shell should sample memory and queues (event::Samples) before the turn.
+    bool sample_due(TimePoint now) const;
+    /// When the next turn is due (now, when an event asked for one); nullopt: nothing pending.
+    std::optional<TimePoint> next_deadline(TimePoint now) const;
+    /// Whether the last events may have brought next_deadline() forward (a turn wanted at
+    /// once, a worker's first message, a request in flight); reading it clears it.
+    bool take_rearm() { return std::exchange(rearm_, false) || turn_due_; }
+    /// Stopping, and no worker is left.
+    bool stopped() const { return mode_ != Mode::running && workers_.empty(); }
+
+    // The state, for status, metrics, the handover and the simulator's invariants.
+    const Spec& spec() const { return spec_; }
+    long generation() const { return generation_; }
+    Mode mode() const { return mode_; }
+    const Rollout& rollout() const { return rollout_; }
+    const std::map<WorkerId, Worker>& workers() const { return workers_; }
+    const Worker* by_pid(pid_t pid) const;
+    const std::map<int, Slot>& slots() const { return slots_; }
+    std::vector<const Worker*> workers_in(int slot) const;
+    int desired() const { return desired_; }
+    int ready() const;  ///< slots in the fleet with a serving worker
+    bool rolling() const;
+    /// The slot's worker as status shows it: the first that is not draining.
+    const Worker* current_in(int slot) const;
+    const RequestStats& retired_stats() const { return retired_stats_; }
+    const std::map<std::string, std::uint64_t>& restarts_by_reason() const { return restarts_by_reason_; }
+    bool autoscale_pinned() const { return autoscale_pinned_; }
+    const std::string& autoscale_view() const { return autoscale_view_; }
+    const std::map<std::string, std::uint64_t>& autoscale_decisions() const { return autoscale_decisions_; }
+    /// The memory budget in workers, when a limit (spec or cgroup) and a size per worker are known.
+    std::optional<int> memory_cap() const;
+    TimePoint started_at() const { return started_at_; }
+
+private:
+    void on(const event::Turn& e, TimePoint now);
+    void on(const event::Signal& e, TimePoint now);
+    void on(const event::Spawned& e, TimePoint now);
+    void on(const event::SpawnFailed& e, TimePoint now);
+    void on(const event::Exited& e, TimePoint now);
+    void on(const event::Message& e, TimePoint now);
+    void on(const event::BadLine& e, TimePoint now);
+    void on(const event::Samples& e, TimePoint now);
+    void on(const event::Late& e, TimePoint now);
+
+    // The turn's steps.
+    void expire_deadlines(TimePoint now);
+    void check_health(TimePoint now);
+    void autoscale(TimePoint now);
+    void reconcile(TimePoint now);
+    void recycle(TimePoint now);
+    void roll(TimePoint now);
+    void finish_rollout(TimePoint now);
+    void notify_systemd(TimePoint now);
+
+    // What the steps do to workers and slots.
+    bool may_spawn();
+    void wake_at(TimePoint t) { wake_at_ = wake_at_ ? std::min(*wake_at_, t) : t; }
+    void spawn(int slot, TimePoint now);
+    void drain(Worker& w, StopReason why, TimePoint now);
+    void retire(Worker& w, StopReason why, std::string detail);
+    void change(Worker& w, Change c);
+    void mark_ready(Worker& w, TimePoint now, const char* how);
+    void signal(const Worker& w, int sig, bool main_thread = false);
+    void note(NoteKind kind, Level level, std::string text);
+    void scale_to(int n, const std::string& why);
+    void begin_stop(bool fast, TimePoint now);
+    void fail_rollout(TimePoint now);
+    void note_spawn_failure(int slot, const std::string& what, Duration delay, TimePoint now);
+    /// A worker the fleet wanted running ended: its slot restarts after the backoff, or not.
+    void after_exit(const Worker& w, const std::string& ended, int status, TimePoint now);
+    void forget(WorkerId id);
+    Worker* find(pid_t pid);
+    Worker* outgoing_in(const Slot& slot);   ///< its retiring worker (the newest, if two)
+    Worker* successor_in(const Slot& slot);  ///< its worker of the current generation, if any
+    int holders_in(const Slot& slot) const;
+    int holders_in(int slot) const;
+    std::string who(const Worker& w) const;
+    double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+    Spec spec_;
+    std::optional<std::uint64_t> memory_limit_;
+    std::optional<Duration> watchdog_interval_;
+    bool systemd_ = false;
+    std::minstd_rand rng_;
+    TimePoint started_at_;
+
+    Mode mode_ = Mode::running;
+    long generation_ = 1;
+    long last_generation_ = 1;  ///< the highest generation started
+    int desired_ = 0;
+    Rollout rollout_;
+    std::map<WorkerId, Worker> workers_;
+    std::map<pid_t, WorkerId> pids_;
+    std::map<int, Slot> slots_;
+    WorkerId next_id_ = 1;
+    bool turn_due_ = true;   ///< a turn is wanted at once
+    std::optional<TimePoint> wake_at_;  ///< a turn is wanted then (a successor to try again)
+    bool rearm_ = false;
+    int spawn_limit_ = kSpawnsPerTurn;
+    int spawns_this_turn_ = 0;
+    std::vector<Action> actions_;
+
+    // The autoscaler, and samples for it and for recycling by memory.
+    AutoscaleState autoscale_state_;
+    bool autoscale_pinned_ = false;
+    TimePoint next_autoscale_{};
+    TimePoint next_sample_{};
+    std::string autoscale_view_;
+    std::map<std::string, std::uint64_t> autoscale_decisions_;
+    int queue_depth_ = 0;
+    // systemd.
+    bool systemd_ready_sent_ = false;
+    long systemd_reloading_ = 0;  ///< the generation systemd was told RELOADING for
+    TimePoint next_watchdog_{};
+    // The totals of gone workers, and why they went.
+    RequestStats retired_stats_;
+    std::map<std::string, std::uint64_t> restarts_by_reason_;
+    // Failed starts, logged at a bounded rate.
+    std::string spawn_failure_logged_;
+    TimePoint spawn_failure_logged_at_{};
+    std::uint64_t spawn_failures_unlogged_ = 0;
+};
+
+/// "exited with status 3", "was killed by SIGKILL".
+std::string describe_status(int wait_status);
+
+}  // namespace workerd::core
