@@ -158,6 +158,11 @@ Worker* Fleet::successor_in(const Slot& slot) {
 
 void Fleet::roll(TimePoint now) {
     if (mode_ != Mode::running) return;
+    // Most turns have nothing to replace: one pass to see, no plan.
+    if (rollout_.state != RolloutState::running &&
+        std::none_of(workers_.begin(), workers_.end(), [](const auto& e) { return e.second.phase == Phase::retiring; })) {
+        return;
+    }
     // Each slot as a rollout sees it: its outgoing worker (retiring) and its successor.
     std::vector<SlotView> views;
     for (auto& [index, slot] : slots_) {

@@ -4,25 +4,103 @@
 # For checking that a change costs nothing on the request path (the worker protocol's
 # per-request statistics, say).
 #
+# With `scale`, the daemon itself instead: two fleets of SIZE bundled workers (default 256),
+# one per binary, side by side; in each of ROUNDS rounds both daemons' idle CPU over the same
+# IDLE seconds, then 100 /metrics scrapes of each, alternating. For a change to the daemon's
+# loop or its core (issue 14's redesign, say).
+#
 # Usage: tests/bench/bench_compare.sh REV [ROUNDS] [SECONDS] [PATH]
-#        REV is built in a temporary git worktree (workerd only); PATH defaults to /healthz.
+#        tests/bench/bench_compare.sh REV scale [ROUNDS] [IDLE_SECONDS] [SIZE]
+#        REV is built in a temporary git worktree; PATH defaults to /healthz.
 set -euo pipefail
 
-REV=${1:?usage: bench_compare.sh REV [ROUNDS] [SECONDS] [PATH]}
+REV=${1:?usage: bench_compare.sh REV [ROUNDS] [SECONDS] [PATH] | REV scale [ROUNDS] [IDLE] [SIZE]}
+MODE=requests
+if [ "${2:-}" = scale ]; then MODE=scale; shift; fi
 ROUNDS=${2:-5}
 DURATION=${3:-10}
 URL_PATH=${4:-/healthz}
 source "$(dirname "$0")/lib.sh"
 require wrk ss curl git cmake "$WORKERD"
 
-BASE_SRC=$WORK/base-src
-git -C "$ROOT" worktree add --detach --quiet "$BASE_SRC" "$REV"
-trap 'git -C "$ROOT" worktree remove --force "$BASE_SRC" 2>/dev/null || true; cleanup' EXIT
-echo "building $REV ($(git -C "$BASE_SRC" log -1 --format='%h %s'))"
-cmake -S "$BASE_SRC" -B "$WORK/base-build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$WORK/base-build" --target workerd >/dev/null
-BASE=$WORK/base-build/bin/workerd
+# BASE_BUILD_DIR: a build of REV to use as it is (its bin/workerd and bin/workerctl); without
+# it, REV is built in a temporary git worktree.
+if [ -n "${BASE_BUILD_DIR:-}" ] && [ -x "$BASE_BUILD_DIR/bin/workerd" ]; then
+  echo "using $REV as built in $BASE_BUILD_DIR"
+  trap cleanup EXIT
+else
+  BASE_BUILD_DIR=${BASE_BUILD_DIR:-$WORK/base-build}
+  BASE_SRC=$WORK/base-src
+  git -C "$ROOT" worktree add --detach --quiet "$BASE_SRC" "$REV"
+  trap 'git -C "$ROOT" worktree remove --force "$BASE_SRC" 2>/dev/null || true; cleanup' EXIT
+  echo "building $REV ($(git -C "$BASE_SRC" log -1 --format='%h %s')) in $BASE_BUILD_DIR"
+  cmake -S "$BASE_SRC" -B "$BASE_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BASE_BUILD_DIR" --target workerd workerctl >/dev/null
+fi
+BASE=$BASE_BUILD_DIR/bin/workerd
 machine
+
+if [ "$MODE" = scale ]; then
+  SIZE=${4:-256}
+  IDLE=$DURATION
+  need_fds $((2 * SIZE * 8 + 1024))
+  start_scaled() {  # start_scaled BINARY NAME -> prints "PID METRICS_PORT"
+    local mport
+    mport=$(free_port)
+    cat >"$WORK/$2.yaml" <<YAML
+listen: ["127.0.0.1:$(free_port)"]
+workers: $SIZE
+app:
+  builtin: {}
+control: {socket: $WORK/$2.sock}
+metrics: {listen: "127.0.0.1:$mport"}
+log: {level: warn}
+YAML
+    "$1" start $(allow_root_flag "$1") "$WORK/$2.yaml" 2>"$WORK/$2.log" &
+    echo "$! $mport"
+  }
+  read -r NEW_PID NEW_M < <(start_scaled "$WORKERD" new); PIDS+=("$NEW_PID")
+  read -r OLD_PID OLD_M < <(start_scaled "$BASE" old); PIDS+=("$OLD_PID")
+  for s in new old; do
+    wait_socket "$WORK/$s.sock"
+    "$(dirname "$WORKERD")/workerctl" -s "$WORK/$s.sock" --timeout 300 status >/dev/null
+  done
+  # Both fleets up and ready (all READY), then quiet.
+  for s in new old; do
+    for _ in $(seq 600); do
+      [ "$("$(dirname "$WORKERD")/workerctl" -s "$WORK/$s.sock" status --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["ready"] == d["desired"])')" = True ] && break
+      sleep 0.1
+    done
+  done
+  sleep 5
+  md_begin compare_scale "The daemon's loop at scale against $REV" "$REV" scale "$ROUNDS" "$IDLE" "$SIZE"
+  declare -A CPU SCR
+  for r in $(seq "$ROUNDS"); do
+    a1=$(cpu_ns "$NEW_PID"); a2=$(cpu_ns "$OLD_PID"); sleep "$IDLE"; b1=$(cpu_ns "$NEW_PID"); b2=$(cpu_ns "$OLD_PID")
+    CPU[new,$r]=$(awk -v a="$a1" -v b="$b1" -v s="$IDLE" 'BEGIN {printf "%.3f", 100*(b-a)/1e9/s}')
+    CPU[old,$r]=$(awk -v a="$a2" -v b="$b2" -v s="$IDLE" 'BEGIN {printf "%.3f", 100*(b-a)/1e9/s}')
+    if ((r % 2)); then order="new old"; else order="old new"; fi
+    for s in $order; do
+      port=$NEW_M; [ "$s" = old ] && port=$OLD_M
+      read -r SCR[$s,$r] _ _ < <(time_scrape "$port" 100 "$SIZE")
+    done
+    say "$(printf 'round %d: idle CPU this checkout %.3f%%, %s %.3f%%; /metrics median %.2f ms vs %.2f ms' \
+      "$r" "${CPU[new,$r]}" "$REV" "${CPU[old,$r]}" "${SCR[new,$r]}" "${SCR[old,$r]}")"
+  done
+  med() { local -n arr=$1; local xs=() r; for r in $(seq "$ROUNDS"); do xs+=("${arr[$2,$r]}"); done; medianof "${xs[@]}"; }
+  cn=$(med CPU new); co=$(med CPU old); sn=$(med SCR new); so=$(med SCR old)
+  md "Two daemons with $SIZE bundled workers each (\`metrics.listen\` set), one built from this checkout and one"
+  md "from $REV, running side by side; idle CPU of each over the same $IDLE s (all threads, schedstat), then"
+  md "100 \`GET /metrics\` of each over one connection, alternating which goes first. Medians of $ROUNDS rounds."
+  md ""
+  md "| | this checkout | $REV | ratio |" "| --- | ---: | ---: | ---: |"
+  md "| daemon CPU while idle, % of a core | $cn | $co | **$(div "$cn" "$co")×** |"
+  md "| /metrics scrape, median ms | $sn | $so | **$(div "$sn" "$so")×** |"
+  md ""
+  say "median idle CPU: $cn% vs $co% ($(div "$cn" "$co")x); /metrics median: $sn ms vs $so ms ($(div "$sn" "$so")x)"
+  md_end
+  exit 0
+fi
 
 start_fleet() {  # start_fleet BINARY NAME -> prints "PID PORT"
   local port
