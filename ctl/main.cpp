@@ -17,9 +17,9 @@
 
 #include "ctl/client.hpp"
 #include "ctl/render.hpp"
-#include "daemon/control_path.hpp"
-#include "daemon/spec.hpp"
-#include "daemon/sizing.hpp"
+#include "daemon/os/control_path.hpp"
+#include "daemon/wire/spec.hpp"
+#include "daemon/os/sizing.hpp"
 #include "daemon/version.hpp"
 
 using json = nlohmann::json;

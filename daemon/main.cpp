@@ -19,15 +19,15 @@
 
 #include <spdlog/spdlog.h>
 
-#include "daemon/arbiter.hpp"
-#include "daemon/guardian.hpp"
-#include "daemon/handover.hpp"
+#include "daemon/shell/arbiter.hpp"
+#include "daemon/os/guardian.hpp"
+#include "daemon/wire/handover.hpp"
 #include "daemon/http/builtin_worker.hpp"
-#include "daemon/listener.hpp"
-#include "daemon/logging.hpp"
-#include "daemon/sizing.hpp"
-#include "daemon/spawn.hpp"
-#include "daemon/spec.hpp"
+#include "daemon/os/listener.hpp"
+#include "daemon/os/logging.hpp"
+#include "daemon/os/sizing.hpp"
+#include "daemon/os/spawn.hpp"
+#include "daemon/wire/spec.hpp"
 #include "daemon/version.hpp"
 
 namespace {
@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
     }
     if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
     if (command == "serve-builtin") return serve_builtin({args.begin() + 1, args.end()});
-    // Internal: the guardian the daemon starts (daemon/guardian.hpp), reading its stdin.
+    // Internal: the guardian the daemon starts (daemon/os/guardian.hpp), reading its stdin.
     if (command == "guard" && args.size() == 1) return workerd::run_guardian(STDIN_FILENO);
     if (command == "check" && args.size() >= 2) {
         // workerd check [--explain] [--root DIR] [--strict] [--allow-root] [--stdin] SPEC

@@ -13,8 +13,8 @@
 #include <variant>
 #include <vector>
 
-#include "daemon/notify.hpp"
-#include "daemon/units.hpp"
+#include "daemon/wire/notify.hpp"
+#include "daemon/wire/units.hpp"
 
 namespace workerd::core {
 

@@ -1,6 +1,6 @@
-// The fleet core's events: what happens to workers (spawned, ready, hung, gone) and the turn
-// that acts on deadlines. Rollouts, scaling and stopping are in fleet_rollout.cpp and
-// fleet_control.cpp.
+// The fleet core's events: the turn, signals, spawns and exits, and the slot index. Health
+// (messages, hangs) is in fleet_health.cpp; rollouts and recycling in fleet_rollout.cpp;
+// scaling, stopping, adoption and deadlines in fleet_control.cpp.
 #include "daemon/core/fleet.hpp"
 
 #include <sys/wait.h>
@@ -12,32 +12,8 @@
 #include <fmt/format.h>
 
 namespace workerd::core {
-namespace {
-
-// Malformed protocol lines are reported at most this often per worker.
-constexpr std::chrono::seconds kBadLineLogInterval{10};
-// Below this, the loop's lateness is not worth a line at info level.
-constexpr std::chrono::seconds kLateWarning{1};
 
 std::string seconds_text(Clock::duration d) { return format_duration(std::chrono::duration_cast<Duration>(d)); }
-
-// "sent no heartbeat for 30.2s" and friends: what was measured, for the log.
-std::string describe_hang(const Verdict& v, const HealthPolicy& policy) {
-    switch (v.reason) {
-        case HangReason::boot_timeout:
-            return fmt::format("sent no READY within {} (boot_timeout)", format_duration(policy.boot_timeout));
-        case HangReason::heartbeat_timeout:
-            return fmt::format("sent no heartbeat for {} (timeout {})", format_duration(v.measured),
-                               format_duration(policy.timeout));
-        case HangReason::request_timeout:
-            return fmt::format("has had a request in flight for {} (request_timeout {})",
-                               format_duration(v.measured), format_duration(*policy.request_timeout));
-        case HangReason::none: break;
-    }
-    return "is fine";
-}
-
-}  // namespace
 
 std::string describe_status(int status) {
     if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -266,125 +242,6 @@ void Fleet::on(const event::Exited& e, TimePoint now) {
     note(NoteKind::restarting, Level::warn,
          fmt::format("{}; restarting {}", what, delay == Duration::zero() ? std::string("now") : "in " + format_duration(delay)));
     turn_due_ = true;
-}
-
-void Fleet::on(const event::Message& e, TimePoint now) {
-    Worker* w = find(e.pid);
-    if (w == nullptr) return;  // reaped; its last words do not matter any more
-    using Kind = NotifyMessage::Kind;
-    const NotifyMessage& m = e.message;
-    if (m.kind == Kind::unknown) return;
-    // A worker's first word gives it deadlines (heartbeats, READY): the shell re-arms for them.
-    if (note_message(w->health, now)) rearm_ = true;
-    switch (m.kind) {
-        case Kind::ready:
-            if (!w->health.ready_at) mark_ready(*w, now, "said READY");
-            break;
-        case Kind::watchdog: w->health.last_beat = now; break;
-        case Kind::stats:
-            w->stats = m.stats;
-            w->health.last_beat = now;
-            w->health.stats_at = now;
-            w->health.oldest_ms = m.stats.oldest_ms;
-            // The only message that can bring a deadline forward: a request now in flight.
-            if (spec_.health.request_timeout && m.stats.oldest_ms > 0) rearm_ = true;
-            // A worker past max_requests is recycled in the next turn.
-            if (w->request_limit && m.stats.served >= *w->request_limit && w->phase == Phase::ready) turn_due_ = true;
-            break;
-        case Kind::status:
-            w->status = m.status;
-            note(NoteKind::status, Level::debug, fmt::format("worker {} (pid {}) status: {}", w->slot, w->pid, m.status));
-            break;
-        case Kind::stopping: note(NoteKind::status, Level::debug, fmt::format("{} is stopping", who(*w))); break;
-        case Kind::unknown: break;
-    }
-}
-
-void Fleet::on(const event::BadLine& e, TimePoint now) {
-    Worker* w = find(e.pid);
-    if (w == nullptr) return;
-    ++w->bad_lines;
-    if (w->bad_lines_logged_at && now - *w->bad_lines_logged_at < kBadLineLogInterval) return;
-    note(NoteKind::bad_line, Level::warn,
-         fmt::format("worker {} (pid {}) sent {} malformed protocol line(s) (the last: {}); ignored", w->slot, w->pid,
-                     w->bad_lines - w->bad_lines_logged, e.what));
-    w->bad_lines_logged = w->bad_lines;
-    w->bad_lines_logged_at = now;
-}
-
-void Fleet::on(const event::Samples& e, TimePoint now) {
-    next_sample_ = now + std::chrono::seconds(1);
-    queue_depth_ = e.queue_depth;
-    for (const auto& [pid, rss] : e.rss_bytes) {
-        if (Worker* w = find(pid)) w->rss_bytes = rss;
-    }
-}
-
-void Fleet::on(const event::Late& e, TimePoint now) {
-    // The daemon's own delay is not the workers' silence: their heartbeat clocks move on.
-    for (auto& [id, w] : workers_) excuse_delay(w.health, e.by, now);
-    note(NoteKind::late, e.by >= kLateWarning ? Level::warn : Level::debug,
-         fmt::format("the daemon's loop was {} late ({}); that time does not count against the workers' heartbeats",
-                     format_duration(e.by), e.why));
-}
-
-void Fleet::expire_deadlines(TimePoint now) {
-    for (auto& [id, w] : workers_) {
-        if (w.kill_at && *w.kill_at <= now) {
-            note(NoteKind::killed_late, Level::warn,
-                 fmt::format("{} still running {} after SIGTERM; sending SIGKILL", who(w),
-                             format_duration(spec_.graceful_timeout)));
-            signal(w, SIGKILL);
-            w.kill_at.reset();
-        }
-    }
-}
-
-void Fleet::check_health(TimePoint now) {
-    const HealthPolicy& policy = spec_.health;
-    for (auto& [id, w] : workers_) {
-        if (w.escalation) {
-            const Escalation before = *w.escalation;
-            if (auto sig = escalate(policy, *w.escalation, now)) {
-                note(NoteKind::escalated, Level::warn,
-                     fmt::format("{} still running {} after {} ({}); sending {}", who(w), seconds_text(now - before.last_at),
-                                 signal_name(before.last_signal), to_string(before.reason), signal_name(*sig)));
-                signal(w, *sig, w.escalation->step == 1 && *sig == policy.timeout_signal);
-            }
-            continue;
-        }
-        if (w.phase != Phase::booting && !serving(w.phase)) continue;  // draining: graceful_timeout governs it
-        if (w.phase == Phase::booting && ready_by_uptime(policy, w.health, now)) {
-            mark_ready(w, now, "no protocol messages, up");
-        }
-        const Verdict verdict = judge(policy, w.health, now);
-        if (!verdict) continue;
-        w.escalation = begin_escalation(verdict.reason, now);
-        change(w, Change::hang);
-        const int sig = *escalate(policy, *w.escalation, now);
-        note(NoteKind::hung, Level::warn, fmt::format("{} {}; sending {}", who(w), describe_hang(verdict, policy), signal_name(sig)));
-        signal(w, sig, w.escalation->step == 1 && sig == policy.timeout_signal);
-        turn_due_ = true;  // its slot may want a replacement
-    }
-}
-
-std::vector<pid_t> Fleet::overdue(TimePoint now) const {
-    std::vector<pid_t> out;
-    for (const auto& [id, w] : workers_) {
-        if (!w.escalation && (w.phase == Phase::booting || serving(w.phase)) && judge(spec_.health, w.health, now)) {
-            out.push_back(w.pid);
-        }
-    }
-    return out;
-}
-
-void Fleet::mark_ready(Worker& w, TimePoint now, const char* how) {
-    w.health.ready_at = now;
-    turn_due_ = true;  // a rollout or a --wait may be waiting for exactly this
-    slots_[w.slot].exits_before_ready = 0;
-    if (w.phase != Phase::booting) return;
-    change(w, Change::ready);
-    note(NoteKind::ready, Level::info, fmt::format("{} ready: {} after {}", who(w), how, seconds_text(now - w.started_at)));
 }
 
 void Fleet::change(Worker& w, Change c) { w.phase = next_phase(w.phase, c); }

@@ -16,14 +16,14 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/autoscale.hpp"
-#include "daemon/backoff.hpp"
+#include "daemon/core/autoscale.hpp"
+#include "daemon/core/backoff.hpp"
 #include "daemon/core/events.hpp"
 #include "daemon/core/lifecycle.hpp"
 #include "daemon/core/rollout_plan.hpp"
-#include "daemon/health.hpp"
-#include "daemon/notify.hpp"
-#include "daemon/spec.hpp"
+#include "daemon/core/health.hpp"
+#include "daemon/wire/notify.hpp"
+#include "daemon/wire/spec.hpp"
 
 namespace workerd::core {
 
@@ -253,5 +253,7 @@ private:
 
 /// "exited with status 3", "was killed by SIGKILL".
 std::string describe_status(int wait_status);
+/// "1.5s", "2m3s": a duration as the log shows it.
+std::string seconds_text(Clock::duration d);
 
 }  // namespace workerd::core

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "daemon/health.hpp"
+#include "daemon/core/health.hpp"
 
 namespace workerd::core {
 

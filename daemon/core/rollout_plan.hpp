@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "daemon/spec.hpp"
+#include "daemon/wire/spec.hpp"
 
 namespace workerd::core {
 

@@ -14,9 +14,9 @@
 
 #include "daemon/http/builtin_worker.hpp"
 #include "daemon/http/http_date.hpp"
-#include "daemon/load_board.hpp"
-#include "daemon/notifier.hpp"
-#include "daemon/notify.hpp"
+#include "daemon/os/load_board.hpp"
+#include "daemon/wire/notifier.hpp"
+#include "daemon/wire/notify.hpp"
 
 namespace workerd::http {
 

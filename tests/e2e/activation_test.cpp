@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "daemon/listener.hpp"
+#include "daemon/os/listener.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;

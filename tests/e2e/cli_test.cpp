@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "daemon/listener.hpp"
+#include "daemon/os/listener.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;

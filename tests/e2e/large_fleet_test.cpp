@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "daemon/spec.hpp"
+#include "daemon/wire/spec.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;

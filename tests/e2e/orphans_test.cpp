@@ -1,5 +1,5 @@
 // End-to-end: nothing a worker starts outlives its worker or the daemon, so that no orphan
-// keeps the listen port (daemon/guardian.hpp, daemon/orphans.hpp). gunicorn forks its own
+// keeps the listen port (daemon/os/guardian.hpp, daemon/os/orphans.hpp). gunicorn forks its own
 // workers: they are the daemon's grandchildren.
 #include <doctest/doctest.h>
 

@@ -14,8 +14,8 @@
 
 #include <fmt/format.h>
 
-#include "daemon/listener.hpp"
-#include "daemon/unique_fd.hpp"
+#include "daemon/os/listener.hpp"
+#include "daemon/os/unique_fd.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;

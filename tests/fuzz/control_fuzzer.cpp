@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/control_request.hpp"
-#include "daemon/control_server.hpp"
-#include "daemon/spec.hpp"
+#include "daemon/wire/control_request.hpp"
+#include "daemon/shell/control_server.hpp"
+#include "daemon/wire/spec.hpp"
 
 using json = nlohmann::json;
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/line_buffer.hpp"
-#include "daemon/notify.hpp"
+#include "daemon/wire/line_buffer.hpp"
+#include "daemon/wire/notify.hpp"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include <future>
 #include <thread>
 
-#include "daemon/listener.hpp"
+#include "daemon/os/listener.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd;

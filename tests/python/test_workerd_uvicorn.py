@@ -9,7 +9,7 @@ from workerd_uvicorn.protocol import (LATENCY_BUCKETS, Notifier, RequestStats, S
 
 class Buckets(unittest.TestCase):
     def test_same_bounds_as_the_daemon(self):
-        # The daemon's bounds (daemon/notify.cpp): 500 us * 2^(k/2).
+        # The daemon's bounds (daemon/wire/notify.cpp): 500 us * 2^(k/2).
         self.assertEqual(latency_bucket(0), 0)
         self.assertEqual(latency_bucket(500), 0)
         self.assertEqual(latency_bucket(501), 1)

@@ -25,7 +25,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "daemon/unique_fd.hpp"
+#include "daemon/os/unique_fd.hpp"
 
 namespace workerd::test {
 

@@ -151,7 +151,7 @@ public:
     bool wait_for_log(const std::string& needle, Ms timeout, int times = 1) const;
     /// The daemon's children but its guardian: its workers.
     std::vector<pid_t> workers() const;
-    /// The guardian (`workerd guard`, daemon/guardian.hpp); nullopt without one.
+    /// The guardian (`workerd guard`, daemon/os/guardian.hpp); nullopt without one.
     std::optional<pid_t> guardian() const;
     /// The control socket: the spec's, or DIR/control.sock, which the constructor adds to a
     /// spec without a `control:` key (so parallel tests never share the default socket).

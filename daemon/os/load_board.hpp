@@ -1,0 +1,73 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+
+#include "daemon/os/unique_fd.hpp"
+
+namespace workerd {
+
+/// A small shared-memory table through which the bundled workers of one fleet see each other's
+/// load: per slot, the number of open connections and when the worker last looked in.
+///
+/// Why: all workers accept from one shared queue, and whichever process is awake drains it. A
+/// burst of keep-alive connections (a load balancer's pool, wrk's 64) then lands on one worker
+/// while the others idle, for as long as the connections live. With the board, a worker that
+/// holds clearly more connections than a live peer waits a moment before taking the next one,
+/// so the peer gets it. A peer that stops looking in (blocked, hung, gone) stops counting after
+/// kStaleAfterMs, so a stuck worker never holds the others back.
+///
+/// The daemon creates the board (a memfd) and hands it to each bundled worker after the
+/// listeners, naming it in WORKERD_BOARD_FD; a worker's slot is WORKERD_SLOT. Workers that do
+/// not get one simply accept as they please.
+class LoadBoard {
+public:
+    static constexpr int kSlots = 1024;                ///< slots past this do not take part
+    static constexpr std::int64_t kStaleAfterMs = 1000;  ///< a peer silent this long is ignored
+    static constexpr int kMargin = 2;  ///< defer when a live peer holds this many fewer
+
+    /// A new, zeroed board for one fleet, as a close-on-exec memfd.
+    static UniqueFd create();
+
+    /// Maps the board behind `fd` for `slot`. nullopt when the slot is out of range or the fd
+    /// is not a board (wrong size, cannot be mapped); the caller then runs without one.
+    static std::optional<LoadBoard> attach(int fd, int slot);
+
+    LoadBoard(LoadBoard&& other) noexcept;
+    LoadBoard& operator=(LoadBoard&&) = delete;
+    LoadBoard(const LoadBoard&) = delete;
+    LoadBoard& operator=(const LoadBoard&) = delete;
+    ~LoadBoard();
+
+    /// This worker's open connections; one relaxed store, cheap enough for every connection.
+    void set_connections(int n);
+    /// "Still here", at `now_ms` (a CLOCK_MONOTONIC reading in ms; see now_ms()).
+    void touch(std::int64_t now_ms);
+    /// Leaves the board: peers stop deferring to this worker at once (used when draining).
+    void leave();
+
+    /// True when some other live slot holds at least kMargin fewer connections than `mine`.
+    bool peer_has_room(int mine, std::int64_t now_ms) const;
+
+    static std::int64_t now_ms();
+
+private:
+    struct alignas(64) Entry {
+        std::atomic<std::int64_t> seen_ms;  ///< 0: not taking part
+        std::atomic<std::int32_t> connections;
+    };
+    struct Table {
+        std::atomic<std::int32_t> slots_used;  ///< highest slot that ever attached, plus one
+        Entry entries[kSlots];
+    };
+    static_assert(std::atomic<std::int64_t>::is_always_lock_free);
+    static_assert(std::atomic<std::int32_t>::is_always_lock_free);
+
+    LoadBoard(Table* table, int slot) : table_(table), slot_(slot) {}
+
+    Table* table_ = nullptr;
+    int slot_ = 0;
+};
+
+}  // namespace workerd

@@ -1,0 +1,123 @@
+// /metrics, /healthz and /readyz (docs/metrics.md). Everything is read from the Arbiter's own
+// state on its loop at scrape time and serialized with prometheus-cpp's text serializer.
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "daemon/shell/arbiter.hpp"
+#include "daemon/shell/metric_families.hpp"
+#include "daemon/shell/render.hpp"
+#include "daemon/os/listen_queue.hpp"
+#include "daemon/os/proc_stats.hpp"
+#include "daemon/version.hpp"
+
+namespace workerd {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// The daemon's own /proc/self numbers, the way client libraries name them.
+void process_metrics(Families& f) {
+    rusage self{};
+    ::getrusage(RUSAGE_SELF, &self);
+    f.counter("process_cpu_seconds_total", "CPU time of the workerd daemon process (user + system).",
+              static_cast<double>(self.ru_utime.tv_sec + self.ru_stime.tv_sec) +
+                  static_cast<double>(self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6);
+    std::ifstream statm("/proc/self/statm");
+    long size = 0, resident = 0;
+    statm >> size >> resident;
+    f.gauge("process_resident_memory_bytes", "Resident memory of the workerd daemon process.",
+            static_cast<double>(resident * ::sysconf(_SC_PAGESIZE)));
+    f.gauge("process_virtual_memory_bytes", "Virtual memory of the workerd daemon process.",
+            static_cast<double>(size * ::sysconf(_SC_PAGESIZE)));
+    int fds = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        while (::readdir(d) != nullptr) ++fds;
+        ::closedir(d);
+        fds -= 3;  // ".", ".." and the directory's own descriptor
+    }
+    f.gauge("process_open_fds", "Open file descriptors of the workerd daemon process.", fds);
+    // Start time: boot time + the process's start in clock ticks.
+    std::ifstream stat("/proc/self/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    long long start_ticks = 0;
+    for (int i = 3; i <= 22 && fields >> field; ++i) {
+        if (i == 22) start_ticks = std::stoll(field);
+    }
+    std::ifstream boot("/proc/stat");
+    double btime = 0;
+    for (std::string key; boot >> key;) {
+        if (key == "btime") {
+            boot >> btime;
+            break;
+        }
+    }
+    f.gauge("process_start_time_seconds", "Start time of the workerd daemon process since the Unix epoch.",
+            btime + static_cast<double>(start_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)));
+}
+
+}  // namespace
+
+MetricsResponse Arbiter::metrics_endpoint(const std::string& path) {
+    if (path == "/metrics") {
+        return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(Clock::now())};
+    }
+    if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};  // answered by the loop itself
+    if (path == "/readyz") {
+        const int ready = fleet_.ready();
+        const bool running = fleet_.mode() == core::Mode::running;
+        const bool ok = running && ready >= spec().metrics.min_ready;
+        std::string why;
+        if (!running) {
+            why = ", stopping";
+        } else if (!ok) {
+            // What keeps the slots without a worker empty: a program that cannot start, say.
+            for (const auto& [slot, s] : fleet_.slots()) {
+                if (s.active && fleet_.current_in(slot) == nullptr && s.last_end) {
+                    why = fmt::format("; worker {}: {}", slot, s.last_end->to_string());
+                    break;
+                }
+            }
+        }
+        return {ok ? 200 : 503, "text/plain; charset=utf-8",
+                fmt::format("{}: {} of {} workers ready (min_ready {}){}\n", ok ? "ready" : "not ready", ready,
+                            fleet_.desired(), spec().metrics.min_ready, why)};
+    }
+    return {404, "text/plain; charset=utf-8", "not found: try /metrics, /healthz or /readyz\n"};
+}
+
+std::string Arbiter::metrics_text(Clock::time_point now) {
+    MetricsFacts facts;
+    facts.now = now;
+    facts.version = kVersion;
+    const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+    for (const auto& [id, w] : fleet_.workers()) {
+        if (w.pid <= 0) continue;
+        const ProcSample sample = proc_sample(w.pid);
+        ProcessFacts& p = facts.processes[w.pid];
+        p.rss_bytes = sample.rss_bytes;
+        if (sample.cpu_ticks >= 0) p.cpu_seconds = static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
+    }
+    for (const auto& l : listeners_) {
+        if (auto q = queue_of(*l)) facts.queues.push_back({l->address().name, static_cast<long>(q->depth), static_cast<long>(q->max)});
+    }
+    Families f;
+    process_metrics(f);
+    return render_metrics(fleet_, facts) + f.text();
+}
+
+}  // namespace workerd

@@ -1,0 +1,62 @@
+#pragma once
+
+// Prometheus metric families built in order of first use, serialized with prometheus-cpp's
+// text serializer.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "daemon/wire/notify.hpp"
+
+namespace workerd {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+class Families {
+public:
+    MetricFamily& family(const std::string& name, const std::string& help, MetricType type) {
+        auto it = index_.find(name);
+        if (it != index_.end()) return families_[it->second];
+        index_[name] = families_.size();
+        families_.push_back(MetricFamily{name, help, type, {}});
+        return families_.back();
+    }
+    void gauge(const std::string& name, const std::string& help, double value,
+               std::vector<ClientMetric::Label> labels = {}) {
+        ClientMetric m;
+        m.label = std::move(labels);
+        m.gauge.value = value;
+        family(name, help, MetricType::Gauge).metric.push_back(std::move(m));
+    }
+    void counter(const std::string& name, const std::string& help, double value,
+                 std::vector<ClientMetric::Label> labels = {}) {
+        ClientMetric m;
+        m.label = std::move(labels);
+        m.counter.value = value;
+        family(name, help, MetricType::Counter).metric.push_back(std::move(m));
+    }
+    void histogram(const std::string& name, const std::string& help, const RequestStats& stats) {
+        ClientMetric m;
+        std::uint64_t cumulative = 0;
+        for (int k = 0; k < kLatencyBuckets; ++k) {
+            cumulative += stats.buckets[k];
+            m.histogram.bucket.push_back({cumulative, latency_bound_ms(k) / 1000.0});
+        }
+        m.histogram.sample_count = cumulative;
+        m.histogram.sample_sum = static_cast<double>(stats.sum_us) / 1e6;
+        family(name, help, MetricType::Histogram).metric.push_back(std::move(m));
+    }
+    std::string text() const { return prometheus::TextSerializer().Serialize(families_); }
+
+private:
+    std::vector<MetricFamily> families_;
+    std::map<std::string, std::size_t> index_;
+};
+
+}  // namespace workerd

@@ -1,0 +1,249 @@
+#include "daemon/shell/render.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "daemon/shell/metric_families.hpp"
+
+namespace workerd {
+
+using json = nlohmann::json;
+
+namespace {
+
+double seconds(core::Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Status keeps the words it always had: a retiring worker still serves ("ready"), a hung one
+// is shown as what it was when it stopped answering.
+const char* state_word(const core::Worker& w) {
+    switch (w.phase) {
+        case core::Phase::spawning:
+        case core::Phase::booting: return "booting";
+        case core::Phase::ready:
+        case core::Phase::retiring: return "ready";
+        case core::Phase::hung: return w.health.ready_at ? "ready" : "booting";
+        case core::Phase::draining: return "draining";
+        case core::Phase::exited: return "exited";
+    }
+    return "?";
+}
+
+}  // namespace
+
+json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
+    const auto now = facts.now;
+    json workers = json::array();
+    for (const auto& [id, w] : fleet.workers()) {
+        if (w.pid <= 0) continue;
+        const core::Slot& slot = fleet.slots().at(w.slot);
+        const auto found = facts.processes.find(w.pid);
+        const ProcessFacts process = found != facts.processes.end() ? found->second : ProcessFacts{};
+        json row = {
+            {"slot", w.slot},
+            {"pid", w.pid},
+            {"generation", w.generation},
+            {"state", state_word(w)},
+            {"uptime_s", seconds(now - w.started_at)},
+            {"restarts", slot.restarts},
+            {"recycles", slot.recycles},
+            {"replacing", w.phase == core::Phase::retiring && !w.retire_detail.empty() ? json(w.retire_detail) : json(nullptr)},
+            {"last_exit", slot.last_end ? json(slot.last_end->to_string()) : json(nullptr)},
+            {"rss_bytes", process.rss_bytes},
+            {"cpu_percent", process.cpu_percent},
+            {"status", w.status.empty() ? json(nullptr) : json(w.status)},
+        };
+        row["heartbeat_age_s"] = w.health.last_beat ? json(seconds(now - *w.health.last_beat)) : json(nullptr);
+        if (w.health.stats_at) {
+            row["requests"] = w.stats.served;
+            row["inflight"] = w.stats.inflight;
+            const auto p50 = w.stats.percentile_ms(0.5);
+            const auto p99 = w.stats.percentile_ms(0.99);
+            row["p50_ms"] = p50 ? json(*p50) : json(nullptr);
+            row["p99_ms"] = p99 ? json(*p99) : json(nullptr);
+        } else {
+            row["requests"] = row["inflight"] = row["p50_ms"] = row["p99_ms"] = nullptr;
+        }
+        workers.push_back(std::move(row));
+    }
+    json waiting = json::array();
+    for (const auto& [index, s] : fleet.slots()) {
+        if (s.active && fleet.current_in(index) == nullptr) {
+            waiting.push_back({{"slot", index},
+                               {"restart_in_s", std::max(0.0, seconds(s.not_before - now))},
+                               {"last_exit", s.last_end ? json(s.last_end->to_string()) : json(nullptr)},
+                               {"flapping", s.exits_before_ready >= 3}});
+        }
+    }
+    const auto& rollout = fleet.rollout();
+    const auto& autoscale = fleet.spec().autoscale;
+    const auto cap = fleet.memory_cap();
+    return {
+        {"pid", facts.daemon_pid},
+        {"version", facts.version},
+        {"uptime_s", seconds(now - fleet.started_at())},
+        {"spec", fleet.spec().file},
+        {"generation", fleet.generation()},
+        {"state", core::to_string(fleet.mode())},
+        {"desired", fleet.desired()},
+        {"ready", fleet.ready()},
+        {"rolling", fleet.rolling()},
+        {"autoscale", autoscale ? json{{"pinned", fleet.autoscale_pinned()},
+                                       {"min", autoscale->min},
+                                       {"max", autoscale->max},
+                                       {"memory_cap", cap ? json(*cap) : json(nullptr)},
+                                       {"view", fleet.autoscale_view()}}
+                                : json(nullptr)},
+        {"rollout", rollout.state == core::RolloutState::none
+                        ? json(nullptr)
+                        : json{{"generation", rollout.generation},
+                               {"state", core::to_string(rollout.state)},
+                               {"failures", rollout.failures},
+                               {"reason", rollout.reason.empty() ? json(nullptr) : json(rollout.reason)}}},
+        {"workers", std::move(workers)},
+        {"waiting", std::move(waiting)},
+    };
+}
+
+json render_config(const core::Fleet& fleet, const std::string& control_socket) {
+    const auto ms = [](Duration d) { return d.count(); };
+    json listen = json::array();
+    for (const auto& a : fleet.spec().listen) listen.push_back({{"address", a.to_string()}, {"name", a.name}});
+    json app;
+    if (fleet.spec().app.builtin) {
+        const auto& b = *fleet.spec().app.builtin;
+        app["builtin"] = {{"root", b.root}, {"demo", b.demo}, {"max_connections", b.max_connections},
+                          {"keepalive_timeout_ms", ms(b.keepalive_timeout)},
+                          {"max_header_size", b.max_header_size}, {"max_body_size", b.max_body_size}};
+    } else {
+        app["command"] = fleet.spec().app.command;
+    }
+    app["cwd"] = fleet.spec().app.cwd;
+    app["env"] = fleet.spec().app.env;
+    const auto& h = fleet.spec().health;
+    return {
+        {"file", fleet.spec().file},
+        {"listen", listen},
+        {"backlog", fleet.spec().backlog},
+        {"reuse_port", fleet.spec().reuse_port},
+        {"workers", fleet.desired()},
+        {"workers_in_spec", fleet.spec().workers_auto ? json("auto") : json(fleet.spec().workers)},
+        {"app", app},
+        {"graceful_timeout_ms", ms(fleet.spec().graceful_timeout)},
+        {"timeout_ms", ms(h.timeout)},
+        {"boot_timeout_ms", ms(h.boot_timeout)},
+        {"ready_after_ms", ms(h.ready_after)},
+        {"heartbeat", h.mode == HeartbeatMode::automatic ? "auto" : h.mode == HeartbeatMode::required ? "required" : "off"},
+        {"timeout_signal", h.timeout_signal ? json(signal_name(h.timeout_signal)) : json(nullptr)},
+        {"kill_timeout_ms", ms(h.kill_timeout)},
+        {"request_timeout_ms", h.request_timeout ? json(ms(*h.request_timeout)) : json(nullptr)},
+        {"backoff", {{"initial_ms", ms(fleet.spec().backoff.initial)}, {"max_ms", ms(fleet.spec().backoff.max)},
+                     {"reset_after_ms", ms(fleet.spec().backoff.reset_after)}}},
+        {"control", {{"socket", control_socket}, {"mode", fmt::format("{:04o}", fleet.spec().control.mode)}}},
+        {"metrics", {{"listen", fleet.spec().metrics.listen ? json(fleet.spec().metrics.listen->to_string()) : json(nullptr)}}},
+        {"log", {{"level", fleet.spec().log.level}}},
+    };
+}
+
+std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) {
+    const auto now = facts.now;
+    Families f;
+    f.gauge("workerd_build_info", "workerd's version; always 1.", 1, {{"version", facts.version}});
+    f.gauge("workerd_uptime_seconds", "Time since the daemon started.", seconds(now - fleet.started_at()));
+
+    // The fleet.
+    std::map<std::string, int> by_state{{"booting", 0}, {"ready", 0}, {"draining", 0}};
+    for (const auto& [id, w] : fleet.workers()) {
+        // As status words them: a retiring worker still serves, a hung one is what it was.
+        const bool ready = core::serving(w.phase) || (w.phase == core::Phase::hung && w.health.ready_at);
+        ++by_state[w.phase == core::Phase::draining ? "draining" : ready ? "ready" : "booting"];
+    }
+    for (const auto& [state, n] : by_state) {
+        f.gauge("workerd_workers", "Worker processes by state.", n, {{"state", state}});
+    }
+    f.gauge("workerd_workers_desired", "Workers the fleet should have.", fleet.desired());
+    f.gauge("workerd_workers_ready", "Slots with a ready worker (what /readyz compares with min_ready).", fleet.ready());
+    f.gauge("workerd_generation", "The current generation (each reload starts a new one).",
+            static_cast<double>(fleet.generation()));
+    f.gauge("workerd_rollout_in_progress", "1 while workers are being replaced (reload, restart, recycling).",
+            fleet.rolling() ? 1 : 0);
+    f.gauge("workerd_rollout_failed", "1 when the latest reload's rollout failed and was rolled back.",
+            fleet.rollout().state == core::RolloutState::failed ? 1 : 0);
+
+    // Per slot: the slot's current workers (two during a replacement), and what its gone
+    // workers did, so counters never go backwards.
+    for (const auto& [slot, s] : fleet.slots()) {
+        double rss = 0, cpu = s.retired_cpu_seconds, inflight = 0;
+        double requests = static_cast<double>(s.retired_requests);
+        std::optional<core::TimePoint> started, beat;
+        bool any = false;
+        for (const core::Worker* w : fleet.workers_in(slot)) {
+            if (w->pid <= 0) continue;
+            any = true;
+            if (auto p = facts.processes.find(w->pid); p != facts.processes.end()) {
+                rss += static_cast<double>(p->second.rss_bytes);
+                if (p->second.cpu_seconds >= 0) cpu += p->second.cpu_seconds;
+            }
+            requests += static_cast<double>(w->stats.served);
+            inflight += static_cast<double>(w->stats.inflight);
+            if (w->phase != core::Phase::draining) {
+                started = w->started_at;
+                beat = w->health.last_beat;
+            }
+        }
+        if (!any && !s.active) continue;
+        const std::vector<ClientMetric::Label> labels{{"slot", std::to_string(slot)}};
+        f.gauge("workerd_worker_resident_memory_bytes", "Resident memory of the slot's worker processes.", rss, labels);
+        f.counter("workerd_worker_cpu_seconds_total", "CPU time of the slot's workers, past ones included.", cpu, labels);
+        f.counter("workerd_worker_requests_total", "Requests served by the slot's workers (from STATS), past ones included.",
+                  requests, labels);
+        f.gauge("workerd_worker_requests_in_flight", "Requests in flight in the slot's workers (from STATS).", inflight, labels);
+        f.gauge("workerd_worker_uptime_seconds", "Age of the slot's current worker (0 when it has none).",
+                started ? seconds(now - *started) : 0.0, labels);
+        f.gauge("workerd_worker_heartbeat_age_seconds", "Time since the slot's current worker last sent a heartbeat (-1: none yet).",
+                beat ? seconds(now - *beat) : -1.0, labels);
+    }
+
+    if (fleet.spec().autoscale) {
+        for (const char* direction : {"up", "down"}) {
+            f.counter("workerd_autoscale_decisions_total", "Autoscaler decisions that changed the fleet's size.",
+                      static_cast<double>(fleet.autoscale_decisions().count(direction) ? fleet.autoscale_decisions().at(direction) : 0),
+                      {{"direction", direction}});
+        }
+    }
+    if (auto cap = fleet.memory_cap()) {
+        f.gauge("workerd_memory_budget_workers", "Workers that fit in the memory budget (limit less margin, by RSS per worker).", *cap);
+    }
+
+    // Restarts by reason; every reason is present from the start, at 0.
+    for (const char* reason : {"exit", "signal", "heartbeat_timeout", "boot_timeout", "request_timeout", "max_requests",
+                               "max_rss", "max_lifetime", "reload", "restart", "scale_down"}) {
+        f.counter("workerd_worker_restarts_total", "Workers that ended while the fleet was running, by reason.",
+                  static_cast<double>(fleet.restarts_by_reason().count(reason) ? fleet.restarts_by_reason().at(reason) : 0),
+                  {{"reason", reason}});
+    }
+
+    // Listen queues: the saturation signal.
+    for (const QueueFacts& q : facts.queues) {
+        const std::vector<ClientMetric::Label> labels{{"listener", q.listener}};
+        f.gauge("workerd_listen_queue_depth", "Connections waiting in the listener's accept queue.", static_cast<double>(q.depth), labels);
+        f.gauge("workerd_listen_queue_max", "Capacity of the listener's accept queue (backlog).", static_cast<double>(q.max), labels);
+    }
+
+    // Requests and latency over the whole fleet, gone workers included.
+    RequestStats total = fleet.retired_stats();
+    for (const auto& [id, w] : fleet.workers()) {
+        total.served += w.stats.served;
+        total.sum_us += w.stats.sum_us;
+        for (int k = 0; k < kLatencyBuckets; ++k) total.buckets[k] += w.stats.buckets[k];
+    }
+    f.counter("workerd_requests_total", "Requests served by all workers (from STATS), past ones included.",
+              static_cast<double>(total.served));
+    f.histogram("workerd_request_duration_seconds",
+                "Request latency over all workers, in the worker protocol's buckets (0.5 ms to 65.5 s).", total);
+
+    return f.text();
+}
+
+}  // namespace workerd

@@ -1,0 +1,717 @@
+#include "daemon/wire/spec.hpp"
+
+#include "daemon/os/spawn.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "daemon/wire/spec_keys.hpp"
+#include "daemon/os/worker_command.hpp"
+
+namespace workerd {
+namespace {
+
+namespace fs = std::filesystem;
+
+
+// Numeric ids are accepted as names too ("0", "1000").
+std::optional<unsigned> uid_of(const std::string& name) {
+    if (const passwd* pw = ::getpwnam(name.c_str())) return pw->pw_uid;
+    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
+        return static_cast<unsigned>(std::stoul(name));
+    }
+    return std::nullopt;
+}
+std::optional<unsigned> gid_of(const std::string& name) {
+    if (const group* gr = ::getgrnam(name.c_str())) return gr->gr_gid;
+    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
+        return static_cast<unsigned>(std::stoul(name));
+    }
+    return std::nullopt;
+}
+
+// Walks the YAML tree once, filling a Spec and collecting every error with its position.
+// Each bad value yields one error; the walk goes on so that all errors are reported.
+class SpecReader {
+public:
+    SpecReader(std::string file, std::vector<SpecError>& errors, std::vector<SpecError>& warnings)
+        : file_(std::move(file)), dir_(fs::path(file_).parent_path().string()), errors_(errors), warnings_(warnings) {}
+
+    void read(const YAML::Node& root, int cpu_count, Spec& spec);
+
+private:
+    using KeyHandler = std::function<void(const std::string& path, const YAML::Node& value)>;
+
+    void error(const YAML::Node& at, const std::string& key, const std::string& message) {
+        errors_.push_back(at_node(at, key, message));
+    }
+    void warn(const YAML::Node& at, const std::string& key, const std::string& message) {
+        warnings_.push_back(at_node(at, key, message));
+    }
+    SpecError at_node(const YAML::Node& at, const std::string& key, const std::string& message) const {
+        const YAML::Mark m = at.Mark();
+        return {file_, m.line >= 0 ? m.line + 1 : 0, m.column >= 0 ? m.column + 1 : 0, key, message};
+    }
+
+    // Calls `handlers[key]` for each key of the mapping `node`; reports unknown and repeated
+    // keys (with the nearest known key suggested) and a node that is not a mapping.
+    void for_each_key(const YAML::Node& node, const std::string& path,
+                      const std::vector<std::pair<const char*, KeyHandler>>& handlers);
+
+    std::string child(const std::string& path, const std::string& key) {
+        return path.empty() ? key : path + "." + key;
+    }
+    std::string absolute(const std::string& p) const {
+        return fs::path(p).is_absolute() ? fs::path(p).lexically_normal().string()
+                                         : (fs::path(dir_) / p).lexically_normal().string();
+    }
+
+    std::optional<std::string> scalar(const YAML::Node& n, const std::string& key, const char* expected);
+    std::optional<long long> integer(const YAML::Node& n, const std::string& key, long long min, long long max);
+    std::optional<bool> boolean(const YAML::Node& n, const std::string& key);
+    std::optional<Duration> duration(const YAML::Node& n, const std::string& key);
+    std::optional<Duration> positive_duration(const YAML::Node& n, const std::string& key);
+    std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& key);
+    std::optional<ListenAddress> address(const YAML::Node& n, const std::string& key);
+
+    void read_listen(const YAML::Node& n, std::vector<ListenAddress>& out);
+    void read_workers(const YAML::Node& n, int cpu_count, Spec& spec);
+    void read_app(const YAML::Node& n, AppSpec& app, bool& app_seen);
+    void read_builtin(const YAML::Node& n, BuiltinAppSpec& b);
+    void read_command(const YAML::Node& n, std::vector<std::string>& command);
+    void check_command_fds(const Spec& spec);
+    void check_program(const Spec& spec);
+    void existing_dir(const YAML::Node& n, const std::string& key, std::string& out);
+
+    std::string file_;
+    std::string dir_;
+    std::vector<SpecError>& errors_;
+    std::vector<SpecError>& warnings_;
+    YAML::Node command_node_;
+};
+
+void SpecReader::for_each_key(const YAML::Node& node, const std::string& path,
+                              const std::vector<std::pair<const char*, KeyHandler>>& handlers) {
+    if (node.IsNull()) return;  // "app:" with nothing under it: all defaults
+    if (!node.IsMap()) {
+        error(node, path, "must be a mapping of keys to values");
+        return;
+    }
+    std::vector<std::string> known;
+    for (const auto& [name, handler] : handlers) known.emplace_back(name);
+    std::set<std::string> seen;
+    // Range-for keeps each pair alive for the loop body; `it->first` would be a member of a
+    // temporary proxy that dies at the end of the full expression.
+    for (const auto& entry : node) {
+        const YAML::Node& key_node = entry.first;
+        const std::string key = key_node.IsScalar() ? key_node.Scalar() : std::string("?");
+        const std::string key_path = child(path, key);
+        if (!seen.insert(key).second) {
+            error(key_node, key_path, "appears twice");
+            continue;
+        }
+        auto found = std::find_if(handlers.begin(), handlers.end(),
+                                  [&](const auto& h) { return key == h.first; });
+        if (found == handlers.end()) {
+            error(key_node, key_path, unknown_key_message(key, known));
+            continue;
+        }
+        found->second(key_path, entry.second);
+    }
+}
+
+std::optional<std::string> SpecReader::scalar(const YAML::Node& n, const std::string& key,
+                                              const char* expected) {
+    if (!n.IsScalar()) {
+        error(n, key, fmt::format("must be {}", expected));
+        return std::nullopt;
+    }
+    return n.Scalar();
+}
+
+std::optional<long long> SpecReader::integer(const YAML::Node& n, const std::string& key,
+                                             long long min, long long max) {
+    auto text = scalar(n, key, "an integer");
+    if (!text) return std::nullopt;
+    long long value = 0;
+    try {
+        std::size_t used = 0;
+        value = std::stoll(*text, &used);
+        if (used != text->size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+        error(n, key, fmt::format("must be an integer, not '{}'", *text));
+        return std::nullopt;
+    }
+    if (value < min) {
+        error(n, key, fmt::format("must be at least {}", min));
+        return std::nullopt;
+    }
+    if (value > max) {
+        error(n, key, fmt::format("must be at most {}", max));
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<bool> SpecReader::boolean(const YAML::Node& n, const std::string& key) {
+    bool value = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, value)) {
+        error(n, key, fmt::format("must be true or false, not '{}'", n.IsScalar() ? n.Scalar() : "a collection"));
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<Duration> SpecReader::duration(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "a duration such as 30s or 500ms");
+    if (!text) return std::nullopt;
+    std::string why;
+    auto d = parse_duration(*text, why);
+    if (!d) error(n, key, why);
+    return d;
+}
+
+std::optional<Duration> SpecReader::positive_duration(const YAML::Node& n, const std::string& key) {
+    auto d = duration(n, key);
+    if (d && d->count() <= 0) {
+        error(n, key, "must be longer than 0");
+        return std::nullopt;
+    }
+    return d;
+}
+
+std::optional<std::uint64_t> SpecReader::size(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "a size such as 16KiB or 1MiB");
+    if (!text) return std::nullopt;
+    std::string why;
+    auto s = parse_size(*text, why);
+    if (!s) error(n, key, why);
+    return s;
+}
+
+std::optional<ListenAddress> SpecReader::address(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "an address: \"HOST:PORT\", \"[IPV6]:PORT\" or \"unix:/PATH\"");
+    if (!text) return std::nullopt;
+    std::string why;
+    auto a = parse_listen_address(*text, why);
+    if (!a) {
+        error(n, key, why);
+        return std::nullopt;
+    }
+    if (a->kind == ListenAddress::Kind::unix_path) a->path = absolute(a->path);
+    return a;
+}
+
+void SpecReader::read_listen(const YAML::Node& n, std::vector<ListenAddress>& out) {
+    if (n.IsScalar()) {
+        if (auto a = address(n, "listen")) out.push_back(*a);
+    } else if (n.IsSequence()) {
+        if (n.size() == 0) error(n, "listen", "needs at least one address");
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            const std::string key = fmt::format("listen[{}]", i);
+            const YAML::Node item = n[i];
+            if (item.IsMap()) {
+                std::optional<ListenAddress> a;
+                std::string name;
+                for_each_key(item, key, {{"address", [&](auto& k, auto& v) { a = address(v, k); }},
+                                         {"name", [&](auto& k, auto& v) {
+                                              if (auto s = scalar(v, k, "a name")) name = *s;
+                                          }}});
+                if (!a && !item["address"]) error(item, key, "needs an 'address'");
+                if (!a) continue;
+                a->name = name;
+                out.push_back(*a);
+            } else if (auto a = address(item, key)) {
+                out.push_back(*a);
+            }
+        }
+    } else {
+        error(n, "listen", "must be an address or a list of addresses, e.g. [\"127.0.0.1:8000\"]");
+    }
+    std::set<std::string> names, places;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        if (out[i].name.empty()) out[i].name = fmt::format("listen{}", i);
+        const YAML::Node at = n.IsSequence() && i < n.size() ? n[i] : n;
+        if (out[i].name.find_first_of(":= ") != std::string::npos) {
+            error(at, fmt::format("listen[{}].name", i), "must not contain ':', '=' or spaces");
+        } else if (!names.insert(out[i].name).second) {
+            error(at, fmt::format("listen[{}].name", i), fmt::format("'{}' is used twice", out[i].name));
+        }
+        if (!places.insert(out[i].to_string()).second) {
+            error(at, fmt::format("listen[{}]", i), fmt::format("{} is listed twice", out[i].to_string()));
+        }
+    }
+}
+
+void SpecReader::read_workers(const YAML::Node& n, int cpu_count, Spec& spec) {
+    if (n.IsScalar() && n.Scalar() == "auto") {
+        spec.workers_auto = true;
+        spec.workers = std::max(1, cpu_count);
+        return;
+    }
+    if (n.IsScalar() && !n.Scalar().empty() &&
+        n.Scalar().find_first_not_of("-0123456789") != std::string::npos) {
+        error(n, "workers", fmt::format("must be an integer or \"auto\", not '{}'", n.Scalar()));
+        return;
+    }
+    if (auto v = integer(n, "workers", 1, kMaxWorkers)) spec.workers = static_cast<int>(*v);
+}
+
+void SpecReader::existing_dir(const YAML::Node& n, const std::string& key, std::string& out) {
+    auto text = scalar(n, key, "a directory path");
+    if (!text) return;
+    const std::string path = absolute(*text);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        error(n, key, fmt::format("{}: {}", path, std::strerror(errno)));
+    } else if (!S_ISDIR(st.st_mode)) {
+        error(n, key, fmt::format("{} is not a directory", path));
+    } else {
+        out = path;
+    }
+}
+
+void SpecReader::read_builtin(const YAML::Node& n, BuiltinAppSpec& b) {
+    const std::string p = "app.builtin";
+    for_each_key(n, p, {
+        {"root", [&](auto& k, auto& v) { existing_dir(v, k, b.root); }},
+        {"demo", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) b.demo = *x; }},
+        {"max_connections", [&](auto& k, auto& v) {
+             if (auto x = integer(v, k, 1, 1'000'000)) b.max_connections = static_cast<int>(*x);
+         }},
+        {"keepalive_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) b.keepalive_timeout = *x; }},
+        {"max_header_size", [&](auto& k, auto& v) {
+             if (auto x = size(v, k)) {
+                 if (*x < 1024) error(v, k, "must be at least 1KiB");
+                 else b.max_header_size = *x;
+             }
+         }},
+        {"max_body_size", [&](auto& k, auto& v) { if (auto x = size(v, k)) b.max_body_size = *x; }},
+    });
+}
+
+void SpecReader::read_command(const YAML::Node& n, std::vector<std::string>& command) {
+    if (n.IsScalar()) {
+        error(n, "app.command",
+              "must be a list of arguments (argv), not a string: commands never run through a "
+              "shell; write e.g. [\"/usr/bin/python3\", \"-m\", \"uvicorn\", \"app:app\", \"--fd\", \"{fd}\"]");
+        return;
+    }
+    if (!n.IsSequence()) {
+        error(n, "app.command", "must be a list of arguments (argv)");
+        return;
+    }
+    if (n.size() == 0) {
+        error(n, "app.command", "is empty; give the program and its arguments");
+        return;
+    }
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        const std::string key = fmt::format("app.command[{}]", i);
+        if (auto s = scalar(n[i], key, "a string")) command.push_back(*s);
+    }
+    if (!command.empty() && command[0].empty()) error(n[0], "app.command[0]", "the program is empty");
+    command_node_ = n;
+}
+
+void SpecReader::read_app(const YAML::Node& n, AppSpec& app, bool& app_seen) {
+    app_seen = true;
+    bool has_builtin = false;
+    bool has_command = false;
+    for_each_key(n, "app", {
+        {"builtin", [&](auto&, auto& v) {
+             has_builtin = true;
+             app.builtin.emplace();
+             read_builtin(v, *app.builtin);
+         }},
+        {"command", [&](auto&, auto& v) {
+             has_command = true;
+             read_command(v, app.command);
+         }},
+        {"cwd", [&](auto& k, auto& v) { existing_dir(v, k, app.cwd); }},
+        {"env", [&](auto& k, auto& v) {
+             if (!v.IsMap()) {
+                 error(v, k, "must be a mapping of variable names to values");
+                 return;
+             }
+             for (const auto& entry : v) {
+                 const std::string name = entry.first.Scalar();
+                 const std::string key = k + "." + name;
+                 if (name.empty() || name.find('=') != std::string::npos) {
+                     error(entry.first, key, "is not a valid variable name");
+                 } else if (auto value = scalar(entry.second, key, "a string")) {
+                     app.env[name] = *value;
+                 }
+             }
+         }},
+    });
+    if (has_builtin && has_command) {
+        error(n, "app", "has both 'builtin' and 'command'; choose one");
+    } else if (!has_builtin && !has_command && n.IsMap()) {
+        error(n, "app", "needs either 'builtin' (the bundled worker) or 'command' (an argv list)");
+    }
+    if (has_builtin && has_command) app.builtin.reset();
+}
+
+void SpecReader::check_command_fds(const Spec& spec) {
+    if (!command_node_ || spec.listen.empty()) return;
+    for (std::size_t i = 0; i < spec.app.command.size() && i < command_node_.size(); ++i) {
+        try {
+            substitute_fds(spec.app.command[i], spec.listen);
+        } catch (const std::invalid_argument& e) {
+            error(command_node_[i], fmt::format("app.command[{}]", i), e.what());
+        }
+    }
+}
+
+void SpecReader::check_program(const Spec& spec) {
+    // A warning, not an error: the program may be installed after the spec is written (an
+    // image built in stages, a deploy that writes the spec first). The daemon starts anyway,
+    // says why nothing serves, and keeps trying; `check --strict` makes it an error.
+    if (!command_node_ || spec.app.command.empty() || command_node_.size() == 0) return;
+    const std::string& program = spec.app.command[0];
+    if (program.empty() || program.find('{') != std::string::npos) return;
+    std::string problem;
+    if (program.find('/') != std::string::npos) {
+        // Relative to app.cwd: the worker changes there before exec.
+        const fs::path path = (fs::path(program).is_absolute() ? fs::path(program) : fs::path(spec.app.cwd) / program).lexically_normal();
+        std::error_code ec;
+        const auto st = fs::status(path, ec);
+        if (!fs::exists(st)) problem = fmt::format("{} does not exist", path.string());
+        else if (!fs::is_regular_file(st) || ::access(path.c_str(), X_OK) != 0) problem = fmt::format("{} is not an executable file", path.string());
+    } else {
+        const auto env = spec.app.env.find("PATH");
+        const char* daemon_path = std::getenv("PATH");
+        const std::string path = env != spec.app.env.end() ? env->second : daemon_path != nullptr ? daemon_path : "";
+        if (resolve_executable(program, path).empty()) {
+            problem = fmt::format("'{}' is not found in PATH ({})", program, path.empty() ? "unset: /usr/local/bin:/usr/bin:/bin" : path);
+        }
+    }
+    if (!problem.empty()) {
+        warn(command_node_[0], "app.command[0]", problem + "; no worker can start until it is there");
+    }
+}
+
+void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
+    if (!root.IsMap()) {
+        error(root, "", root.IsNull() ? "the spec is empty; it needs at least 'listen' and 'app'"
+                                      : "the spec must be a mapping of keys to values");
+        return;
+    }
+    bool app_seen = false;
+    bool listen_seen = false;
+    for_each_key(root, "", {
+        {"listen", [&](auto&, auto& v) { listen_seen = true; read_listen(v, spec.listen); }},
+        {"backlog", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1 << 20)) spec.backlog = static_cast<int>(*x); }},
+        {"reuse_port", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) spec.reuse_port = *x; }},
+        {"workers", [&](auto&, auto& v) { read_workers(v, cpu_count, spec); }},
+        {"app", [&](auto&, auto& v) { read_app(v, spec.app, app_seen); }},
+        {"graceful_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.graceful_timeout = *x; }},
+        {"user", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a user name");
+             if (!s) return;
+             spec.run_as.user = *s;
+             if (const passwd* pw = ::getpwnam(s->c_str())) {
+                 spec.run_as.uid = pw->pw_uid;
+                 if (!spec.run_as.gid) spec.run_as.gid = pw->pw_gid;
+                 spec.run_as.login = pw->pw_name;
+                 spec.run_as.home = pw->pw_dir;
+             } else if (auto uid = uid_of(*s)) {
+                 spec.run_as.uid = *uid;
+                 if (const passwd* byuid = ::getpwuid(*uid)) {
+                     spec.run_as.login = byuid->pw_name;
+                     spec.run_as.home = byuid->pw_dir;
+                 }
+             } else {
+                 error(v, k, fmt::format("no such user '{}'", *s));
+             }
+         }},
+        {"group", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a group name");
+             if (!s) return;
+             spec.run_as.group = *s;
+             if (auto gid = gid_of(*s)) spec.run_as.gid = *gid;
+             else error(v, k, fmt::format("no such group '{}'", *s));
+         }},
+        {"timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.timeout = *x; }},
+        {"boot_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.boot_timeout = *x; }},
+        {"ready_after", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.ready_after = *x; }},
+        {"kill_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.kill_timeout = *x; }},
+        {"request_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.request_timeout = *x; }},
+        {"heartbeat", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "auto, required or off");
+             if (!s) return;
+             if (*s == "auto") spec.health.mode = HeartbeatMode::automatic;
+             else if (*s == "required") spec.health.mode = HeartbeatMode::required;
+             else if (*s == "off" || *s == "false") spec.health.mode = HeartbeatMode::off;
+             else error(v, k, fmt::format("'{}' is not a heartbeat mode; use auto, required or off", *s));
+         }},
+        {"timeout_signal", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a signal name such as SIGABRT or SIGUSR1");
+             if (!s) return;
+             const int sig = signal_from_name(*s);
+             if (sig == 0 || sig == SIGKILL || sig == SIGSTOP) {
+                 error(v, k, fmt::format("'{}' is not a signal to send first; use e.g. SIGABRT, SIGUSR1, SIGQUIT", *s));
+             } else {
+                 spec.health.timeout_signal = sig;
+             }
+         }},
+        {"workload", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "cpu, mixed, io or gunicorn");
+             if (!s) return;
+             if (*s == "cpu") spec.workload = Workload::cpu;
+             else if (*s == "mixed") spec.workload = Workload::mixed;
+             else if (*s == "io") spec.workload = Workload::io;
+             else if (*s == "gunicorn") spec.workload = Workload::gunicorn;
+             else error(v, k, fmt::format("'{}' is not a workload; use cpu (1 x CPUs), mixed (1.5 x), io (2 x) or gunicorn (2 x + 1)", *s));
+         }},
+        {"memory_per_worker", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.memory_per_worker = *x; }},
+        {"memory_limit", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.memory_limit = *x; }},
+        {"autoscale", [&](auto& k, auto& v) {
+             AutoscaleSpec a;
+             for_each_key(v, k, {
+                 {"min", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, kMaxWorkers)) a.min = static_cast<int>(*x); }},
+                 {"max", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, kMaxWorkers)) a.max = static_cast<int>(*x); }},
+                 {"target_inflight", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, 100000)) a.target_inflight = static_cast<int>(*x); }},
+                 {"target_latency", [&](auto& kk, auto& vv) { if (auto x = positive_duration(vv, kk)) a.target_latency = *x; }},
+                 {"up_cooldown", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.up_cooldown = *x; }},
+                 {"down_delay", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.down_delay = *x; }},
+                 {"down_cooldown", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.down_cooldown = *x; }},
+             });
+             if (a.min > a.max) error(v, k, fmt::format("min ({}) is above max ({})", a.min, a.max));
+             spec.autoscale = a;
+         }},
+        {"memory_margin", [&](auto& k, auto& v) {
+             auto s = scalar(v, k, "a percentage such as 10%");
+             if (!s) return;
+             const bool ok = s->size() >= 2 && s->size() <= 3 && s->back() == '%' &&
+                             s->substr(0, s->size() - 1).find_first_not_of("0123456789") == std::string::npos;
+             if (!ok || std::stoi(s->substr(0, s->size() - 1)) > 90) {
+                 error(v, k, fmt::format("'{}' is not a margin; use a percentage from 0% to 90%", *s));
+             } else {
+                 spec.memory_margin = std::stoi(s->substr(0, s->size() - 1)) / 100.0;
+             }
+         }},
+        {"max_requests", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1LL << 50)) spec.recycle.max_requests = static_cast<std::uint64_t>(*x); }},
+        {"max_requests_jitter", [&](auto& k, auto& v) { if (auto x = integer(v, k, 0, 1LL << 50)) spec.recycle.max_requests_jitter = static_cast<std::uint64_t>(*x); }},
+        {"max_rss", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.recycle.max_rss = *x; }},
+        {"max_lifetime", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.recycle.max_lifetime = *x; }},
+        {"max_lifetime_jitter", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.max_lifetime_jitter = *x; }},
+        {"min_lifetime", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.min_lifetime = *x; }},
+        {"rollout", [&](auto& k, auto& v) {
+             auto amount = [&](const std::string& kk, const YAML::Node& vv, WorkerAmount& out) {
+                 auto s = scalar(vv, kk, "a number of workers or a percentage, e.g. 1 or 25%");
+                 if (!s) return;
+                 const bool percent = !s->empty() && s->back() == '%';
+                 const std::string digits = percent ? s->substr(0, s->size() - 1) : *s;
+                 if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos ||
+                     (percent && std::stoi(digits) > 100)) {
+                     error(vv, kk, fmt::format("'{}' is not a number of workers or a percentage (0-100%)", *s));
+                     return;
+                 }
+                 out = WorkerAmount{std::stoi(digits), percent};
+             };
+             for_each_key(v, k, {
+                 {"max_surge", [&](auto& kk, auto& vv) { amount(kk, vv, spec.rollout.max_surge); }},
+                 {"max_unavailable", [&](auto& kk, auto& vv) { amount(kk, vv, spec.rollout.max_unavailable); }},
+                 {"failure_threshold", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, 1000)) spec.rollout.failure_threshold = static_cast<int>(*x); }},
+             });
+             if (spec.rollout.max_surge.value == 0 && spec.rollout.max_unavailable.value == 0) {
+                 error(v, k, "max_surge and max_unavailable cannot both be 0: nothing could be replaced");
+             }
+         }},
+        {"backoff", [&](auto& k, auto& v) {
+             bool bad = false;
+             for_each_key(v, k, {
+                 {"initial", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) spec.backoff.initial = *x; else bad = true; }},
+                 {"max", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) spec.backoff.max = *x; else bad = true; }},
+                 {"reset_after", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) spec.backoff.reset_after = *x; else bad = true; }},
+             });
+             if (!bad && spec.backoff.initial > spec.backoff.max) {
+                 error(v, k, fmt::format("initial ({}) is longer than max ({})",
+                                         format_duration(spec.backoff.initial), format_duration(spec.backoff.max)));
+             }
+         }},
+        {"control", [&](auto& k, auto& v) {
+             auto names = [&](const std::string& kk, const YAML::Node& vv, bool users, std::vector<unsigned>& out) {
+                 if (!vv.IsSequence()) {
+                     error(vv, kk, users ? "must be a list of user names" : "must be a list of group names");
+                     return;
+                 }
+                 for (std::size_t i = 0; i < vv.size(); ++i) {
+                     const std::string item_key = fmt::format("{}[{}]", kk, i);
+                     if (auto s = scalar(vv[i], item_key, users ? "a user name" : "a group name")) {
+                         if (auto id = users ? uid_of(*s) : gid_of(*s)) out.push_back(*id);
+                         else error(vv[i], item_key, fmt::format("no such {} '{}'", users ? "user" : "group", *s));
+                     }
+                 }
+             };
+             for_each_key(v, k, {
+                 {"socket", [&](auto& kk, auto& vv) { if (auto s = scalar(vv, kk, "a path")) spec.control.socket = absolute(*s); }},
+                 {"mode", [&](auto& kk, auto& vv) {
+                      auto s = scalar(vv, kk, "an octal mode such as \"0660\"");
+                      if (!s) return;
+                      const bool octal = !s->empty() && s->size() <= 4 &&
+                                         s->find_first_not_of("01234567") == std::string::npos;
+                      const unsigned mode = octal ? static_cast<unsigned>(std::stoul(*s, nullptr, 8)) : 0;
+                      if ((mode & 0600) != 0600) {
+                          error(vv, kk, fmt::format("'{}' is not a usable mode; use an octal string that keeps the owner's rw, e.g. \"0600\" or \"0660\"", *s));
+                      } else {
+                          spec.control.mode = mode;
+                      }
+                  }},
+                 {"group", [&](auto& kk, auto& vv) {
+                      if (auto s = scalar(vv, kk, "a group name")) {
+                          if (auto gid = gid_of(*s)) spec.control.group = *gid;
+                          else error(vv, kk, fmt::format("no such group '{}'", *s));
+                      }
+                  }},
+                 {"users", [&](auto& kk, auto& vv) { names(kk, vv, true, spec.control.allow_users); }},
+                 {"groups", [&](auto& kk, auto& vv) { names(kk, vv, false, spec.control.allow_groups); }},
+             });
+         }},
+        {"metrics", [&](auto& k, auto& v) {
+             for_each_key(v, k, {{"listen", [&](auto& kk, auto& vv) {
+                                      auto a = address(vv, kk);
+                                      if (a && a->kind != ListenAddress::Kind::tcp) {
+                                          error(vv, kk, "must be a TCP address (HOST:PORT)");
+                                      } else if (a) {
+                                          spec.metrics.listen = a;
+                                      }
+                                  }},
+                                 {"min_ready", [&](auto& kk, auto& vv) {
+                                      if (auto x = integer(vv, kk, 0, kMaxWorkers)) spec.metrics.min_ready = static_cast<int>(*x);
+                                  }}});
+         }},
+        {"log", [&](auto& k, auto& v) {
+             for_each_key(v, k, {{"level", [&](auto& kk, auto& vv) {
+                                     auto s = scalar(vv, kk, "a level name");
+                                     static const std::vector<std::string> levels = {
+                                         "trace", "debug", "info", "warn", "error", "critical", "off"};
+                                     if (s && std::find(levels.begin(), levels.end(), *s) == levels.end()) {
+                                         error(vv, kk, fmt::format("'{}' is not a level; use one of trace, debug, info, warn, error, critical, off", *s));
+                                     } else if (s) {
+                                         spec.log.level = *s;
+                                     }
+                                 }},
+                                 {"format", [&](auto& kk, auto& vv) {
+                                     auto s = scalar(vv, kk, "text or json");
+                                     if (s && *s != "text" && *s != "json") {
+                                         error(vv, kk, fmt::format("'{}' is not a log format; use text or json", *s));
+                                     } else if (s) {
+                                         spec.log.json = *s == "json";
+                                     }
+                                 }},
+                                 {"file", [&](auto& kk, auto& vv) {
+                                     if (auto s = scalar(vv, kk, "a path")) spec.log.file = absolute(*s);
+                                 }}});
+         }},
+    });
+    if (!listen_seen) error(root, "listen", "is missing; e.g. listen: [\"127.0.0.1:8000\"]");
+    if (!app_seen) error(root, "app", "is missing; use app: {builtin: {}} or app: {command: [...]}");
+    if (spec.app.cwd.empty()) spec.app.cwd = dir_;
+    check_command_fds(spec);
+    check_program(spec);
+    if (spec.run_as.uid && !spec.run_as.gid) {
+        error(root["user"], "user", fmt::format("user {} has no entry in the user database; set `group` too", *spec.run_as.user));
+    }
+}
+
+}  // namespace
+
+AutoWorkers resolve_workers(Spec& spec, const std::string& root, int affinity) {
+    if (!spec.workers_auto) {
+        AutoWorkers fixed;
+        fixed.workers = spec.workers;
+        fixed.explanation.push_back(fmt::format("workers: {} (fixed in the spec)", spec.workers));
+        return fixed;
+    }
+    Resources resources = detect_resources(root, affinity);
+    if (spec.memory_limit) {
+        // The spec's limit stands in for the cgroup's (a host without one, or a smaller share).
+        resources.memory_limit = spec.memory_limit;
+        resources.sources.push_back(fmt::format("memory: {} bytes (memory_limit in the spec)", *spec.memory_limit));
+    }
+    auto a = auto_workers(resources, spec.workload, spec.memory_per_worker, spec.memory_margin);
+    spec.workers = std::min(a.workers, kMaxWorkers);
+    return a;
+}
+
+std::string check_run_as(const Spec& spec, unsigned euid, unsigned egid, bool allow_root) {
+    const RunAsSpec& r = spec.run_as;
+    const unsigned uid = r.uid.value_or(euid);
+    const unsigned gid = r.gid.value_or(egid);
+    if (euid == 0) {
+        if (uid == 0 && !r.user && !allow_root) {
+            return "workerd runs as root and the spec sets no `user`, so the workers would run as root; "
+                   "set `user: NAME` (e.g. www-data), or `user: root` to run them as root on purpose";
+        }
+        return {};
+    }
+    if (uid != euid || gid != egid) {
+        return fmt::format("`user`/`group` ask for uid {} gid {}, but workerd runs as uid {} gid {}; "
+                           "only a daemon started as root can switch", uid, gid, euid, egid);
+    }
+    return {};
+}
+
+std::string SpecError::to_string() const {
+    std::string out = file;
+    if (line > 0) out += fmt::format(":{}:{}", line, column);
+    out += ": ";
+    if (!key.empty()) out += key + ": ";
+    return out + message;
+}
+
+SpecLoadResult load_spec_text(const std::string& text, const std::string& file, int cpu_count) {
+    SpecLoadResult result;
+    const std::string absolute_file = fs::absolute(file).lexically_normal().string();
+    YAML::Node root;
+    try {
+        root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+        result.errors.push_back({file, e.mark.line + 1, e.mark.column + 1, "",
+                                 "invalid YAML: " + e.msg});
+        return result;
+    }
+    Spec spec;
+    spec.file = absolute_file;
+    spec.text = text;
+    SpecReader(absolute_file, result.errors, result.warnings).read(root, cpu_count, spec);
+    // The bundled worker always speaks the protocol: under `auto` it is held to READY, so a
+    // worker slow to start (a loaded machine) is not taken for a silent one and counted ready
+    // before it accepts.
+    if (spec.app.builtin && spec.health.mode == HeartbeatMode::automatic) spec.health.mode = HeartbeatMode::required;
+    // Messages name the file as the user gave it.
+    for (auto& e : result.errors) e.file = file;
+    for (auto& w : result.warnings) w.file = file;
+    if (result.errors.empty()) result.spec = std::move(spec);
+    return result;
+}
+
+SpecLoadResult load_spec_file(const std::string& path, int cpu_count) {
+    std::ifstream in(path);
+    if (!in) {
+        SpecLoadResult result;
+        result.errors.push_back({path, 0, 0, "", fmt::format("cannot read the spec: {}", std::strerror(errno))});
+        return result;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return load_spec_text(text.str(), path, cpu_count);
+}
+
+}  // namespace workerd

@@ -1,0 +1,55 @@
+#include "daemon/os/load_board.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace workerd;
+
+TEST_CASE("a worker defers only to a live peer holding clearly fewer connections") {
+    UniqueFd fd = LoadBoard::create();
+    auto a = LoadBoard::attach(fd.get(), 0);
+    auto b = LoadBoard::attach(fd.get(), 1);
+    REQUIRE(a);
+    REQUIRE(b);
+    const std::int64_t now = LoadBoard::now_ms();
+    a->touch(now);
+    b->touch(now);
+
+    b->set_connections(5);
+    CHECK_FALSE(a->peer_has_room(5, now));
+    CHECK_FALSE(a->peer_has_room(6, now));  // within the margin
+    CHECK(a->peer_has_room(7, now));
+    a->set_connections(3);
+    CHECK(b->peer_has_room(5, now));        // a holds 2 fewer: b yields
+    a->set_connections(4);
+    CHECK_FALSE(b->peer_has_room(5, now));
+    a->set_connections(0);
+    CHECK_FALSE(b->peer_has_room(1, now));  // nobody yields below the margin
+
+    SUBCASE("a peer that stopped looking in no longer counts") {
+        CHECK_FALSE(a->peer_has_room(7, now + LoadBoard::kStaleAfterMs + 1));
+        b->touch(now + LoadBoard::kStaleAfterMs);
+        CHECK(a->peer_has_room(7, now + LoadBoard::kStaleAfterMs + 1));
+    }
+    SUBCASE("a draining peer leaves at once") {
+        b->leave();
+        CHECK_FALSE(a->peer_has_room(7, now));
+    }
+    SUBCASE("a gone peer leaves when its mapping goes") {
+        b.reset();
+        CHECK_FALSE(a->peer_has_room(7, now));
+    }
+    SUBCASE("a later slot is seen by earlier ones") {
+        auto c = LoadBoard::attach(fd.get(), 7);
+        REQUIRE(c);
+        b->leave();
+        c->touch(now);
+        CHECK(a->peer_has_room(7, now));
+    }
+}
+
+TEST_CASE("attach refuses what is not a board slot") {
+    UniqueFd fd = LoadBoard::create();
+    CHECK_FALSE(LoadBoard::attach(fd.get(), -1));
+    CHECK_FALSE(LoadBoard::attach(fd.get(), LoadBoard::kSlots));
+    CHECK_FALSE(LoadBoard::attach(0, 0));  // stdin is not a board
+}
