@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -23,15 +24,7 @@ using json = nlohmann::json;
 namespace {
 
 std::string builtin_spec(int port, int workers, const std::string& extra = "") {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: {}
-app:
-  builtin: {{demo: true}}
-graceful_timeout: 5s
-{}
-)",
-                       port, workers, extra);
+    return SpecBuilder(port).workers(workers).builtin().set("graceful_timeout", "5s").extra(extra);
 }
 
 std::string error_code(const std::optional<json>& reply) {

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -48,18 +49,7 @@ bool replaced_within(const Daemon& daemon, const std::vector<pid_t>& before, std
 }
 
 std::string python_spec(int port, const std::string& app, const std::string& settings) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "{}", "--no-access-log"]
-  cwd: {}
-  env: {{PYTHONPATH: "{}", PYTHONUNBUFFERED: "1"}}
-graceful_timeout: 3s
-{}
-)",
-                       port, app, source_path("tests/data/apps"), source_path("packaging/python"),
-                       settings);
+    return SpecBuilder(port).workers(2).uvicorn(app, /*unbuffered=*/true).set("graceful_timeout", "3s").extra(settings);
 }
 
 }  // namespace
@@ -67,16 +57,10 @@ graceful_timeout: 3s
 TEST_CASE("bundled worker, timeout 1s: a blocked loop gets the worker replaced within 2.5 s") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  builtin: {{demo: true}}
-timeout: 1s
+    Daemon daemon(dir, SpecBuilder(port).workers(2).builtin().extra(R"(timeout: 1s
 kill_timeout: 500ms
 graceful_timeout: 2s
-)",
-                                   port));
+)"));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
     const auto before = daemon.workers();
     REQUIRE(before.size() == 2);
@@ -240,16 +224,10 @@ timeout: 5s
 TEST_CASE("request_timeout replaces a worker whose oldest in-flight request is too old") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  builtin: {{demo: true}}
-timeout: 10s
+    Daemon daemon(dir, SpecBuilder(port).workers(1).builtin().extra(R"(timeout: 10s
 request_timeout: 1s
 kill_timeout: 500ms
-)",
-                                   port));
+)"));
     REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
     const auto before = daemon.workers();
     auto slow = std::async(std::launch::async, [port] { return http_get(port, "/demo/io?ms=8000", 15s); });

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -33,13 +34,8 @@ TEST_CASE("chaos: a random worker SIGKILLed every 300 ms under load; only reques
     const int seconds = soak() ? 20 : 6;
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 4
-app:
-  builtin: {{demo: true}}
-backoff: {{initial: 100ms, max: 1s}}
-)", port));
+    Daemon daemon(dir, SpecBuilder(port).workers(4).builtin().extra(R"(backoff: {initial: 100ms, max: 1s}
+)"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
     std::minstd_rand rng(42);
     WrkLoad load(dir, port, seconds + 1, "/demo/io?ms=5", 32);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -17,16 +18,8 @@ using SteadyClock = std::chrono::steady_clock;
 namespace {
 
 std::string builtin_spec(int port, int workers, const std::string& extra = "") {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: {}
-app:
-  builtin: {{demo: true}}
-graceful_timeout: 5s
-backoff: {{initial: 100ms, max: 1s}}
-{}
-)",
-                       port, workers, extra);
+    return SpecBuilder(port).workers(workers).builtin().set("graceful_timeout", "5s")
+        .set("backoff", "{initial: 100ms, max: 1s}").extra(extra);
 }
 
 void sleep_until(SteadyClock::time_point t) { std::this_thread::sleep_until(t); }
@@ -145,17 +138,7 @@ TEST_CASE("max_requests with jitter recycles workers under load without failing 
 
 namespace {
 std::string python_spec(int port, int workers, const std::string& app, const std::string& extra = "") {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: {}
-app:
-  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "{}", "--no-access-log"]
-  cwd: {}
-  env: {{PYTHONPATH: "{}"}}
-graceful_timeout: 10s
-{}
-)",
-                       port, workers, app, source_path("tests/data/apps"), source_path("packaging/python"), extra);
+    return SpecBuilder(port).workers(workers).uvicorn(app).set("graceful_timeout", "10s").extra(extra);
 }
 }  // namespace
 

@@ -16,6 +16,7 @@
 
 #include "daemon/os/listener.hpp"
 #include "daemon/os/unique_fd.hpp"
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -23,14 +24,7 @@ using namespace workerd::test;
 namespace {
 
 std::string builtin_spec(int port, int workers, const std::string& graceful) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: {}
-app:
-  builtin: {{demo: true}}
-graceful_timeout: {}
-)",
-                       port, workers, graceful);
+    return SpecBuilder(port).workers(workers).builtin().set("graceful_timeout", graceful);
 }
 
 std::set<std::string> open_files(const std::vector<pid_t>& pids) {

@@ -64,7 +64,9 @@ def main():
             failures += 1
             continue
         open(target, "w").write(text.replace(old, new))
-        out = os.path.join(build, "out")
+        # A build directory per mutation: a copied tree keeps the files' times, so one shared
+        # build would keep the previous mutation's objects.
+        out = os.path.join(build, "out-%d" % MUTATIONS.index((name, path, old, new)))
         subprocess.run(["cmake", "-S", src, "-B", out, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["cmake", "--build", out, "--target", "workerd-sim"], check=True, stdout=subprocess.DEVNULL)
