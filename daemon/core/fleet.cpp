@@ -90,7 +90,7 @@ void Fleet::on(const event::Spawned& e, TimePoint now) {
     Worker& w = it->second;
     Slot& slot = slots_[w.slot];
     w.pid = e.pid;
-    pids_[e.pid] = w.id;
+    pids_[e.pid] = &w;
     w.started_at = now;
     w.health.started = now;
     change(w, Change::started);
@@ -260,12 +260,12 @@ std::string Fleet::who(const Worker& w) const {
 
 Worker* Fleet::find(pid_t pid) {
     auto it = pids_.find(pid);
-    return it == pids_.end() ? nullptr : &workers_.at(it->second);
+    return it == pids_.end() ? nullptr : it->second;
 }
 
 const Worker* Fleet::by_pid(pid_t pid) const {
     auto it = pids_.find(pid);
-    return it == pids_.end() ? nullptr : &workers_.at(it->second);
+    return it == pids_.end() ? nullptr : it->second;
 }
 
 void Fleet::forget(WorkerId id) {

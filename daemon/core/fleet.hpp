@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -105,6 +106,11 @@ public:
     };
 
     Fleet(Options options, TimePoint now);
+    // Moved, never copied: pids_ points into workers_' nodes, which a move keeps.
+    Fleet(const Fleet&) = delete;
+    Fleet& operator=(const Fleet&) = delete;
+    Fleet(Fleet&&) = default;
+    Fleet& operator=(Fleet&&) = default;
 
     /// Takes one event at `now`; returns the actions to carry out, in order (those of the
     /// calls below since the last take_actions() first).
@@ -220,7 +226,7 @@ private:
     int desired_ = 0;
     Rollout rollout_;
     std::map<WorkerId, Worker> workers_;
-    std::map<pid_t, WorkerId> pids_;
+    std::unordered_map<pid_t, Worker*> pids_;  ///< into workers_ (a map's nodes stay put)
     std::map<int, Slot> slots_;
     WorkerId next_id_ = 1;
     bool turn_due_ = true;   ///< a turn is wanted at once

@@ -163,8 +163,7 @@ void Fleet::adopt(const std::vector<AdoptedWorker>& adopted, long generation, in
         }
         slots_[a.slot].started_once = true;
         slots_[a.slot].workers.push_back(w.id);
-        pids_[w.pid] = w.id;
-        workers_.emplace(w.id, w);
+        pids_[w.pid] = &workers_.emplace(w.id, w).first->second;
     }
     // Then the rolling path replaces them: a new generation, as after a reload of the same
     // spec. systemd was told RELOADING=1 before the exec; READY=1 follows the rollout.

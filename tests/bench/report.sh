@@ -39,6 +39,7 @@ tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS]
 tests/bench/bench_scale.sh [ROUNDS] [IDLE_SECONDS] [SIZES]
 tests/bench/bench_ctl.sh [ROUNDS]
 tests/bench/bench_compare.sh REV [ROUNDS] [SECONDS] [PATH]   # this checkout vs an earlier one
+tests/bench/bench_compare.sh REV scale [ROUNDS] [IDLE] [SIZE] # the daemon's idle CPU and /metrics, both
 ```
 
 Everything runs on loopback (127.0.0.1); every process a script starts is stopped by its pid
@@ -251,6 +252,39 @@ five rounds (median 2.16 ms against 1.96 ms). With wrk and four worker processes
 CPUs, p99 here is mostly scheduling; the same binary's p99 ranged from 1.5 to 3.9 ms across
 rounds. Worth watching on a quieter machine.
 EOF
+if [ -f "$RESULTS/compare_scale.md" ]; then cat "$RESULTS/compare_scale.md"; else cat <<'EOF'
+## The daemon's loop at scale against c76ff4b (the fleet core's redesign)
+
+Not part of `make bench` (it needs a build of an earlier revision). The redesign that moved
+every decision into the pure fleet core (issue 14) against the revision before it:
+
+`tests/bench/bench_compare.sh c76ff4b scale 5 10 256`, 2026-12-02 05:21 UTC:
+
+Two daemons with 256 bundled workers each (`metrics.listen` set), one built from this checkout and one
+from c76ff4b, running side by side; idle CPU of each over the same 10 s (all threads, schedstat), then
+100 `GET /metrics` of each over one connection, alternating which goes first. Medians of 5 rounds.
+
+| | this checkout | c76ff4b | ratio |
+| --- | ---: | ---: | ---: |
+| daemon CPU while idle, % of a core | 0.076 | 0.079 | **0.96×** |
+| /metrics scrape, median ms | 6.91 | 7.41 | **0.93×** |
+
+<details><summary>raw output</summary>
+
+```
+round 1: idle CPU this checkout 0.076%, c76ff4b 0.079%; /metrics median 6.91 ms vs 7.83 ms
+round 2: idle CPU this checkout 0.069%, c76ff4b 0.070%; /metrics median 4.83 ms vs 5.36 ms
+round 3: idle CPU this checkout 0.048%, c76ff4b 0.049%; /metrics median 5.56 ms vs 7.41 ms
+round 4: idle CPU this checkout 0.082%, c76ff4b 0.109%; /metrics median 8.01 ms vs 8.60 ms
+round 5: idle CPU this checkout 0.078%, c76ff4b 0.101%; /metrics median 7.27 ms vs 7.04 ms
+median idle CPU: 0.076% vs 0.079% (0.96x); /metrics median: 6.91 ms vs 7.41 ms (0.93x)
+
+load average (1, 5, 15 min) at the start: 1.59 1.70 2.09; at the end: 1.67 1.72 2.08
+```
+
+</details>
+EOF
+fi
 } >"$TMP"
 cp "$TMP" "$OUT"
 echo "wrote $OUT"
