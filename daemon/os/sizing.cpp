@@ -182,15 +182,6 @@ Resources detect_resources(const std::string& root_dir, int affinity) {
     return r;
 }
 
-const char* to_string(Workload w) {
-    switch (w) {
-        case Workload::cpu: return "cpu";
-        case Workload::mixed: return "mixed";
-        case Workload::io: return "io";
-        case Workload::gunicorn: return "gunicorn";
-    }
-    return "?";
-}
 
 AutoWorkers auto_workers(const Resources& r, Workload workload, std::optional<std::uint64_t> memory_per_worker,
                          double memory_margin) {
@@ -225,6 +216,24 @@ AutoWorkers auto_workers(const Resources& r, Workload workload, std::optional<st
     }
     a.workers = n;
     a.explanation.push_back(fmt::format("workers: {}", n));
+    return a;
+}
+
+AutoWorkers resolve_workers(Spec& spec, const std::string& root, int affinity) {
+    if (!spec.workers_auto) {
+        AutoWorkers fixed;
+        fixed.workers = spec.workers;
+        fixed.explanation.push_back(fmt::format("workers: {} (fixed in the spec)", spec.workers));
+        return fixed;
+    }
+    Resources resources = detect_resources(root, affinity);
+    if (spec.memory_limit) {
+        // The spec's limit stands in for the cgroup's (a host without one, or a smaller share).
+        resources.memory_limit = spec.memory_limit;
+        resources.sources.push_back(fmt::format("memory: {} bytes (memory_limit in the spec)", *spec.memory_limit));
+    }
+    auto a = auto_workers(resources, spec.workload, spec.memory_per_worker, spec.memory_margin);
+    spec.workers = std::min(a.workers, kMaxWorkers);
     return a;
 }
 

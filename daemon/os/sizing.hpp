@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "daemon/core/autoscale.hpp"  // memory_budget
+#include "daemon/wire/spec.hpp"
 
 namespace workerd {
 
@@ -31,10 +32,6 @@ struct Resources {
 /// `affinity` overrides sched_getaffinity (tests); 0 = ask the kernel.
 Resources detect_resources(const std::string& root = "/", int affinity = 0);
 
-/// `workload:` how many workers a CPU can keep busy.
-enum class Workload { cpu, mixed, io, gunicorn };
-const char* to_string(Workload w);
-
 /// `workers: auto` for a workload on these resources, capped by the memory budget, with the
 /// derivation line by line (what `workerd check --explain` prints).
 struct AutoWorkers {
@@ -44,5 +41,10 @@ struct AutoWorkers {
 };
 AutoWorkers auto_workers(const Resources& r, Workload workload, std::optional<std::uint64_t> memory_per_worker,
                          double memory_margin);
+
+/// Resolves `workers: auto` against this host (its cgroup limits and CPUs under `root`): the
+/// step after reading a spec, which itself reads no host state for it. Sets spec.workers;
+/// returns the derivation.
+AutoWorkers resolve_workers(Spec& spec, const std::string& root = "/", int affinity = 0);
 
 }  // namespace workerd

@@ -632,22 +632,14 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
 
 }  // namespace
 
-AutoWorkers resolve_workers(Spec& spec, const std::string& root, int affinity) {
-    if (!spec.workers_auto) {
-        AutoWorkers fixed;
-        fixed.workers = spec.workers;
-        fixed.explanation.push_back(fmt::format("workers: {} (fixed in the spec)", spec.workers));
-        return fixed;
+const char* to_string(Workload w) {
+    switch (w) {
+        case Workload::cpu: return "cpu";
+        case Workload::mixed: return "mixed";
+        case Workload::io: return "io";
+        case Workload::gunicorn: return "gunicorn";
     }
-    Resources resources = detect_resources(root, affinity);
-    if (spec.memory_limit) {
-        // The spec's limit stands in for the cgroup's (a host without one, or a smaller share).
-        resources.memory_limit = spec.memory_limit;
-        resources.sources.push_back(fmt::format("memory: {} bytes (memory_limit in the spec)", *spec.memory_limit));
-    }
-    auto a = auto_workers(resources, spec.workload, spec.memory_per_worker, spec.memory_margin);
-    spec.workers = std::min(a.workers, kMaxWorkers);
-    return a;
+    return "?";
 }
 
 std::string check_run_as(const Spec& spec, unsigned euid, unsigned egid, bool allow_root) {

@@ -9,7 +9,6 @@
 #include "daemon/core/health.hpp"
 #include "daemon/wire/listen_address.hpp"
 #include "daemon/core/autoscale.hpp"
-#include "daemon/os/sizing.hpp"
 #include "daemon/wire/units.hpp"
 
 namespace workerd {
@@ -101,6 +100,10 @@ struct RunAsSpec {
     std::string home;                 ///< and home directory: the workers' USER, LOGNAME and HOME
 };
 
+/// `workload:` how many workers a CPU can keep busy (how `workers: auto` counts).
+enum class Workload { cpu, mixed, io, gunicorn };
+const char* to_string(Workload w);
+
 /// The whole spec, validated. Every path in it is absolute.
 struct Spec {
     std::string file;                    ///< the spec file this came from (absolute)
@@ -149,10 +152,6 @@ struct SpecLoadResult {
     bool ok() const { return spec.has_value(); }
 };
 
-/// Resolves `workers: auto` against what the container really gives (cgroups under `root`,
-/// the CPU affinity) and sets spec.workers; returns the derivation. For a fixed count it only
-/// says so.
-AutoWorkers resolve_workers(Spec& spec, const std::string& root = "/", int affinity = 0);
 
 /// Whether a daemon with effective uid `euid` may start this spec's workers: one running as
 /// root refuses to run them as root unless the spec says `user: root` (or `allow_root`, the
