@@ -170,7 +170,7 @@ void Fleet::roll(TimePoint now) {
         // Two outgoing workers in a slot (a failed rollout retired a successor that was about to
         // take over): the newer one serves on until its own successor; the older one goes.
         Worker* out = outgoing_in(slot);
-        for (WorkerId id : std::vector<WorkerId>(slot.workers)) {
+        for (WorkerId id : slot.workers) {  // drain() leaves the index as it is
             Worker& w = workers_.at(id);
             if (w.phase == Phase::retiring && &w != out) {
                 note(NoteKind::replaced, Level::info, fmt::format("{} replaced by pid {} (gen {})", who(w), out->pid, out->generation));
@@ -181,7 +181,6 @@ void Fleet::roll(TimePoint now) {
         SlotView v;
         v.slot = index;
         v.outgoing = out != nullptr;
-        v.outgoing_serving = out != nullptr;  // retiring workers serve until they are drained
         v.successor = next != nullptr;
         v.successor_ready = next != nullptr && next->phase == Phase::ready;
         v.may_start = now >= slot.not_before;

@@ -18,7 +18,7 @@ RolloutStep plan_rollout(const std::vector<SlotView>& slots, RolloutBudget budge
             step.take_over.push_back(s.slot);
             continue;  // the successor serves; the outgoing one drains
         }
-        const bool serving = (s.outgoing && s.outgoing_serving) || (s.successor && s.successor_ready);
+        const bool serving = s.outgoing || (s.successor && s.successor_ready);
         if (!serving) ++missing;
         if (s.outgoing && s.successor) ++surge_used;
         if (s.outgoing && !s.successor && s.may_start) waiting.push_back(s.slot);

@@ -24,8 +24,7 @@ RolloutBudget rollout_budget(const RolloutSpec& spec, int fleet);
 /// One slot of the fleet as a rollout sees it.
 struct SlotView {
     int slot = 0;
-    bool outgoing = false;          ///< holds a worker to replace (retiring)
-    bool outgoing_serving = false;  ///< ... which still serves
+    bool outgoing = false;          ///< holds a worker to replace (retiring: it serves until drained)
     bool successor = false;         ///< holds its successor (booting or ready)
     bool successor_ready = false;
     bool may_start = true;          ///< its backoff has passed

@@ -205,7 +205,6 @@ void Arbiter::reap_children() {
 
 void Arbiter::turn() {
     const auto now = Clock::now();
-    turn_started_ = now;
     for (pid_t pid : orphans_.expire(now)) guardian_.forget(pid);
     // What is waiting on an overdue worker's protocol pipe is read first: the loop may have
     // been late (a long turn, a busy machine), not the worker.

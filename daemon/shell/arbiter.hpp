@@ -134,7 +134,6 @@ private:
     std::vector<std::shared_ptr<Listener>> previous_listeners_;  ///< what a failed rollout goes back to
     SlotListeners slot_listeners_;  ///< reuse_port: each slot's own sockets
     std::map<pid_t, Process> processes_;
-    Clock::time_point turn_started_{};            ///< when the current turn of the loop began
     Clock::time_point last_turn_end_{};           ///< when the previous one ended
     std::optional<Clock::time_point> timer_due_;  ///< what the timer is armed for
     Clock::duration spawn_cost_{std::chrono::milliseconds(1)};  ///< a spawn's recent duration
@@ -144,7 +143,6 @@ private:
     UniqueFd board_;     ///< the bundled workers' LoadBoard; empty for external commands
     Guardian guardian_;  ///< kills the workers' process groups if the daemon dies
     Orphans orphans_;    ///< what gone workers left behind, until it is gone too
-    bool stopping_ = false;
 };
 
 }  // namespace workerd

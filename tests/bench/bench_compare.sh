@@ -40,37 +40,33 @@ fi
 BASE=$BASE_BUILD_DIR/bin/workerd
 machine
 
-if [ "$MODE" = scale ]; then
-  SIZE=${4:-256}
-  IDLE=$DURATION
-  need_fds $((2 * SIZE * 8 + 1024))
-  start_scaled() {  # start_scaled BINARY NAME -> prints "PID METRICS_PORT"
-    local mport
-    mport=$(free_port)
-    cat >"$WORK/$2.yaml" <<YAML
-listen: ["127.0.0.1:$(free_port)"]
-workers: $SIZE
+start_fleet() {  # start_fleet BINARY NAME WORKERS -> prints "PID PORT METRICS_PORT"
+  local port mport
+  port=$(free_port)
+  mport=$(free_port)
+  cat >"$WORK/$2.yaml" <<YAML
+listen: ["127.0.0.1:$port"]
+workers: $3
 app:
   builtin: {}
 control: {socket: $WORK/$2.sock}
 metrics: {listen: "127.0.0.1:$mport"}
 log: {level: warn}
 YAML
-    "$1" start $(allow_root_flag "$1") "$WORK/$2.yaml" 2>"$WORK/$2.log" &
-    echo "$! $mport"
-  }
-  read -r NEW_PID NEW_M < <(start_scaled "$WORKERD" new); PIDS+=("$NEW_PID")
-  read -r OLD_PID OLD_M < <(start_scaled "$BASE" old); PIDS+=("$OLD_PID")
+  "$1" start $(allow_root_flag "$1") "$WORK/$2.yaml" 2>"$WORK/$2.log" &
+  echo "$! $port $mport"
+}
+
+if [ "$MODE" = scale ]; then
+  SIZE=${4:-256}
+  IDLE=$DURATION
+  need_fds $((2 * SIZE * 8 + 1024))
+  read -r NEW_PID _ NEW_M < <(start_fleet "$WORKERD" new "$SIZE"); PIDS+=("$NEW_PID")
+  read -r OLD_PID _ OLD_M < <(start_fleet "$BASE" old "$SIZE"); PIDS+=("$OLD_PID")
+  # Both fleets up and every worker READY, then a few seconds for the start to settle.
   for s in new old; do
     wait_socket "$WORK/$s.sock"
-    "$(dirname "$WORKERD")/workerctl" -s "$WORK/$s.sock" --timeout 300 status >/dev/null
-  done
-  # Both fleets up and ready (all READY), then quiet.
-  for s in new old; do
-    for _ in $(seq 600); do
-      [ "$("$(dirname "$WORKERD")/workerctl" -s "$WORK/$s.sock" status --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["ready"] == d["desired"])')" = True ] && break
-      sleep 0.1
-    done
+    "$WORKERCTL" -s "$WORK/$s.sock" --timeout 300 scale "$SIZE" --wait >/dev/null
   done
   sleep 5
   md_begin compare_scale "The daemon's loop at scale against $REV" "$REV" scale "$ROUNDS" "$IDLE" "$SIZE"
@@ -102,23 +98,8 @@ YAML
   exit 0
 fi
 
-start_fleet() {  # start_fleet BINARY NAME -> prints "PID PORT"
-  local port
-  port=$(free_port)
-  cat >"$WORK/$2.yaml" <<YAML
-listen: ["127.0.0.1:$port"]
-workers: 2
-app:
-  builtin: {}
-control: {socket: $WORK/$2.sock}
-log: {level: warn}
-YAML
-  "$1" start $(allow_root_flag "$1") "$WORK/$2.yaml" 2>"$WORK/$2.log" &
-  echo "$! $port"
-}
-
-read -r NEW_PID NEW_PORT < <(start_fleet "$WORKERD" new); PIDS+=("$NEW_PID")
-read -r OLD_PID OLD_PORT < <(start_fleet "$BASE" old); PIDS+=("$OLD_PID")
+read -r NEW_PID NEW_PORT _ < <(start_fleet "$WORKERD" new 2); PIDS+=("$NEW_PID")
+read -r OLD_PID OLD_PORT _ < <(start_fleet "$BASE" old 2); PIDS+=("$OLD_PID")
 wait_http "http://127.0.0.1:$NEW_PORT/healthz"
 wait_http "http://127.0.0.1:$OLD_PORT/healthz"
 md_begin compare "The worker protocol's cost on the request path" "$REV" "$ROUNDS" "$DURATION" "$URL_PATH"

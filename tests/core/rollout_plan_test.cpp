@@ -15,7 +15,7 @@ RolloutSpec spec(WorkerAmount surge, WorkerAmount unavailable) {
     return r;
 }
 
-SlotView outgoing(int slot) { return SlotView{slot, true, true, false, false, true}; }
+SlotView outgoing(int slot) { return SlotView{slot, true, false, false, true}; }
 
 }  // namespace
 
@@ -55,7 +55,7 @@ TEST_CASE("without surge, in place only while slots without a serving worker sta
     auto step = plan_rollout(slots, {0, 1});
     CHECK(step.surge.empty());
     CHECK(step.in_place == std::vector<int>{0});
-    slots[0] = SlotView{0, false, false, true, false, true};  // slot 0 replaced in place, booting
+    slots[0] = SlotView{0, false, true, false, true};  // slot 0 replaced in place, booting
     step = plan_rollout(slots, {0, 1});
     CHECK(step.in_place.empty());  // slot 0 lacks a serving worker: the budget is spent
 }
