@@ -18,7 +18,7 @@
 #include "ctl/client.hpp"
 #include "ctl/render.hpp"
 #include "daemon/os/control_path.hpp"
-#include "daemon/wire/spec.hpp"
+#include "daemon/os/spec_host.hpp"
 #include "daemon/os/sizing.hpp"
 #include "daemon/version.hpp"
 

@@ -27,7 +27,7 @@
 #include "daemon/os/logging.hpp"
 #include "daemon/os/sizing.hpp"
 #include "daemon/os/spawn.hpp"
-#include "daemon/wire/spec.hpp"
+#include "daemon/os/spec_host.hpp"
 #include "daemon/version.hpp"
 
 namespace {

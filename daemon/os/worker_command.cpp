@@ -8,54 +8,12 @@
 namespace workerd {
 namespace {
 
-constexpr int kFirstListenFd = 3;
-
-bool all_digits(const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-int fd_for(const std::string& ref, const std::vector<ListenAddress>& listeners) {
-    for (std::size_t i = 0; i < listeners.size(); ++i) {
-        if (listeners[i].name == ref) return kFirstListenFd + static_cast<int>(i);
-    }
-    if (all_digits(ref) && ref.size() < 6 && std::stoul(ref) < listeners.size()) {
-        return kFirstListenFd + std::stoi(ref);
-    }
-    throw std::invalid_argument("{fd:" + ref + "} names no listener");
-}
-
 bool has_key(const std::string& entry, const std::string& key) {
     return entry.size() > key.size() && entry.compare(0, key.size(), key) == 0 &&
            entry[key.size()] == '=';
 }
 
 }  // namespace
-
-std::string substitute_fds(const std::string& arg, const std::vector<ListenAddress>& listeners) {
-    std::string out;
-    std::size_t pos = 0;
-    while (true) {
-        const std::size_t open = arg.find("{fd", pos);
-        if (open == std::string::npos) break;
-        out.append(arg, pos, open - pos);
-        const std::size_t after = open + 3;
-        if (after < arg.size() && arg[after] == '}') {
-            if (listeners.empty()) throw std::invalid_argument("{fd} used without listeners");
-            out += std::to_string(kFirstListenFd);
-            pos = after + 1;
-        } else if (after < arg.size() && arg[after] == ':') {
-            const std::size_t close = arg.find('}', after);
-            if (close == std::string::npos) throw std::invalid_argument("unterminated {fd: in '" + arg + "'");
-            out += std::to_string(fd_for(arg.substr(after + 1, close - after - 1), listeners));
-            pos = close + 1;
-        } else {
-            out += "{fd";  // not a placeholder ("{fdx"): keep it as written
-            pos = after;
-        }
-    }
-    out.append(arg, pos, std::string::npos);
-    return out;
-}
 
 std::vector<std::string> worker_argv(const AppSpec& app, const std::vector<ListenAddress>& listeners,
                                      const std::string& self_exe) {

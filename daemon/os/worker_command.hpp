@@ -7,11 +7,6 @@
 
 namespace workerd {
 
-/// Replaces {fd} (the first listener, fd 3) and {fd:NAME} / {fd:INDEX} (that listener's fd,
-/// 3 + its position) in one argument. Throws std::invalid_argument for an unknown name or
-/// an unterminated "{fd:".
-std::string substitute_fds(const std::string& arg, const std::vector<ListenAddress>& listeners);
-
 /// The argv one worker runs: for `app.builtin`, `self_exe serve-builtin` with the builtin
 /// settings as flags; for `app.command`, the command with fds substituted.
 std::vector<std::string> worker_argv(const AppSpec& app, const std::vector<ListenAddress>& listeners,

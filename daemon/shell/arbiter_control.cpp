@@ -16,6 +16,7 @@
 #include "daemon/os/logging.hpp"
 #include "daemon/os/proc_stats.hpp"
 #include "daemon/os/sizing.hpp"
+#include "daemon/os/spec_host.hpp"
 #include "daemon/version.hpp"
 
 namespace workerd {

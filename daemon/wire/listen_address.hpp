@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace workerd {
 
@@ -26,5 +27,13 @@ struct ListenAddress {
 /// On failure returns nullopt and sets `error` to a one-line reason ("port 70000 is out of
 /// range 0-65535", "IPv6 addresses need brackets: [::1]:8000", ...).
 std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error);
+
+/// Listeners reach a worker as fds 3, 4, ... in the order of the spec's `listen`.
+inline constexpr int kFirstListenFd = 3;
+
+/// Replaces {fd} (the first listener, fd 3) and {fd:NAME} / {fd:INDEX} (that listener's fd,
+/// 3 + its position) in one argument of `app.command`. Throws std::invalid_argument for an
+/// unknown name or an unterminated "{fd:".
+std::string substitute_fds(const std::string& arg, const std::vector<ListenAddress>& listeners);
 
 }  // namespace workerd

@@ -1,26 +1,15 @@
 #include "daemon/wire/spec.hpp"
 
-#include "daemon/os/spawn.hpp"
-
-#include <grp.h>
-#include <pwd.h>
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <csignal>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include "daemon/wire/spec_keys.hpp"
-#include "daemon/os/worker_command.hpp"
 
 namespace workerd {
 namespace {
@@ -28,28 +17,14 @@ namespace {
 namespace fs = std::filesystem;
 
 
-// Numeric ids are accepted as names too ("0", "1000").
-std::optional<unsigned> uid_of(const std::string& name) {
-    if (const passwd* pw = ::getpwnam(name.c_str())) return pw->pw_uid;
-    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
-        return static_cast<unsigned>(std::stoul(name));
-    }
-    return std::nullopt;
-}
-std::optional<unsigned> gid_of(const std::string& name) {
-    if (const group* gr = ::getgrnam(name.c_str())) return gr->gr_gid;
-    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
-        return static_cast<unsigned>(std::stoul(name));
-    }
-    return std::nullopt;
-}
-
 // Walks the YAML tree once, filling a Spec and collecting every error with its position.
-// Each bad value yields one error; the walk goes on so that all errors are reported.
+// Each bad value yields one error; the walk goes on so that all errors are reported. What only
+// the host can check (users, groups, directories, the program) is recorded, not looked up.
 class SpecReader {
 public:
-    SpecReader(std::string file, std::vector<SpecError>& errors, std::vector<SpecError>& warnings)
-        : file_(std::move(file)), dir_(fs::path(file_).parent_path().string()), errors_(errors), warnings_(warnings) {}
+    SpecReader(std::string file, SpecReading& out)
+        : file_(std::move(file)), dir_(fs::path(file_).parent_path().string()), errors_(out.errors),
+          lookups_(out.lookups) {}
 
     void read(const YAML::Node& root, int cpu_count, Spec& spec);
 
@@ -59,8 +34,9 @@ private:
     void error(const YAML::Node& at, const std::string& key, const std::string& message) {
         errors_.push_back(at_node(at, key, message));
     }
-    void warn(const YAML::Node& at, const std::string& key, const std::string& message) {
-        warnings_.push_back(at_node(at, key, message));
+    void lookup(HostLookup::What what, const YAML::Node& at, const std::string& key, const std::string& text) {
+        const SpecError place = at_node(at, key, "");
+        lookups_.push_back({what, key, text, place.line, place.column});
     }
     SpecError at_node(const YAML::Node& at, const std::string& key, const std::string& message) const {
         const YAML::Mark m = at.Mark();
@@ -94,13 +70,14 @@ private:
     void read_builtin(const YAML::Node& n, BuiltinAppSpec& b);
     void read_command(const YAML::Node& n, std::vector<std::string>& command);
     void check_command_fds(const Spec& spec);
-    void check_program(const Spec& spec);
-    void existing_dir(const YAML::Node& n, const std::string& key, std::string& out);
+    void note_program(const Spec& spec);
+    void directory(const YAML::Node& n, const std::string& key, std::string& out);
+    void names(const YAML::Node& n, const std::string& key, HostLookup::What what);
 
     std::string file_;
     std::string dir_;
     std::vector<SpecError>& errors_;
-    std::vector<SpecError>& warnings_;
+    std::vector<HostLookup>& lookups_;
     YAML::Node command_node_;
 };
 
@@ -271,24 +248,29 @@ void SpecReader::read_workers(const YAML::Node& n, int cpu_count, Spec& spec) {
     if (auto v = integer(n, "workers", 1, kMaxWorkers)) spec.workers = static_cast<int>(*v);
 }
 
-void SpecReader::existing_dir(const YAML::Node& n, const std::string& key, std::string& out) {
-    auto text = scalar(n, key, "a directory path");
-    if (!text) return;
-    const std::string path = absolute(*text);
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
-        error(n, key, fmt::format("{}: {}", path, std::strerror(errno)));
-    } else if (!S_ISDIR(st.st_mode)) {
-        error(n, key, fmt::format("{} is not a directory", path));
-    } else {
-        out = path;
+void SpecReader::directory(const YAML::Node& n, const std::string& key, std::string& out) {
+    if (auto text = scalar(n, key, "a directory path")) {
+        out = absolute(*text);
+        lookup(HostLookup::What::directory, n, key, out);
+    }
+}
+
+void SpecReader::names(const YAML::Node& n, const std::string& key, HostLookup::What what) {
+    const bool users = what == HostLookup::What::control_user;
+    if (!n.IsSequence()) {
+        error(n, key, users ? "must be a list of user names" : "must be a list of group names");
+        return;
+    }
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        const std::string item_key = fmt::format("{}[{}]", key, i);
+        if (auto s = scalar(n[i], item_key, users ? "a user name" : "a group name")) lookup(what, n[i], item_key, *s);
     }
 }
 
 void SpecReader::read_builtin(const YAML::Node& n, BuiltinAppSpec& b) {
     const std::string p = "app.builtin";
     for_each_key(n, p, {
-        {"root", [&](auto& k, auto& v) { existing_dir(v, k, b.root); }},
+        {"root", [&](auto& k, auto& v) { directory(v, k, b.root); }},
         {"demo", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) b.demo = *x; }},
         {"max_connections", [&](auto& k, auto& v) {
              if (auto x = integer(v, k, 1, 1'000'000)) b.max_connections = static_cast<int>(*x);
@@ -341,7 +323,7 @@ void SpecReader::read_app(const YAML::Node& n, AppSpec& app, bool& app_seen) {
              has_command = true;
              read_command(v, app.command);
          }},
-        {"cwd", [&](auto& k, auto& v) { existing_dir(v, k, app.cwd); }},
+        {"cwd", [&](auto& k, auto& v) { directory(v, k, app.cwd); }},
         {"env", [&](auto& k, auto& v) {
              if (!v.IsMap()) {
                  error(v, k, "must be a mapping of variable names to values");
@@ -377,32 +359,12 @@ void SpecReader::check_command_fds(const Spec& spec) {
     }
 }
 
-void SpecReader::check_program(const Spec& spec) {
-    // A warning, not an error: the program may be installed after the spec is written (an
-    // image built in stages, a deploy that writes the spec first). The daemon starts anyway,
-    // says why nothing serves, and keeps trying; `check --strict` makes it an error.
+void SpecReader::note_program(const Spec& spec) {
+    // The host checks it: a warning, not an error, if it is not there (os/spec_host.cpp).
     if (!command_node_ || spec.app.command.empty() || command_node_.size() == 0) return;
     const std::string& program = spec.app.command[0];
     if (program.empty() || program.find('{') != std::string::npos) return;
-    std::string problem;
-    if (program.find('/') != std::string::npos) {
-        // Relative to app.cwd: the worker changes there before exec.
-        const fs::path path = (fs::path(program).is_absolute() ? fs::path(program) : fs::path(spec.app.cwd) / program).lexically_normal();
-        std::error_code ec;
-        const auto st = fs::status(path, ec);
-        if (!fs::exists(st)) problem = fmt::format("{} does not exist", path.string());
-        else if (!fs::is_regular_file(st) || ::access(path.c_str(), X_OK) != 0) problem = fmt::format("{} is not an executable file", path.string());
-    } else {
-        const auto env = spec.app.env.find("PATH");
-        const char* daemon_path = std::getenv("PATH");
-        const std::string path = env != spec.app.env.end() ? env->second : daemon_path != nullptr ? daemon_path : "";
-        if (resolve_executable(program, path).empty()) {
-            problem = fmt::format("'{}' is not found in PATH ({})", program, path.empty() ? "unset: /usr/local/bin:/usr/bin:/bin" : path);
-        }
-    }
-    if (!problem.empty()) {
-        warn(command_node_[0], "app.command[0]", problem + "; no worker can start until it is there");
-    }
+    lookup(HostLookup::What::program, command_node_[0], "app.command[0]", program);
 }
 
 void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
@@ -424,27 +386,13 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
              auto s = scalar(v, k, "a user name");
              if (!s) return;
              spec.run_as.user = *s;
-             if (const passwd* pw = ::getpwnam(s->c_str())) {
-                 spec.run_as.uid = pw->pw_uid;
-                 if (!spec.run_as.gid) spec.run_as.gid = pw->pw_gid;
-                 spec.run_as.login = pw->pw_name;
-                 spec.run_as.home = pw->pw_dir;
-             } else if (auto uid = uid_of(*s)) {
-                 spec.run_as.uid = *uid;
-                 if (const passwd* byuid = ::getpwuid(*uid)) {
-                     spec.run_as.login = byuid->pw_name;
-                     spec.run_as.home = byuid->pw_dir;
-                 }
-             } else {
-                 error(v, k, fmt::format("no such user '{}'", *s));
-             }
+             lookup(HostLookup::What::user, v, k, *s);
          }},
         {"group", [&](auto& k, auto& v) {
              auto s = scalar(v, k, "a group name");
              if (!s) return;
              spec.run_as.group = *s;
-             if (auto gid = gid_of(*s)) spec.run_as.gid = *gid;
-             else error(v, k, fmt::format("no such group '{}'", *s));
+             lookup(HostLookup::What::group, v, k, *s);
          }},
         {"timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.timeout = *x; }},
         {"boot_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.boot_timeout = *x; }},
@@ -546,19 +494,6 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
              }
          }},
         {"control", [&](auto& k, auto& v) {
-             auto names = [&](const std::string& kk, const YAML::Node& vv, bool users, std::vector<unsigned>& out) {
-                 if (!vv.IsSequence()) {
-                     error(vv, kk, users ? "must be a list of user names" : "must be a list of group names");
-                     return;
-                 }
-                 for (std::size_t i = 0; i < vv.size(); ++i) {
-                     const std::string item_key = fmt::format("{}[{}]", kk, i);
-                     if (auto s = scalar(vv[i], item_key, users ? "a user name" : "a group name")) {
-                         if (auto id = users ? uid_of(*s) : gid_of(*s)) out.push_back(*id);
-                         else error(vv[i], item_key, fmt::format("no such {} '{}'", users ? "user" : "group", *s));
-                     }
-                 }
-             };
              for_each_key(v, k, {
                  {"socket", [&](auto& kk, auto& vv) { if (auto s = scalar(vv, kk, "a path")) spec.control.socket = absolute(*s); }},
                  {"mode", [&](auto& kk, auto& vv) {
@@ -574,13 +509,10 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                       }
                   }},
                  {"group", [&](auto& kk, auto& vv) {
-                      if (auto s = scalar(vv, kk, "a group name")) {
-                          if (auto gid = gid_of(*s)) spec.control.group = *gid;
-                          else error(vv, kk, fmt::format("no such group '{}'", *s));
-                      }
+                      if (auto s = scalar(vv, kk, "a group name")) lookup(HostLookup::What::control_group, vv, kk, *s);
                   }},
-                 {"users", [&](auto& kk, auto& vv) { names(kk, vv, true, spec.control.allow_users); }},
-                 {"groups", [&](auto& kk, auto& vv) { names(kk, vv, false, spec.control.allow_groups); }},
+                 {"users", [&](auto& kk, auto& vv) { names(vv, kk, HostLookup::What::control_user); }},
+                 {"groups", [&](auto& kk, auto& vv) { names(vv, kk, HostLookup::What::control_member); }},
              });
          }},
         {"metrics", [&](auto& k, auto& v) {
@@ -624,10 +556,7 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
     if (!app_seen) error(root, "app", "is missing; use app: {builtin: {}} or app: {command: [...]}");
     if (spec.app.cwd.empty()) spec.app.cwd = dir_;
     check_command_fds(spec);
-    check_program(spec);
-    if (spec.run_as.uid && !spec.run_as.gid) {
-        error(root["user"], "user", fmt::format("user {} has no entry in the user database; set `group` too", *spec.run_as.user));
-    }
+    note_program(spec);
 }
 
 }  // namespace
@@ -668,42 +597,25 @@ std::string SpecError::to_string() const {
     return out + message;
 }
 
-SpecLoadResult load_spec_text(const std::string& text, const std::string& file, int cpu_count) {
-    SpecLoadResult result;
-    const std::string absolute_file = fs::absolute(file).lexically_normal().string();
+SpecReading read_spec(const std::string& text, const std::string& file, int cpu_count) {
+    SpecReading out;
     YAML::Node root;
     try {
         root = YAML::Load(text);
     } catch (const YAML::ParserException& e) {
-        result.errors.push_back({file, e.mark.line + 1, e.mark.column + 1, "",
-                                 "invalid YAML: " + e.msg});
-        return result;
+        out.errors.push_back({file, e.mark.line + 1, e.mark.column + 1, "", "invalid YAML: " + e.msg});
+        return out;
     }
-    Spec spec;
-    spec.file = absolute_file;
-    spec.text = text;
-    SpecReader(absolute_file, result.errors, result.warnings).read(root, cpu_count, spec);
+    out.spec.file = file;
+    out.spec.text = text;
+    SpecReader(file, out).read(root, cpu_count, out.spec);
     // The bundled worker always speaks the protocol: under `auto` it is held to READY, so a
     // worker slow to start (a loaded machine) is not taken for a silent one and counted ready
     // before it accepts.
-    if (spec.app.builtin && spec.health.mode == HeartbeatMode::automatic) spec.health.mode = HeartbeatMode::required;
-    // Messages name the file as the user gave it.
-    for (auto& e : result.errors) e.file = file;
-    for (auto& w : result.warnings) w.file = file;
-    if (result.errors.empty()) result.spec = std::move(spec);
-    return result;
-}
-
-SpecLoadResult load_spec_file(const std::string& path, int cpu_count) {
-    std::ifstream in(path);
-    if (!in) {
-        SpecLoadResult result;
-        result.errors.push_back({path, 0, 0, "", fmt::format("cannot read the spec: {}", std::strerror(errno))});
-        return result;
+    if (out.spec.app.builtin && out.spec.health.mode == HeartbeatMode::automatic) {
+        out.spec.health.mode = HeartbeatMode::required;
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    return load_spec_text(text.str(), path, cpu_count);
+    return out;
 }
 
 }  // namespace workerd

@@ -159,10 +159,40 @@ struct SpecLoadResult {
 /// user or group. Returns the reason when not, else an empty string.
 std::string check_run_as(const Spec& spec, unsigned euid, unsigned egid, bool allow_root);
 
-/// Reads and validates the spec at `path`. `cpu_count` resolves `workers: auto`.
-SpecLoadResult load_spec_file(const std::string& path, int cpu_count);
+/// A value of the spec that only the host can check, with where it stands: a user or group
+/// name (the user database), a directory that must exist and the program to run (the file
+/// system). Reading records them; the host step (daemon/os/spec_host.hpp) resolves them and
+/// reports what fails at this line and column.
+struct HostLookup {
+    enum class What {
+        user,            ///< `user`: uid, primary gid, login and home
+        group,           ///< `group`
+        control_group,   ///< `control.group`: the socket file's group
+        control_user,    ///< an entry of `control.users`
+        control_member,  ///< an entry of `control.groups`
+        directory,       ///< `app.cwd`, `app.builtin.root`: must be a directory (`text` is absolute)
+        program,         ///< `app.command[0]`: found in PATH or executable (a warning if not)
+    };
+    What what;
+    std::string key;   ///< "user", "control.users[1]", "app.builtin.root"
+    std::string text;  ///< as written (directories: made absolute against the spec's folder)
+    int line = 0;
+    int column = 0;
+};
 
-/// Same, from text; `file` names it in errors and anchors relative paths (its directory).
-SpecLoadResult load_spec_text(const std::string& text, const std::string& file, int cpu_count);
+/// What reading the YAML gives, before the host step: the spec as far as it could be read,
+/// every error in it, and the values only the host can check.
+struct SpecReading {
+    Spec spec;
+    std::vector<SpecError> errors;
+    std::vector<HostLookup> lookups;
+};
+
+/// Reads and validates a spec's text without asking the host anything: no file system, user
+/// database or environment. `file` names it in errors and anchors relative paths (its
+/// directory; pass it absolute for absolute paths). `cpu_count` sizes `workers: auto` until
+/// the host step sizes it from cgroups (os/sizing.hpp). Reading and loading from a file, with
+/// the host step: daemon/os/spec_host.hpp.
+SpecReading read_spec(const std::string& text, const std::string& file, int cpu_count);
 
 }  // namespace workerd

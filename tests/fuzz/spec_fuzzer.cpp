@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "daemon/wire/spec.hpp"
+#include "daemon/os/spec_host.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);

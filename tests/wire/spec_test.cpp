@@ -1,4 +1,4 @@
-#include "daemon/wire/spec.hpp"
+#include "daemon/os/spec_host.hpp"
 
 #include <doctest/doctest.h>
 
@@ -196,4 +196,60 @@ TEST_CASE("heartbeat: auto holds the bundled worker to READY, and leaves command
     const auto command = load_spec_text("listen: \":8080\"\napp: {command: [\"/bin/true\"]}\n", "c.yaml", 2);
     REQUIRE(command.ok());
     CHECK(command.spec->health.mode == HeartbeatMode::automatic);
+}
+
+TEST_CASE("reading asks the host nothing: users, directories and the program are looked up after, at their place") {
+    const std::string text =
+        "listen: [\"127.0.0.1:8000\"]\n"
+        "app:\n"
+        "  command: [\"no-such-program-here\", \"{fd}\"]\n"
+        "  cwd: /nonexistent/dir\n"
+        "user: no-such-user-here\n"
+        "control: {users: [root, nobody], groups: [no-such-group-here]}\n";
+    const SpecReading read = read_spec(text, "/srv/t.yaml", 2);
+    CHECK(read.errors.empty());  // nothing the text alone shows is wrong
+    REQUIRE(read.lookups.size() == 6);
+    const auto find = [&](const std::string& key) {
+        for (const auto& l : read.lookups) {
+            if (l.key == key) return l;
+        }
+        FAIL("no lookup for " << key);
+        return HostLookup{};
+    };
+    const HostLookup program = find("app.command[0]");
+    CHECK(program.what == HostLookup::What::program);
+    CHECK(program.text == "no-such-program-here");
+    CHECK(program.line == 3);
+    CHECK(program.column == 13);
+    CHECK(find("app.cwd").what == HostLookup::What::directory);
+    CHECK(find("app.cwd").text == "/nonexistent/dir");
+    CHECK(find("user").what == HostLookup::What::user);
+    CHECK(find("user").line == 5);
+    CHECK(find("control.users[1]").what == HostLookup::What::control_user);
+    CHECK(find("control.users[1]").text == "nobody");
+    CHECK(find("control.groups[0]").what == HostLookup::What::control_member);
+    CHECK(read.spec.run_as.user == std::optional<std::string>("no-such-user-here"));
+    CHECK_FALSE(read.spec.run_as.uid);  // not looked up
+
+    // The host step resolves them and reports each at its line and column.
+    const SpecLoadResult host = resolve_on_host(read, "t.yaml");
+    CHECK_FALSE(host.ok());
+    std::string all;
+    for (const auto& e : host.errors) all += e.to_string() + "\n";
+    CAPTURE(all);
+    CHECK(host.errors.size() == 3);
+    CHECK(all.find("t.yaml:4:8: app.cwd: /nonexistent/dir: No such file or directory") != std::string::npos);
+    CHECK(all.find("t.yaml:5:7: user: no such user 'no-such-user-here'") != std::string::npos);
+    CHECK(all.find("control.groups[0]: no such group 'no-such-group-here'") != std::string::npos);
+    REQUIRE(host.warnings.size() == 1);
+    CHECK(host.warnings[0].to_string().rfind("t.yaml:3:13: app.command[0]: 'no-such-program-here' is not found in PATH", 0) == 0);
+}
+
+TEST_CASE("a numeric user with a database entry takes its primary group") {
+    auto r = load_spec_text("listen: [\"127.0.0.1:8000\"]\napp: {builtin: {}}\nuser: 65534\n", "t.yaml", 2);
+    for (const auto& e : r.errors) FAIL(e.to_string());
+    REQUIRE(r.ok());
+    CHECK(r.spec->run_as.uid == 65534u);
+    CHECK(r.spec->run_as.gid == 65534u);
+    CHECK(r.spec->run_as.login == "nobody");
 }
