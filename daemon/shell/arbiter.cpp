@@ -2,8 +2,6 @@
 
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,17 +9,16 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "daemon/os/load_board.hpp"
 #include "daemon/os/logging.hpp"
-#include "daemon/os/output_pipe.hpp"
 #include "daemon/os/proc_stats.hpp"
 #include "daemon/os/sizing.hpp"
-#include "daemon/version.hpp"
 #include "daemon/os/worker_command.hpp"
+#include "daemon/shell/metrics_endpoint.hpp"
+#include "daemon/version.hpp"
 
 namespace workerd {
 namespace {
@@ -54,7 +51,9 @@ Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart star
       signals_(io_),
       timer_(io_),
       fleet_(fleet_options(std::move(initial), systemd_), Clock::now()),
-      base_env_(current_environment()) {
+      base_env_(current_environment()),
+      sockets_(std::move(listeners)),
+      processes_(io_, self_exe_, [this](pid_t pid, std::string_view line, bool overlong) { on_protocol_line(pid, line, overlong); }) {
     launcher_ = std::make_unique<ProcessLauncher>(self_exe_, base_env_);
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2}) signals_.add(sig);
     // A re-exec (SIGUSR2) starts with every signal blocked, so that none arriving while the
@@ -62,7 +61,6 @@ Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart star
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (auto& l : listeners) listeners_.push_back(std::make_shared<Listener>(std::move(l)));
     if (spec().reuse_port && !SlotListeners::kernel_migrates_queues()) {
         spdlog::info("reuse_port: each worker slot accepts on its own socket; net.ipv4.tcp_migrate_req is not 1, "
                      "so connections queued on a slot removed by scaling down are reset rather than moved");
@@ -75,7 +73,9 @@ Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart star
     }
     if (spec().metrics.listen) {
         metrics_ = std::make_unique<MetricsServer>(io_, *spec().metrics.listen,
-                                                   [this](const std::string& path) { return metrics_endpoint(path); },
+                                                   [this](const std::string& path) {
+                                                       return metrics_endpoint(path, fleet_, sockets_.queues());
+                                                   },
                                                    std::move(metrics_fd));
     }
     // Throws ListenError when the socket is a live daemon's or cannot be made.
@@ -90,30 +90,18 @@ Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart star
                      std::strerror(errno));
     }
     if (start.handover && start.handover->guardian_fd >= 0) {
-        guardian_ = Guardian::adopt(start.handover->guardian_pid, UniqueFd(std::exchange(start.handover->guardian_fd, -1)));
+        processes_.adopt_guardian(start.handover->guardian_pid, UniqueFd(std::exchange(start.handover->guardian_fd, -1)));
     } else {
-        start_guardian();
+        processes_.start_guardian();
     }
     if (start.handover) adopt(*start.handover);
-}
-
-void Arbiter::start_guardian() {
-    try {
-        guardian_ = Guardian::start(self_exe_);
-    } catch (const std::exception& e) {
-        spdlog::error("cannot start the guardian ({}): if the daemon is killed, what its workers started may outlive it",
-                      e.what());
-        return;
-    }
-    for (const auto& [pid, process] : processes_) guardian_.watch(pid);
-    spdlog::debug("guardian started (pid {})", guardian_.pid());
 }
 
 int Arbiter::run() {
     // A worker that closes a pipe must not kill the daemon.
     ::signal(SIGPIPE, SIG_IGN);
     std::string where;
-    for (const auto& l : listeners_) where += (where.empty() ? "" : ", ") + l->address().to_string();
+    for (const auto& l : sockets_.current()) where += (where.empty() ? "" : ", ") + l->address().to_string();
     spdlog::info("workerd {} (pid {}) listening on {} with {} worker{} (generation {}); control socket {}", kVersion,
                  ::getpid(), where, fleet_.desired(), fleet_.desired() == 1 ? "" : "s", fleet_.generation(),
                  control_->path());
@@ -190,35 +178,28 @@ void Arbiter::reap_children() {
         }
         const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-        orphans_.reaped(pid);
-        if (guardian_.running() && pid == guardian_.pid()) {
-            guardian_.lost();
-            if (fleet_.mode() != core::Mode::running) continue;
+        const bool running = fleet_.mode() == core::Mode::running;
+        if (running && processes_.is_guardian(pid)) {
             spdlog::error("the guardian (pid {}) {}; starting another", pid, core::describe_status(status));
-            start_guardian();
-            continue;
         }
+        if (processes_.reaped(pid, running)) continue;
         deliver(core::event::Exited{pid, status, cpu});
-        processes_.erase(pid);
+        processes_.forget(pid);
     }
 }
 
 void Arbiter::turn() {
     const auto now = Clock::now();
-    for (pid_t pid : orphans_.expire(now)) guardian_.forget(pid);
+    processes_.expire(now);
     // What is waiting on an overdue worker's protocol pipe is read first: the loop may have
     // been late (a long turn, a busy machine), not the worker.
-    for (pid_t pid : fleet_.overdue(now)) {
-        if (auto it = processes_.find(pid); it != processes_.end()) {
-            if (auto pipe = it->second.pipes[2].lock()) pipe->read_now();
-        }
-    }
+    for (pid_t pid : fleet_.overdue(now)) processes_.read_protocol_now(pid);
     if (fleet_.sample_due(now)) deliver(take_samples());
     // Spawns wait for their exec: a turn spends about kSpawnBudget on them.
     const auto per_spawn = std::max<Clock::duration>(spawn_cost_, std::chrono::microseconds(100));
     const int limit = static_cast<int>(std::clamp<long>(kSpawnBudget / per_spawn, 1, core::kSpawnsPerTurn));
     carry_out(fleet_.handle(core::event::Turn{limit}, now));
-    if (fleet_.stopped() && orphans_.empty()) {
+    if (fleet_.stopped() && !processes_.leftovers()) {
         timer_.cancel();
         signals_.cancel();
         io_.stop();
@@ -235,7 +216,7 @@ void Arbiter::deliver(const core::Event& event) { carry_out(fleet_.handle(event,
 void Arbiter::arm_timer() {
     const auto now = Clock::now();
     std::optional<Clock::time_point> next = fleet_.next_deadline(now);
-    if (auto t = orphans_.next_deadline(); t && (!next || *t < *next)) next = *t;
+    if (auto t = processes_.next_deadline(); t && (!next || *t < *next)) next = *t;
     if (!next) {
         timer_due_.reset();
         timer_.cancel();
@@ -276,27 +257,8 @@ core::event::Samples Arbiter::take_samples() {
     for (const auto& [id, w] : fleet_.workers()) {
         if (core::serving(w.phase)) samples.rss_bytes.emplace_back(w.pid, proc_rss_bytes(w.pid));
     }
-    for (const auto& l : listeners_) {
-        if (auto q = queue_of(*l)) samples.queue_depth += static_cast<int>(q->depth);
-    }
+    samples.queue_depth = sockets_.queued();
     return samples;
-}
-
-std::vector<std::shared_ptr<Listener>> Arbiter::listeners_for(int slot) {
-    return spec().reuse_port ? slot_listeners_.for_slot(slot, listeners_) : listeners_;
-}
-
-std::optional<ListenQueue> Arbiter::queue_of(const Listener& l) const {
-    const bool unix_socket = l.address().kind == ListenAddress::Kind::unix_path;
-    auto total = listen_queue(l.fd(), unix_socket);
-    if (!total) return total;
-    for (const auto& [slot, socket] : slot_listeners_.siblings_of(l)) {
-        if (auto q = listen_queue(socket->fd(), unix_socket)) {
-            total->depth += q->depth;
-            total->max += q->max;
-        }
-    }
-    return total;
 }
 
 }  // namespace workerd

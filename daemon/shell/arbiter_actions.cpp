@@ -1,6 +1,5 @@
 // The shell carrying out what the fleet core decided (signals, spawns, systemd, the log, what
 // a gone worker left behind, the listening sockets) and reading what workers say.
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -8,12 +7,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <set>
 
 #include <spdlog/spdlog.h>
 
-#include "daemon/os/output_pipe.hpp"
-#include "daemon/os/proc_stats.hpp"
 #include "daemon/shell/arbiter.hpp"
 
 namespace workerd {
@@ -64,27 +60,18 @@ void Arbiter::carry_out(std::vector<core::Action> actions) {
                                       static_cast<long long>(mono.tv_sec) * 1000000 + mono.tv_nsec / 1000,
                                       sd->message.substr(sd->message.find('\n') + 1)));
         } else if (auto* left = std::get_if<a::ReleaseLeftovers>(&action)) {
-            release_leftovers(*left);
+            processes_.release_leftovers(*left, spec().graceful_timeout);
         } else if (auto* stop = std::get_if<a::Stopping>(&action)) {
             if (stop->first) stop_listening();
-            if (stop->fast) orphans_.kill_all(Clock::now());
+            if (stop->fast) processes_.kill_leftovers(Clock::now());
         } else if (std::get_if<a::Rollback>(&action)) {
-            listeners_ = std::move(previous_listeners_);
-            slot_listeners_.retain(spec().reuse_port ? listeners_ : std::vector<std::shared_ptr<Listener>>{});
+            sockets_.rollback(spec().reuse_port);  // the core has gone back to the previous spec
         } else if (std::get_if<a::RolloutDone>(&action)) {
-            previous_listeners_.clear();
+            sockets_.rolled_out();
         } else if (auto* removed = std::get_if<a::SlotRemoved>(&action)) {
-            slot_listeners_.drop(removed->slot);  // its sockets close with its last worker
+            sockets_.slot_removed(removed->slot);
         } else if (auto* shut = std::get_if<a::StopSlotSockets>(&action)) {
-            // Its slot's own sockets stop listening, so the kernel sends no more connections
-            // there. Those already queued move to the other slots where net.ipv4.tcp_migrate_req
-            // is 1 (else they are reset).
-            if (auto it = processes_.find(shut->pid); it != processes_.end()) {
-                for (const auto& l : it->second.listeners) {
-                    const bool own = std::find(listeners_.begin(), listeners_.end(), l) == listeners_.end();
-                    if (own && l->address().kind == ListenAddress::Kind::tcp) ::shutdown(l->fd(), SHUT_RD);
-                }
-            }
+            sockets_.stop_slot_sockets(processes_.sockets_of(shut->pid));
         }
     }
 }
@@ -94,7 +81,7 @@ void Arbiter::launch(const core::action::Spawn& spawn) {
     request.slot = spawn.slot;
     request.generation = spawn.generation;
     request.spec = &spec();
-    request.listeners = listeners_for(spawn.slot);
+    request.listeners = sockets_.for_slot(spawn.slot, spec().reuse_port);
     // With a socket per slot the kernel spreads connections; the board's holding back would
     // only delay a worker's own queue.
     if (board_ && !spec().reuse_port) request.board_fd = board_.get();
@@ -108,44 +95,16 @@ void Arbiter::launch(const core::action::Spawn& spawn) {
         return;
     }
     spawn_cost_ = (spawn_cost_ * 3 + (Clock::now() - began)) / 4;
-    guardian_.watch(launched.pid);  // it leads its own process group
-    processes_[launched.pid].listeners = std::move(request.listeners);
     // The core knows the pid before the first line is read (a pipe may be read at once).
     deliver(core::event::Spawned{spawn.id, launched.pid, launched.program});
-    watch_pipes(launched.pid, spawn.slot, std::move(launched.out), std::move(launched.err), std::move(launched.notify));
+    processes_.add(launched.pid, spawn.slot, std::move(request.listeners), std::move(launched.out),
+                   std::move(launched.err), std::move(launched.notify));
 }
 
-void Arbiter::watch_pipes(pid_t pid, int slot, UniqueFd out, UniqueFd err, UniqueFd notify) {
-    Process& process = processes_[pid];
-    int i = 0;
-    for (auto [fd, stream] : {std::pair{&out, "stdout"}, std::pair{&err, "stderr"}}) {
-        if (fd->valid()) {
-            process.pipes[i] = OutputPipe::start(io_, std::move(*fd), [slot, pid, name = stream](std::string_view line, bool) {
-                spdlog::info("worker {} (pid {}) {}: {}", slot, pid, name, line);
-            });
-        }
-        ++i;
-    }
-    if (notify.valid()) {
-        process.pipes[2] = OutputPipe::start(
-            io_, std::move(notify),
-            [this, pid, overlong = false](std::string_view line, bool truncated) mutable {
-                on_notify(pid, line, truncated, overlong);
-            },
-            kMaxNotifyLine - 1);
-    }
-}
-
-void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated, bool& in_overlong_line) {
-    if (truncated || in_overlong_line) {
-        // Pieces of a line past the limit: counted once, the rest (up to its '\n') dropped.
-        if (truncated && !in_overlong_line) {
-            deliver(core::event::BadLine{pid, fmt::format("a line longer than {} bytes", kMaxNotifyLine)});
-        }
-        in_overlong_line = truncated;
-        return;
-    }
-    if (auto message = parse_notify_line(line)) {
+void Arbiter::on_protocol_line(pid_t pid, std::string_view line, bool overlong) {
+    if (overlong) {
+        deliver(core::event::BadLine{pid, fmt::format("a line longer than {} bytes", kMaxNotifyLine)});
+    } else if (auto message = parse_notify_line(line)) {
         deliver(core::event::Message{pid, std::move(*message)});
     } else {
         deliver(core::event::BadLine{pid, fmt::format("'{}'", printable(line))});
@@ -155,47 +114,12 @@ void Arbiter::on_notify(pid_t pid, std::string_view line, bool truncated, bool& 
     if (fleet_.take_rearm()) arm_timer();
 }
 
-void Arbiter::release_leftovers(const core::action::ReleaseLeftovers& gone) {
-    const pid_t pid = gone.pid;
-    const bool at_once = gone.at_once;
-    const int sig = at_once ? SIGKILL : SIGTERM;
-    const auto grace = spec().graceful_timeout;
-    const auto kill_at = Clock::now() + grace;
-    const bool group_left = group_alive(pid) && orphans_.terminate(-pid, kill_at, sig);
-    if (!group_left) guardian_.forget(pid);
-    // Children of the daemon that are no worker of it: orphans that came to it. Those of a
-    // group being stopped, or of a live worker's group, go with their group.
-    int outside = 0;
-    for (pid_t child : children_of_this_process()) {
-        if (processes_.count(child) || (guardian_.running() && child == guardian_.pid())) continue;
-        const pid_t group = ::getpgid(child);
-        if (group < 0 || (group != pid && processes_.count(group)) || orphans_.tracks(-group) || orphans_.tracks(child)) {
-            continue;
-        }
-        if (orphans_.terminate(child, kill_at, sig)) ++outside;
-    }
-    if (group_left || outside > 0) {
-        spdlog::warn("worker {} (pid {}, gen {}) left processes behind ({}{}{}): sent {}{}", gone.slot, pid, gone.generation,
-                     group_left ? "its process group" : "",
-                     group_left && outside ? ", " : "", outside ? fmt::format("{} orphan(s) outside it", outside) : "",
-                     signal_name(sig), at_once ? "" : ", SIGKILL in " + format_duration(grace));
-    }
-}
-
 void Arbiter::stop_listening() {
     // Every socket a worker may accept on: the fleet's, each slot's own (reuse_port), and an
     // older generation's that a reload replaced. The daemon's copies close now; the workers
     // close theirs as they stop accepting (the bundled worker and workerd_uvicorn at SIGTERM),
     // and then the kernel refuses new connections.
-    std::set<std::shared_ptr<Listener>> sockets(listeners_.begin(), listeners_.end());
-    for (const auto& [pid, process] : processes_) sockets.insert(process.listeners.begin(), process.listeners.end());
-    int closed = 0;
-    for (const auto& l : sockets) {
-        if (l->activated()) continue;  // systemd keeps it: connections wait for the next daemon
-        l->close();
-        ++closed;
-    }
-    if (closed > 0) spdlog::info("stopped listening: new connections are refused once the workers stop accepting");
+    if (sockets_.close(processes_.all_sockets()) > 0) spdlog::info("stopped listening: new connections are refused once the workers stop accepting");
 }
 
 }  // namespace workerd

@@ -1,5 +1,5 @@
 // The Arbiter's control commands (docs/control-protocol.md), the reload it prepares for the
-// core (the spec read and checked, its listeners opened), and status. Everything here runs on
+// core (the spec read and checked, its listeners opened), status, and SIGUSR2's handover. Everything here runs on
 // the daemon's one event loop.
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 
 #include "daemon/shell/arbiter.hpp"
 #include "daemon/shell/render.hpp"
+#include "daemon/shell/upgrade.hpp"
 #include "daemon/wire/control_request.hpp"
 #include "daemon/os/load_board.hpp"
 #include "daemon/os/logging.hpp"
@@ -22,12 +23,6 @@
 namespace workerd {
 
 using json = nlohmann::json;
-
-namespace {
-
-std::string listener_key(const ListenAddress& a) { return a.to_string() + "|" + a.name; }
-
-}  // namespace
 
 json Arbiter::reload(const std::string& why) {
     const long generation = fleet_.generation();
@@ -50,16 +45,9 @@ json Arbiter::reload(const std::string& why) {
     resolve_workers(next);
     // Listeners: the same address keeps its socket (and accept queue); new ones are opened
     // now, before anything else changes; dropped ones close when their last worker is gone.
-    std::map<std::string, std::shared_ptr<Listener>> current;
-    for (const auto& l : listeners_) current[listener_key(l->address())] = l;
-    std::vector<std::shared_ptr<Listener>> next_listeners;
+    FleetSockets::Set next_listeners;
     try {
-        for (const auto& address : next.listen) {
-            auto found = current.find(listener_key(address));
-            next_listeners.push_back(found != current.end()
-                                         ? found->second
-                                         : std::make_shared<Listener>(open_listener(address, next.backlog, next.reuse_port)));
-        }
+        next_listeners = sockets_.open_for(next);
     } catch (const ListenError& e) {
         spdlog::error("{}: {}; nothing changed, generation {} keeps serving", why, e.what(), generation);
         throw ControlError("listen_failed", e.what());
@@ -77,11 +65,7 @@ json Arbiter::reload(const std::string& why) {
         }
     }
     set_log_level(next.log.level);
-    // A superseded rollout's target becomes the state to return to.
-    previous_listeners_ = listeners_;
-    listeners_ = std::move(next_listeners);
-    // reuse_port off now: the slots' own sockets close with the workers still using them.
-    slot_listeners_.retain(next.reuse_port ? listeners_ : std::vector<std::shared_ptr<Listener>>{});
+    sockets_.switch_to(std::move(next_listeners), next.reuse_port);
     if (next.app.builtin && !board_) board_ = LoadBoard::create();
     const long started = fleet_.reload(std::move(next), why, Clock::now());
     carry_out(fleet_.take_actions());
@@ -154,6 +138,64 @@ json Arbiter::control(const std::string& command, const json& args) {
     carry_out(fleet_.take_actions());
     arm_timer();
     return result;
+}
+
+void Arbiter::upgrade() {
+    spdlog::info("SIGUSR2: upgrading workerd in place: checking {} on the spec in effect ({}, generation {})",
+                 self_exe_, spec().file, fleet_.generation());
+    if (const auto failure = preflight(self_exe_, spec(), allow_root_, base_env_); !failure.empty()) {
+        spdlog::error("SIGUSR2: {}; the running daemon carries on (generation {})", failure, fleet_.generation());
+        return;
+    }
+    const auto now = Clock::now();
+    Handover h;
+    // The listeners stay the owners of their descriptors, whatever happens here.
+    struct Release {
+        Handover& h;
+        ~Release() {
+            for (auto& s : h.listeners) s.fd.release();
+        }
+    } release{h};
+    h.generation = fleet_.generation();
+    h.desired = fleet_.desired();
+    h.pinned = fleet_.autoscale_pinned();
+    h.spec_text = spec().text;
+    sockets_.hand_over(h);
+    h.control_fd = control_->fd();
+    if (metrics_) h.metrics_fd = metrics_->fd();
+    processes_.hand_over(h);
+    for (const auto& [id, w] : fleet_.workers()) {
+        if (w.pid <= 0) continue;
+        HandedWorker hw;
+        hw.pid = w.pid;
+        hw.slot = w.slot;
+        hw.generation = w.generation;
+        hw.ready = w.health.ready_at.has_value();
+        hw.draining = w.phase == core::Phase::draining;
+        hw.age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.started_at).count();
+        processes_.hand_over(w.pid, hw);
+        h.workers.push_back(hw);
+    }
+    const std::string err = reexec(self_exe_, argv_, base_env_, h, systemd_);
+    spdlog::error("SIGUSR2: exec {} failed: {}; the running daemon carries on (generation {})", self_exe_, err,
+                  fleet_.generation());
+    systemd_.send(fmt::format("READY=1\nSTATUS=upgrade failed (exec: {}); generation {} serves", err, fleet_.generation()));
+}
+
+void Arbiter::adopt(Handover& h) {
+    const auto now = Clock::now();
+    // reuse_port: each slot's own sockets, so queues and the kernel's spreading carry on.
+    sockets_.adopt(h.slot_sockets);
+    std::vector<core::AdoptedWorker> adopted;
+    for (auto& hw : h.workers) {
+        adopted.push_back({hw.pid, hw.slot, hw.generation, hw.ready, hw.draining, std::chrono::milliseconds(hw.age_ms)});
+        processes_.add(hw.pid, hw.slot, sockets_.for_slot(hw.slot, spec().reuse_port), UniqueFd(hw.stdout_fd),
+                       UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
+    }
+    // Then the rolling path replaces them: a new generation, as after a reload of the same spec.
+    sockets_.keep_for_rollback();
+    fleet_.adopt(adopted, h.generation, h.desired, h.pinned, fmt::format("upgraded in place (pid {})", ::getpid()), now);
+    carry_out(fleet_.take_actions());
 }
 
 }  // namespace workerd

@@ -1,5 +1,5 @@
-// /metrics, /healthz and /readyz (docs/metrics.md). Everything is read from the Arbiter's own
-// state on its loop at scrape time and serialized with prometheus-cpp's text serializer.
+#include "daemon/shell/metrics_endpoint.hpp"
+
 #include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -13,10 +13,8 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-#include "daemon/shell/arbiter.hpp"
 #include "daemon/shell/metric_families.hpp"
 #include "daemon/shell/render.hpp"
-#include "daemon/os/listen_queue.hpp"
 #include "daemon/os/proc_stats.hpp"
 #include "daemon/version.hpp"
 
@@ -72,22 +70,22 @@ void process_metrics(Families& f) {
 
 }  // namespace
 
-MetricsResponse Arbiter::metrics_endpoint(const std::string& path) {
+MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet, const std::vector<QueueFacts>& queues) {
     if (path == "/metrics") {
-        return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(Clock::now())};
+        return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(fleet, queues, core::Clock::now())};
     }
     if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};  // answered by the loop itself
     if (path == "/readyz") {
-        const int ready = fleet_.ready();
-        const bool running = fleet_.mode() == core::Mode::running;
-        const bool ok = running && ready >= spec().metrics.min_ready;
+        const int ready = fleet.ready();
+        const bool running = fleet.mode() == core::Mode::running;
+        const bool ok = running && ready >= fleet.spec().metrics.min_ready;
         std::string why;
         if (!running) {
             why = ", stopping";
         } else if (!ok) {
             // What keeps the slots without a worker empty: a program that cannot start, say.
-            for (const auto& [slot, s] : fleet_.slots()) {
-                if (s.active && fleet_.current_in(slot) == nullptr && s.last_end) {
+            for (const auto& [slot, s] : fleet.slots()) {
+                if (s.active && fleet.current_in(slot) == nullptr && s.last_end) {
                     why = fmt::format("; worker {}: {}", slot, s.last_end->to_string());
                     break;
                 }
@@ -95,29 +93,27 @@ MetricsResponse Arbiter::metrics_endpoint(const std::string& path) {
         }
         return {ok ? 200 : 503, "text/plain; charset=utf-8",
                 fmt::format("{}: {} of {} workers ready (min_ready {}){}\n", ok ? "ready" : "not ready", ready,
-                            fleet_.desired(), spec().metrics.min_ready, why)};
+                            fleet.desired(), fleet.spec().metrics.min_ready, why)};
     }
     return {404, "text/plain; charset=utf-8", "not found: try /metrics, /healthz or /readyz\n"};
 }
 
-std::string Arbiter::metrics_text(Clock::time_point now) {
+std::string metrics_text(const core::Fleet& fleet, const std::vector<QueueFacts>& queues, core::TimePoint now) {
     MetricsFacts facts;
     facts.now = now;
     facts.version = kVersion;
     const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
-    for (const auto& [id, w] : fleet_.workers()) {
+    for (const auto& [id, w] : fleet.workers()) {
         if (w.pid <= 0) continue;
         const ProcSample sample = proc_sample(w.pid);
         ProcessFacts& p = facts.processes[w.pid];
         p.rss_bytes = sample.rss_bytes;
         if (sample.cpu_ticks >= 0) p.cpu_seconds = static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
     }
-    for (const auto& l : listeners_) {
-        if (auto q = queue_of(*l)) facts.queues.push_back({l->address().name, static_cast<long>(q->depth), static_cast<long>(q->max)});
-    }
+    facts.queues = queues;
     Families f;
     process_metrics(f);
-    return render_metrics(fleet_, facts) + f.text();
+    return render_metrics(fleet, facts) + f.text();
 }
 
 }  // namespace workerd

@@ -1,0 +1,22 @@
+#pragma once
+
+// /metrics, /healthz and /readyz (docs/metrics.md): read from the fleet core's state on the
+// daemon's loop at scrape time, with what the shell measures then (/proc, the listen queues),
+// and serialized with prometheus-cpp's text serializer.
+
+#include <string>
+#include <vector>
+
+#include "daemon/core/fleet.hpp"
+#include "daemon/shell/metrics_server.hpp"
+#include "daemon/shell/render.hpp"
+
+namespace workerd {
+
+/// The answer to a GET of `path` on the metrics listener.
+MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet, const std::vector<QueueFacts>& queues);
+
+/// The whole /metrics text: the fleet's families, the workers' and the daemon's process_*.
+std::string metrics_text(const core::Fleet& fleet, const std::vector<QueueFacts>& queues, core::TimePoint now);
+
+}  // namespace workerd
