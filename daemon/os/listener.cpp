@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -73,23 +74,8 @@ Listener open_unix(const ListenAddress& address, int backlog) {
 }
 
 Listener open_tcp(ListenAddress address, int backlog, bool reuse_port) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    const std::string port = std::to_string(address.port);
-    const char* host = address.host.empty() ? nullptr : address.host.c_str();
-    if (int rc = ::getaddrinfo(host, port.c_str(), &hints, &found); rc != 0) {
-        throw ListenError(fmt::format("resolve {} failed: {}", address.to_string(),
-                                      ::gai_strerror(rc)));
-    }
-    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, ::freeaddrinfo);
-
-    // The first address the resolver gives is the one we bind: a name that resolves to
-    // several addresses would need several sockets, and the spec can list them explicitly.
-    const addrinfo* ai = found;
-    UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+    const ResolvedAddress ai = resolve_listen_address(address);
+    UniqueFd fd(::socket(ai.family, ai.socktype | SOCK_CLOEXEC, ai.protocol));
     if (!fd) fail("socket", address, errno);
     int one = 1;
     if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
@@ -98,7 +84,7 @@ Listener open_tcp(ListenAddress address, int backlog, bool reuse_port) {
     if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
         fail("setsockopt SO_REUSEPORT", address, errno);
     }
-    if (ai->ai_family == AF_INET6 &&
+    if (ai.family == AF_INET6 &&
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
         fail("setsockopt IPV6_V6ONLY", address, errno);
     }
@@ -109,7 +95,7 @@ Listener open_tcp(ListenAddress address, int backlog, bool reuse_port) {
     if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
         fail("setsockopt TCP_NODELAY", address, errno);
     }
-    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) fail("bind", address, errno);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&ai.addr), ai.len) != 0) fail("bind", address, errno);
     listen_or_fail(fd.get(), address, backlog);
 
     sockaddr_storage bound{};
@@ -117,13 +103,37 @@ Listener open_tcp(ListenAddress address, int backlog, bool reuse_port) {
     if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
         fail("getsockname", address, errno);
     }
-    address.port = ntohs(bound.ss_family == AF_INET6
-                             ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    address.port = port_of(bound);
     return Listener(std::move(address), std::move(fd), backlog, /*owns_path=*/false);
 }
 
 }  // namespace
+
+ResolvedAddress resolve_listen_address(const ListenAddress& address) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(address.port);
+    const char* host = address.host.empty() ? nullptr : address.host.c_str();
+    if (int rc = ::getaddrinfo(host, port.c_str(), &hints, &found); rc != 0) {
+        throw ListenError(fmt::format("resolve {} failed: {}", address.to_string(), ::gai_strerror(rc)));
+    }
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, ::freeaddrinfo);
+    ResolvedAddress out;
+    out.family = found->ai_family;
+    out.socktype = found->ai_socktype;
+    out.protocol = found->ai_protocol;
+    out.len = static_cast<socklen_t>(std::min<std::size_t>(found->ai_addrlen, sizeof out.addr));
+    std::memcpy(&out.addr, found->ai_addr, out.len);
+    return out;
+}
+
+std::uint16_t port_of(const sockaddr_storage& s) {
+    return ntohs(s.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(s).sin6_port
+                                         : reinterpret_cast<const sockaddr_in&>(s).sin_port);
+}
 
 void Listener::close() {
     if (owns_path_ && fd_.valid()) ::unlink(address_.path.c_str());

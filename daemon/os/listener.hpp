@@ -1,5 +1,8 @@
 #pragma once
 
+#include <sys/socket.h>
+
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -61,6 +64,21 @@ int read_somaxconn();
 /// bind, so more sockets can join it on the same address (`reuse_port: true`). Throws
 /// ListenError.
 Listener open_listener(const ListenAddress& address, int backlog, bool reuse_port = false);
+
+/// Where a TCP listen address binds: the first address the resolver gives (a name that
+/// resolves to several would need several sockets; the spec can list them one by one), with
+/// the family, type and protocol of its socket. Throws ListenError when it does not resolve.
+struct ResolvedAddress {
+    int family = 0;
+    int socktype = 0;
+    int protocol = 0;
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+};
+ResolvedAddress resolve_listen_address(const ListenAddress& address);
+
+/// The port of an IPv4 or IPv6 socket address, in host order.
+std::uint16_t port_of(const sockaddr_storage& s);
 
 /// Opens every listener in order; on any failure closes those already opened and rethrows.
 std::vector<Listener> open_listeners(const std::vector<ListenAddress>& addresses, int backlog,

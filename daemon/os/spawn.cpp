@@ -246,6 +246,14 @@ void restore_open_file_limit() {
     ::setrlimit(RLIMIT_NOFILE, &limit);
 }
 
+std::vector<char*> exec_array(std::vector<std::string>& strings) {
+    std::vector<char*> out;
+    out.reserve(strings.size() + 1);
+    for (auto& s : strings) out.push_back(s.data());
+    out.push_back(nullptr);
+    return out;
+}
+
 pid_t spawn_process(const SpawnRequest& request) {
     if (request.argv.empty()) throw SpawnError("cannot execute an empty command");
     ChildPlan plan;
@@ -255,16 +263,14 @@ pid_t spawn_process(const SpawnRequest& request) {
                                      request.argv[0]));
     }
     plan.argv_storage = request.argv;
-    for (auto& arg : plan.argv_storage) plan.argv.push_back(arg.data());
-    plan.argv.push_back(nullptr);
+    plan.argv = exec_array(plan.argv_storage);
 
     for (const auto& entry : request.env) {
         if (entry.rfind(kListenPidPrefix, 0) != 0) plan.env_storage.push_back(entry);
     }
     const bool inherits_fds = !request.inherit_fds.empty();
     if (inherits_fds) plan.env_storage.push_back(std::string(kListenPidPrefix) + "0000000000000");
-    for (auto& entry : plan.env_storage) plan.envp.push_back(entry.data());
-    plan.envp.push_back(nullptr);
+    plan.envp = exec_array(plan.env_storage);
     if (inherits_fds) plan.listen_pid_entry = plan.env_storage.back().data();
 
     if ((request.uid || request.gid) && ::geteuid() == 0) {

@@ -60,6 +60,10 @@ unsigned long raise_open_file_limit();
 /// new image raises it again and so learns the original).
 void restore_open_file_limit();
 
+/// The NULL-terminated array of pointers exec takes, into `strings` (which must outlive it
+/// unchanged).
+std::vector<char*> exec_array(std::vector<std::string>& strings);
+
 /// Resolves a command name the way execvp would, using `path_env` (a PATH value). Returns
 /// the name unchanged when it contains a '/'. Empty when nothing executable is found.
 std::string resolve_executable(const std::string& name, const std::string& path_env);

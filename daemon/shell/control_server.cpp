@@ -30,15 +30,6 @@ using local = asio::local::stream_protocol;
 
 namespace {
 
-ListenAddress unix_address(const std::string& path) {
-    ListenAddress a;
-    a.kind = ListenAddress::Kind::unix_path;
-    a.path = path;
-    a.text = "unix:" + path;
-    a.name = "control";
-    return a;
-}
-
 std::string socket_path(const ControlSpec& spec) {
     if (!spec.socket.empty()) return spec.socket;
     const std::string path = default_control_socket();
@@ -55,10 +46,10 @@ std::string socket_path(const ControlSpec& spec) {
 Listener bind_control(const ControlSpec& spec, const std::string& path, UniqueFd inherited) {
     // A socket handed over by the previous image (SIGUSR2) is kept when it is still at `path`:
     // clients queued on it during the re-exec are served.
-    if (inherited && socket_bound_to(inherited.get(), unix_address(path))) {
-        return Listener(unix_address(path), std::move(inherited), 64, /*owns_path=*/true);
+    if (inherited && socket_bound_to(inherited.get(), ListenAddress::unix_socket(path, "control"))) {
+        return Listener(ListenAddress::unix_socket(path, "control"), std::move(inherited), 64, /*owns_path=*/true);
     }
-    Listener l = open_listener(unix_address(path), 64);
+    Listener l = open_listener(ListenAddress::unix_socket(path, "control"), 64);
     if (::chmod(path.c_str(), spec.mode) != 0) {
         throw ListenError(fmt::format("chmod {:o} {} failed: {}", spec.mode, path, std::strerror(errno)));
     }

@@ -29,17 +29,11 @@ public:
     }
     void gauge(const std::string& name, const std::string& help, double value,
                std::vector<ClientMetric::Label> labels = {}) {
-        ClientMetric m;
-        m.label = std::move(labels);
-        m.gauge.value = value;
-        family(name, help, MetricType::Gauge).metric.push_back(std::move(m));
+        sample(name, help, MetricType::Gauge, value, std::move(labels));
     }
     void counter(const std::string& name, const std::string& help, double value,
                  std::vector<ClientMetric::Label> labels = {}) {
-        ClientMetric m;
-        m.label = std::move(labels);
-        m.counter.value = value;
-        family(name, help, MetricType::Counter).metric.push_back(std::move(m));
+        sample(name, help, MetricType::Counter, value, std::move(labels));
     }
     void histogram(const std::string& name, const std::string& help, const RequestStats& stats) {
         ClientMetric m;
@@ -55,6 +49,14 @@ public:
     std::string text() const { return prometheus::TextSerializer().Serialize(families_); }
 
 private:
+    void sample(const std::string& name, const std::string& help, MetricType type, double value,
+                std::vector<ClientMetric::Label> labels) {
+        ClientMetric m;
+        m.label = std::move(labels);
+        (type == MetricType::Gauge ? m.gauge.value : m.counter.value) = value;
+        family(name, help, type).metric.push_back(std::move(m));
+    }
+
     std::vector<MetricFamily> families_;
     std::map<std::string, std::size_t> index_;
 };

@@ -96,13 +96,9 @@ std::string reexec(const std::string& exe, const std::vector<std::string>& argv,
     std::vector<std::string> env_storage = env;
     for (const auto& e : systemd.environment()) env_storage.push_back(e);
     env_storage.push_back(std::string(Handover::kVariable) + "=" + state);
-    std::vector<char*> envp;
-    for (auto& e : env_storage) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    const std::vector<char*> envp = exec_array(env_storage);
     std::vector<std::string> argv_storage = argv;
-    std::vector<char*> args;
-    for (auto& a : argv_storage) args.push_back(a.data());
-    args.push_back(nullptr);
+    const std::vector<char*> args = exec_array(argv_storage);
 
     timespec mono{};
     ::clock_gettime(CLOCK_MONOTONIC, &mono);

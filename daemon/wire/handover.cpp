@@ -41,28 +41,6 @@ int socket_option(int fd, int option) {
     return ::getsockopt(fd, SOL_SOCKET, option, &value, &len) == 0 ? value : -1;
 }
 
-// The first address the resolver gives for a TCP listen address, as open_listener binds it.
-std::optional<sockaddr_storage> resolve(const ListenAddress& address) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    const std::string port = std::to_string(address.port);
-    if (::getaddrinfo(address.host.empty() ? nullptr : address.host.c_str(), port.c_str(), &hints, &found) != 0) {
-        return std::nullopt;
-    }
-    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, ::freeaddrinfo);
-    sockaddr_storage out{};
-    std::memcpy(&out, found->ai_addr, std::min<std::size_t>(found->ai_addrlen, sizeof out));
-    return out;
-}
-
-std::uint16_t port_of(const sockaddr_storage& s) {
-    return ntohs(s.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(s).sin6_port
-                                         : reinterpret_cast<const sockaddr_in&>(s).sin_port);
-}
-
 Listener adopt(const ListenAddress& wanted, InheritedSocket socket, int backlog) {
     ListenAddress address = wanted;
     if (address.kind == ListenAddress::Kind::tcp) {
@@ -218,8 +196,13 @@ bool socket_bound_to(int fd, const ListenAddress& address) {
         const auto& sun = reinterpret_cast<const sockaddr_un&>(bound);
         return bound.ss_family == AF_UNIX && address.path == sun.sun_path;
     }
-    const auto want = resolve(address);
-    if (!want || want->ss_family != bound.ss_family) return false;
+    std::optional<sockaddr_storage> want;
+    try {
+        want = resolve_listen_address(address).addr;
+    } catch (const ListenError&) {
+        return false;
+    }
+    if (want->ss_family != bound.ss_family) return false;
     if (address.port != 0 && port_of(bound) != address.port) return false;
     if (bound.ss_family == AF_INET) {
         return reinterpret_cast<const sockaddr_in&>(bound).sin_addr.s_addr ==

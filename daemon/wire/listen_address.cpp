@@ -96,6 +96,24 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text, std::
     return a;
 }
 
+ListenAddress ListenAddress::tcp(const std::string& host, std::uint16_t port, const std::string& name) {
+    ListenAddress a;
+    a.host = host;
+    a.port = port;
+    a.text = host + ":" + std::to_string(port);
+    a.name = name;
+    return a;
+}
+
+ListenAddress ListenAddress::unix_socket(const std::string& path, const std::string& name) {
+    ListenAddress a;
+    a.kind = Kind::unix_path;
+    a.path = path;
+    a.text = "unix:" + path;
+    a.name = name;
+    return a;
+}
+
 std::string substitute_fds(const std::string& arg, const std::vector<ListenAddress>& listeners) {
     std::string out;
     std::size_t pos = 0;

@@ -21,6 +21,11 @@ struct ListenAddress {
 
     /// "127.0.0.1:8000", "[::1]:8000" or "unix:/run/app.sock".
     std::string to_string() const;
+
+    /// The address "HOST:PORT" gives, named `name`.
+    static ListenAddress tcp(const std::string& host, std::uint16_t port, const std::string& name = "listen0");
+    /// The address "unix:PATH" gives, named `name`.
+    static ListenAddress unix_socket(const std::string& path, const std::string& name = "listen0");
 };
 
 /// Parses "HOST:PORT", "[IPV6]:PORT", ":PORT" (all IPv4 interfaces) or "unix:/PATH".

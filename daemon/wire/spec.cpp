@@ -59,6 +59,10 @@ private:
     std::optional<std::string> scalar(const YAML::Node& n, const std::string& key, const char* expected);
     std::optional<long long> integer(const YAML::Node& n, const std::string& key, long long min, long long max);
     std::optional<bool> boolean(const YAML::Node& n, const std::string& key);
+    // A scalar read by `parse` (which says why not).
+    template <class T>
+    std::optional<T> parsed(const YAML::Node& n, const std::string& key, const char* expected,
+                            std::optional<T> (*parse)(const std::string&, std::string&));
     std::optional<Duration> duration(const YAML::Node& n, const std::string& key);
     std::optional<Duration> positive_duration(const YAML::Node& n, const std::string& key);
     std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& key);
@@ -153,13 +157,19 @@ std::optional<bool> SpecReader::boolean(const YAML::Node& n, const std::string& 
     return value;
 }
 
-std::optional<Duration> SpecReader::duration(const YAML::Node& n, const std::string& key) {
-    auto text = scalar(n, key, "a duration such as 30s or 500ms");
+template <class T>
+std::optional<T> SpecReader::parsed(const YAML::Node& n, const std::string& key, const char* expected,
+                                    std::optional<T> (*parse)(const std::string&, std::string&)) {
+    auto text = scalar(n, key, expected);
     if (!text) return std::nullopt;
     std::string why;
-    auto d = parse_duration(*text, why);
-    if (!d) error(n, key, why);
-    return d;
+    auto value = parse(*text, why);
+    if (!value) error(n, key, why);
+    return value;
+}
+
+std::optional<Duration> SpecReader::duration(const YAML::Node& n, const std::string& key) {
+    return parsed(n, key, "a duration such as 30s or 500ms", &parse_duration);
 }
 
 std::optional<Duration> SpecReader::positive_duration(const YAML::Node& n, const std::string& key) {
@@ -172,12 +182,7 @@ std::optional<Duration> SpecReader::positive_duration(const YAML::Node& n, const
 }
 
 std::optional<std::uint64_t> SpecReader::size(const YAML::Node& n, const std::string& key) {
-    auto text = scalar(n, key, "a size such as 16KiB or 1MiB");
-    if (!text) return std::nullopt;
-    std::string why;
-    auto s = parse_size(*text, why);
-    if (!s) error(n, key, why);
-    return s;
+    return parsed(n, key, "a size such as 16KiB or 1MiB", &parse_size);
 }
 
 std::optional<ListenAddress> SpecReader::address(const YAML::Node& n, const std::string& key) {

@@ -34,16 +34,8 @@ TEST_CASE("the accept queue of a TCP and of a Unix listener: depth and maximum")
     test::TempDir dir;
     for (const bool unix_socket : {false, true}) {
         CAPTURE(unix_socket);
-        ListenAddress a;
-        if (unix_socket) {
-            a.kind = ListenAddress::Kind::unix_path;
-            a.path = dir.path() + "/q.sock";
-            a.text = "unix:" + a.path;
-        } else {
-            a.host = "127.0.0.1";
-            a.text = "127.0.0.1:0";
-        }
-        a.name = "q";
+        const ListenAddress a = unix_socket ? ListenAddress::unix_socket(dir.path() + "/q.sock", "q")
+                                            : ListenAddress::tcp("127.0.0.1", 0, "q");
         Listener l = open_listener(a, 16);
         auto empty = listen_queue(l.fd(), unix_socket);
         REQUIRE(empty);

@@ -17,22 +17,8 @@
 using namespace workerd;
 
 namespace {
-ListenAddress tcp(const std::string& host, std::uint16_t port) {
-    ListenAddress a;
-    a.host = host;
-    a.port = port;
-    a.text = host + ":" + std::to_string(port);
-    a.name = "listen0";
-    return a;
-}
-ListenAddress unix_at(const std::string& path) {
-    ListenAddress a;
-    a.kind = ListenAddress::Kind::unix_path;
-    a.path = path;
-    a.text = "unix:" + path;
-    a.name = "listen0";
-    return a;
-}
+ListenAddress tcp(const std::string& host, std::uint16_t port) { return ListenAddress::tcp(host, port); }
+ListenAddress unix_at(const std::string& path) { return ListenAddress::unix_socket(path); }
 bool exists(const std::string& path) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) == 0;

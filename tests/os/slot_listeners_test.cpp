@@ -58,11 +58,7 @@ TEST_CASE("a listener opened without SO_REUSEPORT cannot be joined: the slots sh
 
 TEST_CASE("Unix listeners are shared by every slot") {
     test::TempDir dir;
-    ListenAddress a;
-    a.kind = ListenAddress::Kind::unix_path;
-    a.path = dir.path() + "/app.sock";
-    a.text = "unix:" + a.path;
-    a.name = "listen0";
+    const ListenAddress a = ListenAddress::unix_socket(dir.path() + "/app.sock");
     SlotListeners::Set main{std::make_shared<Listener>(open_listener(a, 16, true))};
     SlotListeners slots;
     CHECK(slots.for_slot(3, main) == main);

@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "daemon/os/spawn.hpp"
 #include "daemon/os/unique_fd.hpp"
 
 namespace workerd::test {
@@ -88,13 +89,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
     std::vector<std::string> env_storage;
     for (char** e = ::environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
     env_storage.insert(env_storage.end(), env.begin(), env.end());
-    std::vector<char*> envp;
-    for (auto& e : env_storage) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    const std::vector<char*> envp = exec_array(env_storage);
     std::vector<std::string> argv_storage = argv;
-    std::vector<char*> args;
-    for (auto& a : argv_storage) args.push_back(a.data());
-    args.push_back(nullptr);
+    const std::vector<char*> args = exec_array(argv_storage);
     const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) throw std::runtime_error("cannot open " + log_path);
     const pid_t parent = ::getpid();
