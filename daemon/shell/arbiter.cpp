@@ -74,7 +74,7 @@ Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart star
     if (spec().metrics.listen) {
         metrics_ = std::make_unique<MetricsServer>(io_, *spec().metrics.listen,
                                                    [this](const std::string& path) {
-                                                       return metrics_endpoint(path, fleet_, sockets_.queues());
+                                                       return metrics_endpoint(path, fleet_, [this] { return sockets_.queues(); });
                                                    },
                                                    std::move(metrics_fd));
     }

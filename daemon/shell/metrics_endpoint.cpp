@@ -70,9 +70,10 @@ void process_metrics(Families& f) {
 
 }  // namespace
 
-MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet, const std::vector<QueueFacts>& queues) {
+MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet,
+                                 const std::function<std::vector<QueueFacts>()>& queues) {
     if (path == "/metrics") {
-        return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(fleet, queues, core::Clock::now())};
+        return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(fleet, queues(), core::Clock::now())};
     }
     if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};  // answered by the loop itself
     if (path == "/readyz") {

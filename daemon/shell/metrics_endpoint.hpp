@@ -4,6 +4,7 @@
 // daemon's loop at scrape time, with what the shell measures then (/proc, the listen queues),
 // and serialized with prometheus-cpp's text serializer.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,10 @@
 
 namespace workerd {
 
-/// The answer to a GET of `path` on the metrics listener.
-MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet, const std::vector<QueueFacts>& queues);
+/// The answer to a GET of `path` on the metrics listener; `queues` measures the listen queues
+/// (for /metrics only).
+MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet,
+                                 const std::function<std::vector<QueueFacts>()>& queues);
 
 /// The whole /metrics text: the fleet's families, the workers' and the daemon's process_*.
 std::string metrics_text(const core::Fleet& fleet, const std::vector<QueueFacts>& queues, core::TimePoint now);
