@@ -210,6 +210,9 @@ void ControlServer::accept() {
     acceptor_.async_accept([this](const boost::system::error_code& ec, local::socket socket) {
         if (ec == asio::error::operation_aborted) return;
         if (!ec) {
+            // Asio accepts without SOCK_CLOEXEC: a connection open across SIGUSR2's re-exec
+            // would stay in the new image, owned by nobody, its client waiting for a reply.
+            ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
             // Forget clients that have gone, so the list does not grow.
             std::erase_if(open_, [](const auto& w) {
                 auto c = w.lock();

@@ -111,6 +111,7 @@ void MetricsServer::accept() {
     acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted) return;
         if (!ec) {
+            ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);  // as the control server's
             std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
             if (static_cast<int>(sessions_.size()) < kMaxClients || evict_idlest()) {
                 auto session = std::make_shared<Session>(std::move(socket), handler_);
