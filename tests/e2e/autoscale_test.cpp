@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -15,16 +16,10 @@ TEST_CASE("autoscale 1..6: the fleet grows under a burst, returns to 1 after it,
     TempDir dir;
     const int port = free_tcp_port();
     const int metrics_port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  builtin: {{demo: true}}
-autoscale: {{min: 1, max: 6, target_inflight: 4, up_cooldown: 1s, down_delay: 1s, down_cooldown: 1s}}
-metrics: {{listen: "127.0.0.1:{}"}}
-)",
-                                   port, metrics_port));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    Daemon daemon(dir, SpecBuilder(port).builtin()
+                           .set("autoscale", "{min: 1, max: 6, target_inflight: 4, up_cooldown: 1s, down_delay: 1s, down_cooldown: 1s}")
+                           .metrics(metrics_port));
+    REQUIRE(daemon.wait_ready(1, 10s));
     const std::string out = dir.path() + "/wrk.out";
     ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d5s", fmt::format("http://127.0.0.1:{}/demo/io?ms=200", port)}, out);
     int most = 1;
@@ -64,26 +59,18 @@ TEST_CASE("a memory budget smaller than max x RSS stops growth at the budget") {
     long rss_kib = 0;
     {
         TempDir probe_dir;
-        Daemon probe(probe_dir, fmt::format("listen: [\"127.0.0.1:{}\"]\nworkers: 1\napp: {{builtin: {{demo: true}}}}\n",
-                                            free_tcp_port()));
-        REQUIRE(probe.wait_for_log("ready: said READY", 10s));
+        Daemon probe(probe_dir, SpecBuilder(free_tcp_port()).builtin());
+        REQUIRE(probe.wait_ready(1, 10s));
         const std::string status = read_file("/proc/" + std::to_string(probe.workers().front()) + "/status");
         rss_kib = std::stol(status.substr(status.find("VmRSS:") + 6));
     }
     REQUIRE(rss_kib > 0);
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  builtin: {{demo: true}}
-memory_limit: {}KiB
-memory_margin: 0%
-autoscale: {{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30s}}
-)",
-                                   port, rss_kib * 7 / 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    Daemon daemon(dir, SpecBuilder(port).builtin().set("memory_limit", fmt::format("{}KiB", rss_kib * 7 / 2))
+                           .set("memory_margin", "0%")
+                           .set("autoscale", "{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30s}"));
+    REQUIRE(daemon.wait_ready(1, 10s));
     REQUIRE(eventually([&] { return daemon.status()["autoscale"]["memory_cap"].is_number(); }, 5s));
     const int cap = daemon.status()["autoscale"]["memory_cap"].get<int>();
     CAPTURE(cap);
@@ -111,14 +98,8 @@ autoscale: {{min: 1, max: 8, target_inflight: 2, up_cooldown: 1s, down_delay: 30
 
 TEST_CASE("a fixed worker count over the memory budget starts, with a warning") {
     TempDir dir;
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 4
-memory_per_worker: 100MiB
-memory_limit: 250MiB
-app: {{builtin: {{}}}}
-)",
-                                   free_tcp_port()));
+    Daemon daemon(dir, SpecBuilder(free_tcp_port()).workers(4).builtin("").set("memory_per_worker", "100MiB")
+                           .set("memory_limit", "250MiB"));
     CHECK(daemon.wait_for_log("workers: 4 x 100 MiB is over the memory budget (250 MiB less 10% fits 2 workers)", 5s));
     CHECK(daemon.wait_for_workers(4, 10s));
 }

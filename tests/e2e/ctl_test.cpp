@@ -38,7 +38,7 @@ TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no erro
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
 
     const std::string wrk_out = dir.path() + "/wrk.out";
     ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d6s", fmt::format("http://127.0.0.1:{}/healthz", port)}, wrk_out);
@@ -66,7 +66,7 @@ TEST_CASE("relative scaling, SIGTTIN/SIGTTOU, and the status a script reads") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     CHECK(daemon.ctl({"scale", "+2", "--wait"}).exit_code == 0);
     CHECK(daemon.status()["ready"] == 4);
     CHECK(daemon.ctl({"scale", "-3", "--wait"}).exit_code == 0);
@@ -112,7 +112,7 @@ TEST_CASE("restart and reload replace workers one at a time; stop stops") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 3));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 3));
+    REQUIRE(daemon.wait_ready(3, 10s));
     const auto before = daemon.workers();
     CHECK(daemon.ctl({"restart", "1", "--wait"}).exit_code == 0);
     json s = daemon.status();
@@ -151,7 +151,7 @@ TEST_CASE("a user who is not allowed is refused, the daemon logs it and keeps se
     const int port = free_tcp_port();
     const std::string sock = dir.path() + "/control.sock";
     Daemon daemon(dir, builtin_spec(port, 1, fmt::format("control: {{socket: {}, mode: \"0666\"}}", sock)));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    REQUIRE(daemon.wait_ready(1, 10s));
     // ...and may connect to it (mode 0666), so the daemon's own check (SO_PEERCRED) answers.
     const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                                 bin_path("workerctl"), "-s", sock, "status"});
@@ -171,7 +171,7 @@ TEST_CASE("the default socket mode keeps other users out at the door") {
     ::chmod(dir.path().c_str(), 0755);
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    REQUIRE(daemon.wait_ready(1, 10s));
     struct stat st {};
     REQUIRE(::stat(daemon.control_socket().c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
@@ -185,7 +185,7 @@ TEST_CASE("malformed and hostile requests get an error or the door, and supervis
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     const std::string sock = daemon.control_socket();
 
     ControlClient c(sock);
@@ -258,7 +258,7 @@ TEST_CASE("top renders in a terminal and quits on q") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
 
     int master = -1;
     winsize ws{};
@@ -308,7 +308,7 @@ TEST_CASE("workerctl finds the daemon through -c SPEC and $WORKERD_SOCKET; a sec
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    REQUIRE(daemon.wait_ready(1, 10s));
     const std::string spec = dir.path() + "/workerd.yaml";
     auto by_spec = run_program({bin_path("workerctl"), "-c", spec, "status", "--json"});
     CHECK_MESSAGE(by_spec.exit_code == 0, by_spec.output);

@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -39,9 +40,7 @@ std::map<std::string, std::vector<unsigned>> credentials(pid_t pid) {
 }
 
 std::string spec(int port, const std::string& dir, const std::string& extra) {
-    return fmt::format("listen: [\"127.0.0.1:{}\"]\nworkers: 2\napp:\n  builtin: {{demo: true}}\n"
-                       "control: {{socket: {}/control.sock}}\n{}\n",
-                       port, dir, extra);
+    return SpecBuilder(port).workers(2).builtin().set("control", fmt::format("{{socket: {}/control.sock}}", dir)).extra(extra);
 }
 
 }  // namespace
@@ -67,7 +66,7 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
     fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, dir.path(), "user: nobody\ngroup: www-data\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 10s), daemon.log());
     const auto workers = daemon.workers();
     REQUIRE(workers.size() == 2);
     for (pid_t w : workers) {
@@ -111,7 +110,7 @@ TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-ro
     CHECK(checked.output.find("warning:") != std::string::npos);
 
     Daemon daemon(dir, spec(port, dir.path(), "user: root\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 10s), daemon.log());
     for (pid_t w : daemon.workers()) CHECK(credentials(w).at("Uid:").at(1) == 0u);
     // A reload that drops `user` is refused like a bad spec; the fleet keeps serving.
     dir.write("workerd.yaml", spec(port, dir.path(), ""));

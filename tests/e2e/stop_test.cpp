@@ -116,14 +116,8 @@ TEST_CASE("SIGINT and SIGQUIT stop at once") {
 TEST_CASE("a worker that ignores SIGTERM is killed after graceful_timeout") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"]
-graceful_timeout: 500ms
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).command({"/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"})
+                           .set("graceful_timeout", "500ms"));
     REQUIRE(daemon.wait_for_log("stdout: ready", 10s));
     const auto workers = daemon.workers();
     daemon.process().signal(SIGTERM);
@@ -184,18 +178,15 @@ std::string attempt(int port) {
 }  // namespace
 
 TEST_CASE("a graceful stop refuses new connections at once, and the request in flight finishes") {
-    const std::string uvicorn = fmt::format(R"(
-app:
-  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "app:app"]
-  cwd: {}
-  env: {{PYTHONPATH: {}}}
-)", source_path("examples/fastapi"), source_path("packaging/python"));
     for (const bool bundled : {true, false}) {
         CAPTURE(bundled);
         TempDir dir;
         const int port = free_tcp_port();
         Daemon daemon(dir, bundled ? builtin_spec(port, 2, "10s")
-                                   : fmt::format("listen: [\"127.0.0.1:{}\"]\nworkers: 2\ngraceful_timeout: 10s\n{}", port, uvicorn));
+                                   : SpecBuilder(port).workers(2).set("graceful_timeout", "10s")
+                                         .command({"/usr/bin/python3", "-m", "workerd_uvicorn", "app:app"})
+                                         .cwd(source_path("examples/fastapi"))
+                                         .env("PYTHONPATH", source_path("packaging/python")).str());
         REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
         const std::string slow = bundled ? "/demo/io?ms=1500" : "/io?ms=1500";
         auto pending = request_in_flight(daemon, port, slow);

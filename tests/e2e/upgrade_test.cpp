@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -23,15 +24,8 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string spec(int port, int metrics_port, const std::string& dir) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}", "unix:{}/app.sock"]
-workers: 4
-app:
-  builtin: {{demo: true}}
-graceful_timeout: 5s
-metrics: {{listen: "127.0.0.1:{}"}}
-)",
-                       port, dir, metrics_port);
+    return SpecBuilder(port).also_listen("unix:" + dir + "/app.sock").workers(4).builtin()
+        .set("graceful_timeout", "5s").metrics(metrics_port);
 }
 
 ino_t inode_of(const std::string& path) {
@@ -62,7 +56,7 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     const std::string exe = dir.path() + "/workerd";
     install(bin_path("workerd"), exe);
     Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
     const pid_t pid = daemon.pid();
     const auto fds_before = open_fds(pid).size();
     const ino_t old_binary = inode_of("/proc/" + std::to_string(pid) + "/exe");
@@ -75,10 +69,10 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     const ino_t new_binary = inode_of(exe);
     REQUIRE(new_binary != old_binary);
     daemon.process().signal(SIGUSR2);
-    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(2, 15s), daemon.log());
     std::this_thread::sleep_until(t0 + 5s);
     daemon.process().signal(SIGUSR2);  // and once more, from the new image
-    CHECK_MESSAGE(daemon.wait_for_log("generation 3 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(3, 15s), daemon.log());
     load.finish();
 
     CHECK_FALSE(daemon.process().exited());
@@ -87,8 +81,7 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     // The control socket kept answering, from the same daemon; the workers are all new (once
     // the last drained ones, which finish their connections, are gone: on a loaded machine
     // under ASan that has taken seconds).
-    eventually([&] {
-        const json now = daemon.status();
+    daemon.wait_status([](const json& now) {
         return std::all_of(now["workers"].begin(), now["workers"].end(), [](const json& w) { return w["generation"] == 3; });
     }, 10s);
     const json s = daemon.status();
@@ -117,7 +110,7 @@ TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers
     const std::string exe = dir.path() + "/workerd";
     install(bin_path("workerd"), exe);
     Daemon daemon(dir, spec(port, free_tcp_port(), dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
     const auto workers = worker_pids(daemon.status());
 
     // A broken build: it starts, then fails.
@@ -142,7 +135,7 @@ TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers
     // Fixed: the next SIGUSR2 goes through.
     install(bin_path("workerd"), exe);
     daemon.process().signal(SIGUSR2);
-    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(2, 15s), daemon.log());
 }
 
 TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec in effect; SIGHUP reads the file") {
@@ -152,7 +145,7 @@ TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec i
     const std::string exe = dir.path() + "/workerd";
     install(bin_path("workerd"), exe);
     Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
     const pid_t pid = daemon.pid();
 
     // Edited since the last reload into a valid spec that cannot start: its new listener is the
@@ -169,7 +162,7 @@ TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec i
     WrkLoad load(dir, port, 4);
     install(bin_path("workerd"), exe);
     daemon.process().signal(SIGUSR2);
-    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(2, 15s), daemon.log());
     load.finish();
     CHECK(daemon.count_in_log("the new image runs the spec in effect") == 1);
     json s = daemon.status();

@@ -398,13 +398,20 @@ std::optional<pid_t> Daemon::guardian() const {
     return std::nullopt;
 }
 
+bool Daemon::wait_status(const std::function<bool(const nlohmann::json&)>& holds, Ms timeout) const {
+    return test::wait_status(control_socket_, holds, timeout);
+}
+
 bool Daemon::wait_ready(int n, Ms timeout) const {
-    return eventually(
-        [&] {
-            const auto r = ctl({"status", "--json"});
-            if (r.exit_code != 0) return false;
-            const auto s = nlohmann::json::parse(r.output, nullptr, false);
-            return s.is_object() && s.value("ready", -1) == n && s.value("desired", -1) == n;
+    return wait_status([n](const nlohmann::json& s) { return fleet_ready(s, n); }, timeout);
+}
+
+bool Daemon::wait_rolled_out(long generation, Ms timeout) const {
+    return wait_status(
+        [generation](const nlohmann::json& s) {
+            const auto rollout = s.find("rollout");
+            return rollout != s.end() && rollout->is_object() && rollout->value("generation", -1L) == generation &&
+                   rollout->value("state", "") == "done";
         },
         timeout);
 }
@@ -604,6 +611,27 @@ std::optional<nlohmann::json> ControlClient::reply(Ms timeout) {
     const std::string line = pending_.substr(0, nl);
     pending_.erase(0, nl + 1);
     return nlohmann::json::parse(line);
+}
+
+std::optional<nlohmann::json> control_status(const std::string& socket) {
+    ControlClient client(socket);
+    if (!client.connected()) return std::nullopt;
+    const auto reply = client.call("status", nlohmann::json::object(), 2s);
+    if (!reply || !reply->value("ok", false)) return std::nullopt;
+    return (*reply)["result"];
+}
+
+bool wait_status(const std::string& socket, const std::function<bool(const nlohmann::json&)>& holds, Ms timeout) {
+    return eventually(
+        [&] {
+            const auto status = control_status(socket);
+            return status && holds(*status);
+        },
+        timeout);
+}
+
+bool fleet_ready(const nlohmann::json& status, int n) {
+    return status.value("ready", -1) == n && status.value("desired", -1) == n;
 }
 
 std::optional<nlohmann::json> ControlClient::call(const std::string& command, const nlohmann::json& args, Ms timeout) {

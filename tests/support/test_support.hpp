@@ -161,14 +161,26 @@ public:
     /// `workerctl status --json`, parsed (the test fails if workerctl does).
     nlohmann::json status() const;
     bool wait_for_workers(std::size_t n, Ms timeout) const;
-    /// Waits until `status` says `n` workers are ready (and none more are wanted).
+    /// Waits until the daemon's status (read from the control socket) satisfies `holds`.
+    bool wait_status(const std::function<bool(const nlohmann::json&)>& holds, Ms timeout) const;
+    /// Waits until the status says `n` workers are ready (and none more are wanted).
     bool wait_ready(int n, Ms timeout) const;
+    /// Waits until the status says the rollout of `generation` is done (`rollout.state`).
+    bool wait_rolled_out(long generation, Ms timeout) const;
 
 private:
     std::string log_path_;
     std::string control_socket_;
     std::unique_ptr<ChildProcess> process_;
 };
+
+/// The `status` result of the daemon at control socket `socket`, asked on a new connection
+/// (not through workerctl: cheap enough to poll); nullopt while nothing answers there.
+std::optional<nlohmann::json> control_status(const std::string& socket);
+/// Polls control_status(socket) every 10 ms until `holds` says yes; false past `timeout`.
+bool wait_status(const std::string& socket, const std::function<bool(const nlohmann::json&)>& holds, Ms timeout);
+/// `ready` and `desired` both `n`: what a status says once a fleet of `n` is up.
+bool fleet_ready(const nlohmann::json& status, int n);
 
 /// A raw client of a daemon's control socket (JSON lines), for timing the protocol and for
 /// what workerctl would never send.
