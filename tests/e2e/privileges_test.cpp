@@ -46,10 +46,7 @@ std::string spec(int port, const std::string& dir, const std::string& extra) {
 }  // namespace
 
 TEST_CASE("workers run as the spec's user and group, with the user's groups; the daemon stays root") {
-    if (::geteuid() != 0) {
-        MESSAGE("not root: switching users cannot be tested here (CI runs as root)");
-        return;
-    }
+    if (skipped_unless_root("switching users")) return;
     const passwd* pw = ::getpwnam("nobody");
     const group* gr = ::getgrnam("www-data");
     REQUIRE(pw != nullptr);
@@ -94,10 +91,7 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
 }
 
 TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-root runs root workers") {
-    if (::geteuid() != 0) {
-        MESSAGE("not root: the root policy cannot be tested here (CI runs as root)");
-        return;
-    }
+    if (skipped_unless_root("the root policy")) return;
     TempDir dir;
     const int port = free_tcp_port();
     const std::string path = dir.write("plain.yaml", spec(port, dir.path(), ""));
@@ -121,15 +115,11 @@ TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-ro
 }
 
 TEST_CASE("a daemon that is not root cannot switch users, and says so") {
-    if (::geteuid() != 0) {
-        MESSAGE("not root: cannot start a daemon as another user here");
-        return;
-    }
+    if (skipped_unless_root("starting a daemon as another user")) return;
     TempDir dir;
     fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
     const std::string path = dir.write("spec.yaml", spec(free_tcp_port(), dir.path(), "user: www-data\n"));
-    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                                bin_path("workerd"), "start", path});
+    const auto r = run_as_nobody({bin_path("workerd"), "start", path});
     CHECK(r.exit_code == 1);
     CHECK_MESSAGE(r.output.find("only a daemon started as root can switch") != std::string::npos, r.output);
 }

@@ -30,6 +30,13 @@ std::string listener_of(pid_t pid) {
     return it == fds.end() ? "" : it->second;
 }
 
+// The sockets `workers` accept on.
+std::set<std::string> listeners_of(const std::vector<pid_t>& workers) {
+    std::set<std::string> out;
+    for (pid_t w : workers) out.insert(listener_of(w));
+    return out;
+}
+
 pid_t pid_in_slot(const json& status, int slot) {
     for (const auto& w : status["workers"]) {
         if (w["slot"] == slot) return w["pid"].get<pid_t>();
@@ -44,8 +51,7 @@ TEST_CASE("reuse_port: every slot accepts on a socket of its own, held by the da
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, 4));
     REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
-    std::set<std::string> sockets;
-    for (pid_t w : daemon.workers()) sockets.insert(listener_of(w));
+    const auto sockets = listeners_of(daemon.workers());
     CHECK(sockets.size() == 4);
     std::set<std::string> held;
     for (const auto& [fd, target] : open_fds(daemon.pid())) held.insert(target);
@@ -130,8 +136,7 @@ TEST_CASE("reuse_port: SIGUSR2 hands every slot's socket to the new image; no re
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, 3));
     REQUIRE_MESSAGE(daemon.wait_ready(3, 20s), daemon.log());
-    std::set<std::string> before;
-    for (pid_t w : daemon.workers()) before.insert(listener_of(w));
+    const auto before = listeners_of(daemon.workers());
     REQUIRE(before.size() == 3);
     WrkLoad load(dir, port, 5, "/healthz", 32);
     std::this_thread::sleep_for(1s);  // under load before the upgrade
@@ -139,7 +144,5 @@ TEST_CASE("reuse_port: SIGUSR2 hands every slot's socket to the new image; no re
     REQUIRE_MESSAGE(daemon.wait_rolled_out(2, 20s), daemon.log());
     const std::string report = load.report();
     CHECK_MESSAGE(wrk_socket_errors(report) == 0, report);
-    std::set<std::string> after;
-    for (pid_t w : daemon.workers()) after.insert(listener_of(w));
-    CHECK(after == before);
+    CHECK(listeners_of(daemon.workers()) == before);
 }

@@ -27,6 +27,15 @@ std::string builtin_spec(int port, int workers, const std::string& graceful) {
     return SpecBuilder(port).workers(workers).builtin().set("graceful_timeout", graceful);
 }
 
+// Waits up to `timeout` for the daemon to end: it exits 0, and none of `workers` is left.
+void check_exits_cleanly(Daemon& daemon, const std::vector<pid_t>& workers, Ms timeout) {
+    const auto status = daemon.process().wait_exit(timeout);
+    REQUIRE_MESSAGE(status, daemon.log());
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(all_gone(workers));
+}
+
 std::set<std::string> open_files(const std::vector<pid_t>& pids) {
     std::set<std::string> links;
     for (pid_t p : pids) {
@@ -60,7 +69,7 @@ TEST_CASE("SIGTERM: the in-flight request completes, the daemon exits 0, no work
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2, "10s"));
-    REQUIRE(daemon.wait_for_workers(2, 10s));
+    REQUIRE(daemon.wait_ready(2, 10s));
     REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
     const auto workers = daemon.workers();
 
@@ -70,11 +79,7 @@ TEST_CASE("SIGTERM: the in-flight request completes, the daemon exits 0, no work
     REQUIRE_MESSAGE(response, daemon.log());
     CHECK(response->status == 200);
 
-    const auto status = daemon.process().wait_exit(10s);
-    REQUIRE_MESSAGE(status, daemon.log());
-    CHECK(WIFEXITED(*status));
-    CHECK(WEXITSTATUS(*status) == 0);
-    CHECK(all_gone(workers));
+    check_exits_cleanly(daemon, workers, 10s);
     CHECK(daemon.count_in_log("stopping gracefully") == 1);
 }
 
@@ -82,17 +87,14 @@ TEST_CASE("a second SIGTERM during a graceful stop makes it fast") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1, "60s"));
-    REQUIRE(daemon.wait_for_workers(1, 10s));
+    REQUIRE(daemon.wait_ready(1, 10s));
     REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
     const auto workers = daemon.workers();
     auto pending = request_in_flight(daemon, port, "/demo/io?ms=30000");
     daemon.process().signal(SIGTERM);
     REQUIRE(daemon.wait_for_log("stopping gracefully", 5s));
     daemon.process().signal(SIGTERM);
-    const auto status = daemon.process().wait_exit(5s);
-    REQUIRE_MESSAGE(status, daemon.log());
-    CHECK(WEXITSTATUS(*status) == 0);
-    CHECK(all_gone(workers));
+    check_exits_cleanly(daemon, workers, 5s);
     CHECK_FALSE(pending.get().has_value());  // cut short: that is what fast means
 }
 
@@ -105,10 +107,7 @@ TEST_CASE("SIGINT and SIGQUIT stop at once") {
         REQUIRE(daemon.wait_for_workers(2, 10s));
         const auto workers = daemon.workers();
         daemon.process().signal(sig);
-        const auto status = daemon.process().wait_exit(5s);
-        REQUIRE_MESSAGE(status, daemon.log());
-        CHECK(WEXITSTATUS(*status) == 0);
-        CHECK(all_gone(workers));
+        check_exits_cleanly(daemon, workers, 5s);
         CHECK(daemon.count_in_log("stopping now") == 1);
     }
 }
@@ -121,10 +120,7 @@ TEST_CASE("a worker that ignores SIGTERM is killed after graceful_timeout") {
     REQUIRE(daemon.wait_for_log("stdout: ready", 10s));
     const auto workers = daemon.workers();
     daemon.process().signal(SIGTERM);
-    const auto status = daemon.process().wait_exit(5s);
-    REQUIRE_MESSAGE(status, daemon.log());
-    CHECK(WEXITSTATUS(*status) == 0);
-    CHECK(all_gone(workers));
+    check_exits_cleanly(daemon, workers, 5s);
     CHECK(daemon.count_in_log("still running 500ms after SIGTERM; sending SIGKILL") == 1);
 }
 

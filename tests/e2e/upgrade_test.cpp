@@ -47,16 +47,29 @@ std::set<pid_t> worker_pids(const json& status) {
     return out;
 }
 
+std::string installed_copy(const TempDir& dir) {
+    const std::string exe = dir.path() + "/workerd";
+    install(bin_path("workerd"), exe);
+    return exe;
+}
+
+// Four bundled workers, ready, under a daemon that runs DIR/workerd: a copy of the build's,
+// which a test replaces (install) before SIGUSR2.
+struct Upgradable {
+    TempDir dir;
+    int port = free_tcp_port();
+    int metrics_port = free_tcp_port();
+    std::string exe = installed_copy(dir);
+    Daemon daemon{dir, spec(port, metrics_port, dir.path()), {}, exe};
+
+    Upgradable() { REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log()); }
+};
+
 }  // namespace
 
 TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its sockets, and no request fails") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    const int metrics_port = free_tcp_port();
-    const std::string exe = dir.path() + "/workerd";
-    install(bin_path("workerd"), exe);
-    Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
+    Upgradable upgradable;
+    auto& [dir, port, metrics_port, exe, daemon] = upgradable;
     const pid_t pid = daemon.pid();
     const auto fds_before = open_fds(pid).size();
     const ino_t old_binary = inode_of("/proc/" + std::to_string(pid) + "/exe");
@@ -105,12 +118,8 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
 }
 
 TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers carry on") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    const std::string exe = dir.path() + "/workerd";
-    install(bin_path("workerd"), exe);
-    Daemon daemon(dir, spec(port, free_tcp_port(), dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
+    Upgradable upgradable;
+    auto& [dir, port, metrics_port, exe, daemon] = upgradable;
     const auto workers = worker_pids(daemon.status());
 
     // A broken build: it starts, then fails.
@@ -139,13 +148,8 @@ TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers
 }
 
 TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec in effect; SIGHUP reads the file") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    const int metrics_port = free_tcp_port();
-    const std::string exe = dir.path() + "/workerd";
-    install(bin_path("workerd"), exe);
-    Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
+    Upgradable upgradable;
+    auto& [dir, port, metrics_port, exe, daemon] = upgradable;
     const pid_t pid = daemon.pid();
 
     // Edited since the last reload into a valid spec that cannot start: its new listener is the

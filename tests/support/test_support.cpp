@@ -260,6 +260,18 @@ RunResult run_program(const std::vector<std::string>& argv, Ms timeout, const st
     return {WEXITSTATUS(*status), read_file(log)};
 }
 
+RunResult run_as_nobody(const std::vector<std::string>& argv, Ms timeout) {
+    std::vector<std::string> as_nobody{"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
+    as_nobody.insert(as_nobody.end(), argv.begin(), argv.end());
+    return run_program(as_nobody, timeout);
+}
+
+bool skipped_unless_root(const std::string& what) {
+    if (::geteuid() == 0) return false;
+    MESSAGE("skipped, not root: " << what << " needs root (CI runs as root)");
+    return true;
+}
+
 std::vector<std::string> workerd_start(const std::string& spec_path, const std::string& binary) {
     std::vector<std::string> argv{binary.empty() ? bin_path("workerd") : binary, "start"};
     const std::string text = "\n" + read_file(spec_path);

@@ -82,6 +82,12 @@ struct RunResult {
 RunResult run_program(const std::vector<std::string>& argv, Ms timeout = 20s,
                       const std::vector<std::string>& env = {});
 
+/// run_program as user nobody (group nogroup, no other groups), through setpriv: needs root.
+RunResult run_as_nobody(const std::vector<std::string>& argv, Ms timeout = 20s);
+/// False when the tests run as root; else true, with a message that the test, which needs
+/// root for `what`, is skipped: `if (skipped_unless_root("...")) return;`.
+bool skipped_unless_root(const std::string& what);
+
 /// Pids whose parent is `parent` (read from /proc).
 std::vector<pid_t> children_of(pid_t parent);
 /// A workerd daemon's workers: its children but its guardian (`workerd guard`).
