@@ -20,19 +20,13 @@ TEST_CASE("autoscale 1..6: the fleet grows under a burst, returns to 1 after it,
                            .set("autoscale", "{min: 1, max: 6, target_inflight: 4, up_cooldown: 1s, down_delay: 1s, down_cooldown: 1s}")
                            .metrics(metrics_port));
     REQUIRE(daemon.wait_ready(1, 10s));
-    const std::string out = dir.path() + "/wrk.out";
-    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d5s", fmt::format("http://127.0.0.1:{}/demo/io?ms=200", port)}, out);
+    WrkLoad load(dir, port, 5, "/demo/io?ms=200", 32, /*request_timeout=*/2s);
     int most = 1;
     CHECK(eventually([&] {
         most = std::max(most, daemon.status()["desired"].get<int>());
         return most >= 4;
     }, 5s));
-    const auto status = wrk.wait_exit(30s);
-    REQUIRE(status);
-    const std::string report = read_file(out);
-    CAPTURE(report);
-    CHECK(report.find("Non-2xx") == std::string::npos);
-    CHECK(report.find("Socket errors") == std::string::npos);
+    load.finish();
     // After the burst: back to min, one step at a time.
     CHECK_MESSAGE(eventually([&] {
         const json s = daemon.status();
@@ -75,8 +69,7 @@ TEST_CASE("a memory budget smaller than max x RSS stops growth at the budget") {
     const int cap = daemon.status()["autoscale"]["memory_cap"].get<int>();
     CAPTURE(cap);
     REQUIRE(cap < 8);
-    const std::string out = dir.path() + "/wrk.out";
-    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d6s", fmt::format("http://127.0.0.1:{}/demo/io?ms=200", port)}, out);
+    WrkLoad load(dir, port, 6, "/demo/io?ms=200", 32, /*request_timeout=*/2s);
     // The budget moves a little with the workers' measured RSS; growth must stay within it.
     int most = 1, cap_seen = 0;
     bool saw_budget = false;
@@ -88,7 +81,7 @@ TEST_CASE("a memory budget smaller than max x RSS stops growth at the budget") {
         saw_budget = saw_budget || s["autoscale"]["view"].get<std::string>().find("memory budget") != std::string::npos;
         std::this_thread::sleep_for(100ms);
     }
-    REQUIRE(wrk.wait_exit(30s));
+    load.report();  // errors or not: what counts here is how far the fleet grew
     CAPTURE(cap_seen);
     CHECK(most >= 2);           // it grew...
     CHECK(most <= cap_seen);    // ...up to the budget,

@@ -57,8 +57,7 @@ TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no erro
     Daemon daemon(dir, builtin_spec(port, 2));
     REQUIRE(daemon.wait_ready(2, 10s));
 
-    const std::string wrk_out = dir.path() + "/wrk.out";
-    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d6s", fmt::format("http://127.0.0.1:{}/healthz", port)}, wrk_out);
+    WrkLoad load(dir, port, 6, "/healthz", 32, /*request_timeout=*/2s);
     std::this_thread::sleep_for(500ms);  // let the load start before changing the fleet
 
     for (int n : {6, 1, 3}) {
@@ -69,14 +68,7 @@ TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no erro
         CHECK(s["desired"] == n);
         CHECK(s["ready"] == n);
     }
-    const auto status = wrk.wait_exit(30s);
-    REQUIRE(status);
-    CHECK(WEXITSTATUS(*status) == 0);
-    const std::string out = read_file(wrk_out);
-    CAPTURE(out);
-    CHECK(out.find("Requests/sec") != std::string::npos);
-    CHECK(out.find("Non-2xx") == std::string::npos);
-    CHECK(out.find("Socket errors") == std::string::npos);
+    load.finish();
 }
 
 TEST_CASE("relative scaling, SIGTTIN/SIGTTOU, and the status a script reads") {

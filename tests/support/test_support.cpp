@@ -280,12 +280,14 @@ std::vector<std::string> workerd_start(const std::string& spec_path, const std::
     return argv;
 }
 
-WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path, int connections)
+WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path, int connections,
+                 std::chrono::seconds request_timeout)
     : out_(dir.path() + "/wrk.out"),
-      // --timeout 10s: these loads count failed requests, not slow ones; wrk's default of 2 s
-      // turns a busy moment on a loaded 2-core machine into errors.
+      // --timeout 10s by default: these loads count failed requests, not slow ones; wrk's own
+      // default of 2 s turns a busy moment on a loaded 2-core machine into errors.
       wrk_({"/usr/bin/wrk", "-t2", "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
-            "--timeout", "10s", "http://127.0.0.1:" + std::to_string(port) + path},
+            "--timeout", std::to_string(request_timeout.count()) + "s",
+            "http://127.0.0.1:" + std::to_string(port) + path},
            out_) {}
 
 std::string WrkLoad::report() {

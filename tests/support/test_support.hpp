@@ -116,9 +116,11 @@ std::vector<std::string> workerd_start(const std::string& spec_path, const std::
 
 /// wrk against 127.0.0.1:PORT/PATH for `seconds` in the background (bounded); finish() waits
 /// and fails the test on any socket error or non-2xx response, then returns wrk's report.
+/// `request_timeout`: how long a request may take before wrk counts it as a timeout error.
 class WrkLoad {
 public:
-    WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64);
+    WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64,
+            std::chrono::seconds request_timeout = 10s);
     std::string finish();
     /// Waits for wrk and returns its report, errors and all (for tests that count them).
     std::string report();
