@@ -125,7 +125,7 @@ TEST_CASE("memory_limit in the spec stands in for the cgroup's limit in workers:
 
 TEST_CASE("check --strict fails where start would refuse; --stdin reads the text, named by SPEC") {
     TempDir dir;
-    const std::string text = "listen: [\"127.0.0.1:8000\"]\nworkers: 1\napp: {builtin: {root: ./site}}\n";
+    const std::string text = SpecBuilder(8000).builtin("root: ./site");
     ::mkdir((dir.path() + "/site").c_str(), 0755);
     const std::string named = dir.path() + "/named.yaml";  // does not exist: the text comes on stdin
     const std::string input = dir.write("input.txt", text);
