@@ -631,6 +631,8 @@ std::optional<nlohmann::json> control_status(const std::string& socket) {
     ControlClient client(socket);
     if (!client.connected()) return std::nullopt;
     const auto reply = client.call("status", nlohmann::json::object(), 2s);
+    // Gone from the daemon before this returns: tests count the daemon's descriptors.
+    client.finish(1s);
     if (!reply || !reply->value("ok", false)) return std::nullopt;
     return (*reply)["result"];
 }
@@ -646,6 +648,17 @@ bool wait_status(const std::string& socket, const std::function<bool(const nlohm
 
 bool fleet_ready(const nlohmann::json& status, int n) {
     return status.value("ready", -1) == n && status.value("desired", -1) == n;
+}
+
+bool ControlClient::finish(Ms timeout) {
+    if (fd_ < 0) return true;
+    ::shutdown(fd_, SHUT_WR);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[4096];
+    while (wait_fd(fd_, POLLIN, deadline)) {
+        if (::read(fd_, buf, sizeof buf) <= 0) return true;  // EOF (or reset): the daemon closed
+    }
+    return false;
 }
 
 std::optional<nlohmann::json> ControlClient::call(const std::string& command, const nlohmann::json& args, Ms timeout) {

@@ -206,6 +206,9 @@ public:
     /// Sends {"id":..,"command":COMMAND,"args":ARGS} and returns the reply.
     std::optional<nlohmann::json> call(const std::string& command, const nlohmann::json& args = nlohmann::json::object(),
                                        Ms timeout = 5s);
+    /// Ends the connection (shutdown for writing) and waits up to `timeout` until the daemon
+    /// has closed its end: true once nothing of the connection is left open in the daemon.
+    bool finish(Ms timeout);
 
 private:
     int fd_ = -1;
