@@ -61,9 +61,7 @@ TEST_CASE("started with LISTEN_FDS, workerd serves on the test's sockets and bin
     CHECK(log().find(fmt::format("listen 127.0.0.1:{}: using the inherited socket", port)) != std::string::npos);
     CHECK(log().find(fmt::format("listen unix:{}: using the inherited socket", unix_address.path)) != std::string::npos);
 
-    const auto r = http_get(port, "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
+    CHECK(http_status(port, "/healthz") == 200);
     // The daemon and its workers hold exactly the test's sockets.
     for (pid_t pid : std::vector<pid_t>{daemon.pid(), workers_of(daemon.pid()).at(0)}) {
         CHECK(holds(pid, socket_link(web.fd())));

@@ -28,7 +28,7 @@ std::string gunicorn_spec(int port) {
 // wrk for 8 s with a reload (SIGHUP) after 2 and 4 s; every request must succeed.
 void reloads_under_load(Daemon& daemon, const TempDir& dir, int port) {
     REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
-    REQUIRE(eventually([&] { return http_get(port, "/").has_value(); }, 10s));
+    REQUIRE(answers_within(port, 10s, "/"));
     WrkLoad load(dir, port, 8, "/");
     for (int generation : {2, 3}) {
         std::this_thread::sleep_for(2s);  // the load runs meanwhile

@@ -26,8 +26,7 @@ struct Fleet {
                                                    .set("graceful_timeout", "5s"));
         // Every worker accepting, not just started: each says READY once it is.
         REQUIRE_MESSAGE(daemon->wait_ready(workers, 10s), daemon->log());
-        REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s),
-                        daemon->log());
+        REQUIRE_MESSAGE(answers_within(port, 10s), daemon->log());
     }
 };
 
@@ -35,9 +34,7 @@ struct Fleet {
 
 TEST_CASE("the bundled fleet serves /healthz, a static file, and answers from several workers") {
     Fleet fleet(3);
-    auto health = http_get(fleet.port, "/healthz");
-    REQUIRE(health);
-    CHECK(health->status == 200);
+    CHECK(http_status(fleet.port, "/healthz") == 200);
 
     auto file = http_get(fleet.port, "/hello.txt");
     REQUIRE(file);
@@ -196,9 +193,7 @@ TEST_CASE("the daemon's signals sent to a bundled worker by mistake (HUP, USR1, 
     // The default action of each would have ended the worker at once; by the time a round of
     // requests (and the daemon's status) has gone through, it would show.
     for (int i = 0; i < 20; ++i) {
-        const auto r = http_get(fleet.port, "/healthz", 2s);
-        REQUIRE(r);
-        CHECK(r->status == 200);
+        CHECK(http_status(fleet.port, "/healthz", 2s) == 200);
     }
     (void)fleet.daemon->status();
     CHECK(fleet.daemon->workers() == before);

@@ -40,7 +40,7 @@ struct Fleet {
                                                    .set("graceful_timeout", "10s"));
         // Not /healthz on the app port: every request there would count in the metrics.
         REQUIRE_MESSAGE(daemon->wait_ready(workers, 10s), daemon->log());
-        REQUIRE(eventually([&] { return http_get(metrics_port, "/healthz").has_value(); }, 5s));
+        REQUIRE(answers_within(metrics_port, 5s));
     }
     std::string scrape() const {
         auto r = http_get(metrics_port, "/metrics");

@@ -84,7 +84,7 @@ TEST_CASE("bundled worker, timeout 1s: a blocked loop gets the worker replaced w
                   daemon.log());
     CHECK(SteadyClock::now() - t0 <= 2600ms);
     CHECK(failures == 0);
-    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 2s));
+    CHECK(answers_within(port, 2s));
     CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
     CHECK(daemon.wait_for_log("(heartbeat timeout); already replaced", 3s));
     // The replacement started when the hang was found, not after the hung worker was gone.
@@ -117,7 +117,7 @@ TEST_CASE("FastAPI under workerd_uvicorn, timeout 2s: a blocking async route is 
     CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
     CHECK_FALSE(blocked.get().has_value());  // that request died with its worker
     // The fleet serves on.
-    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+    CHECK(answers_within(port, 10s));
 }
 
 TEST_CASE("timeout_signal: SIGABRT first, and the blocked FastAPI worker's stack reaches the log") {
@@ -155,10 +155,8 @@ TEST_CASE("plain uvicorn --fd, which does not speak the protocol, counts as read
     Daemon daemon(dir, SpecBuilder(port).command(plain_uvicorn).cwd(source_path("examples/fastapi"))
                            .set("heartbeat", "auto").set("ready_after", "500ms").set("timeout", "1s"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: no protocol messages, up after", 10s), daemon.log());
-    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 30s));
-    auto item = http_get(port, "/items/7");
-    REQUIRE(item);
-    CHECK(item->status == 200);
+    REQUIRE(answers_within(port, 30s));
+    CHECK(http_status(port, "/items/7") == 200);
     // Silent is fine under `auto`: no heartbeat is expected, nothing is killed.
     std::this_thread::sleep_for(1500ms);
     CHECK(daemon.count_in_log("heartbeat") == 0);

@@ -70,7 +70,7 @@ TEST_CASE("SIGTERM: the in-flight request completes, the daemon exits 0, no work
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2, "10s"));
     REQUIRE(daemon.wait_ready(2, 10s));
-    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+    REQUIRE(answers_within(port, 10s));
     const auto workers = daemon.workers();
 
     auto pending = request_in_flight(daemon, port, "/demo/io?ms=1500");
@@ -88,7 +88,7 @@ TEST_CASE("a second SIGTERM during a graceful stop makes it fast") {
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1, "60s"));
     REQUIRE(daemon.wait_ready(1, 10s));
-    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+    REQUIRE(answers_within(port, 10s));
     const auto workers = daemon.workers();
     auto pending = request_in_flight(daemon, port, "/demo/io?ms=30000");
     daemon.process().signal(SIGTERM);

@@ -118,7 +118,7 @@ TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker") {
     daemon.process().signal(SIGTTOU);
     REQUIRE(daemon.wait_for_log("SIGTTOU: scaling from 2 to 1 worker", 5s));
     CHECK_MESSAGE(daemon.wait_for_workers(1, 10s), daemon.log());
-    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 5s));
+    CHECK(answers_within(port, 5s));
 }
 
 TEST_CASE("the daemon raises its open-file limit for a large fleet; workers keep the one it started with") {

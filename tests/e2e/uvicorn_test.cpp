@@ -17,8 +17,7 @@ TEST_CASE("the uvicorn example serves a FastAPI route through the daemon's socke
                            .cwd(source_path("examples/fastapi")).env("PYTHONUNBUFFERED", "1")
                            .set("graceful_timeout", "5s"));
     REQUIRE(daemon.wait_for_workers(2, 10s));
-    REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 30s),
-                    daemon.log());
+    REQUIRE_MESSAGE(answers_within(port, 30s), daemon.log());
     auto item = http_get(port, "/items/42?q=workerd");
     REQUIRE(item);
     CHECK(item->status == 200);

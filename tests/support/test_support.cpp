@@ -587,6 +587,15 @@ std::optional<HttpResponse> http_request(int port, const std::string& path,
     return parse_complete_response(raw);
 }
 
+int http_status(int port, const std::string& path, Ms timeout) {
+    const auto r = http_get(port, path, timeout);
+    return r ? r->status : 0;
+}
+
+bool answers_within(int port, Ms timeout, const std::string& path) {
+    return eventually([&] { return http_get(port, path).has_value(); }, timeout);
+}
+
 }  // namespace workerd::test
 
 namespace workerd::test {

@@ -250,5 +250,9 @@ std::optional<HttpResponse> http_request(int port, const std::string& path,
 inline std::optional<HttpResponse> http_get(int port, const std::string& path, Ms timeout = 5s) {
     return http_request(port, path, "GET", timeout);
 }
+/// The status of one http_get, 0 when no response came back.
+int http_status(int port, const std::string& path, Ms timeout = 5s);
+/// Polls http_get(port, path) until a response (any status) comes back; false past `timeout`.
+bool answers_within(int port, Ms timeout, const std::string& path = "/healthz");
 
 }  // namespace workerd::test
