@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "daemon/os/listener.hpp"
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -45,13 +46,10 @@ TEST_CASE("started with LISTEN_FDS, workerd serves on the test's sockets and bin
     unix_address.name = "listen1";
     const workerd::Listener api = workerd::open_listener(unix_address, 64);
     // The spec lists the same addresses: binding 127.0.0.1:PORT again would fail (in use).
-    const std::string spec = dir.write("workerd.yaml", fmt::format(R"(
-listen: ["127.0.0.1:{}", "unix:{}"]
-workers: 2
-app:
-  builtin: {{demo: true}}
-control: {{socket: {}/control.sock}}
-)", port, unix_address.path, dir.path()));
+    const std::string control_socket = dir.path() + "/control.sock";
+    const std::string spec = dir.write("workerd.yaml", SpecBuilder(port).also_listen("unix:" + unix_address.path)
+                                                           .workers(2).builtin()
+                                                           .set("control", fmt::format("{{socket: {}}}", control_socket)));
     // LISTEN_PID must be workerd's own pid: a shell sets it, then becomes workerd.
     std::vector<std::string> argv{"/bin/sh", "-c", "export LISTEN_PID=$$; exec \"$0\" \"$@\""};
     for (const auto& a : workerd_start(spec)) argv.push_back(a);
@@ -59,13 +57,11 @@ control: {{socket: {}/control.sock}}
                         {"LISTEN_FDS=2", "LISTEN_FDNAMES=workerd.socket:workerd.socket"},
                         {web.fd(), api.fd()});
     const auto log = [&] { return read_file(dir.path() + "/daemon.log"); };
-    REQUIRE_MESSAGE(eventually([&] { return log().find("ready: said READY") != std::string::npos; }, 10s), log());
+    REQUIRE_MESSAGE(wait_status(control_socket, [](const auto& s) { return fleet_ready(s, 2); }, 10s), log());
     CHECK(log().find(fmt::format("listen 127.0.0.1:{}: using the inherited socket", port)) != std::string::npos);
     CHECK(log().find(fmt::format("listen unix:{}: using the inherited socket", unix_address.path)) != std::string::npos);
 
-    const auto r = http_get(port, "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
+    CHECK(http_status(port, "/healthz") == 200);
     // The daemon and its workers hold exactly the test's sockets.
     for (pid_t pid : std::vector<pid_t>{daemon.pid(), workers_of(daemon.pid()).at(0)}) {
         CHECK(holds(pid, socket_link(web.fd())));
@@ -89,13 +85,8 @@ control: {{socket: {}/control.sock}}
 TEST_CASE("under systemd-socket-activate, a request made before workerd started is served") {
     TempDir dir;
     const int port = free_tcp_port();
-    const std::string spec = dir.write("workerd.yaml", fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  builtin: {{demo: true}}
-control: {{socket: {}/control.sock}}
-)", port, dir.path()));
+    const std::string spec = dir.write("workerd.yaml", SpecBuilder(port).builtin()
+                                                           .set("control", fmt::format("{{socket: {}/control.sock}}", dir.path())));
     // systemd's tool binds, waits for the first connection, then execs workerd on the socket.
     std::vector<std::string> argv{"/usr/bin/systemd-socket-activate", "-l", fmt::format("127.0.0.1:{}", port),
                                   "--fdname=web"};

@@ -12,12 +12,23 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/os/listener.hpp"
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
 
 namespace {
 RunResult run(const std::vector<std::string>& argv) { return run_program(argv); }
+
+// `workerd check --explain SPEC` on the v2-limited cgroup fixture (1.5 CPUs, 1024 MiB): it
+// accepts the spec, and its explanation has every one of `lines`.
+void check_explains(const std::string& spec, std::initializer_list<const char*> lines) {
+    const auto r = run({bin_path("workerd"), "check", "--explain", "--root",
+                        source_path("tests/data/cgroup/v2-limited"), spec});
+    CHECK(r.exit_code == 0);
+    CAPTURE(r.output);
+    for (const char* line : lines) CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
+}
 }  // namespace
 
 TEST_CASE("workerd check accepts the example specs") {
@@ -66,14 +77,7 @@ TEST_CASE("log.format json to log.file; SIGUSR1 reopens the file after logrotate
     TempDir dir;
     const int port = free_tcp_port();
     const std::string log = dir.path() + "/workerd.log";
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  builtin: {{}}
-log: {{level: info, format: json, file: ./workerd.log}}
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).builtin("").set("log", "{level: info, format: json, file: ./workerd.log}"));
     REQUIRE(eventually([&] { return read_file(log).find("said READY") != std::string::npos; }, 10s));
     bool found_worker_line = false;
     std::istringstream lines(read_file(log));
@@ -98,51 +102,30 @@ log: {{level: info, format: json, file: ./workerd.log}}
 
 TEST_CASE("workerd check --explain shows how workers: auto was computed on a fixture cgroup") {
     TempDir dir;
-    const std::string spec = dir.write("auto.yaml", R"(
-listen: ["127.0.0.1:8000"]
-workers: auto
-workload: gunicorn
-memory_per_worker: 300MiB
-app: {builtin: {}}
-)");
-    const auto r = run({bin_path("workerd"), "check", "--explain", "--root",
-                        source_path("tests/data/cgroup/v2-limited"), spec});
-    CHECK(r.exit_code == 0);
-    CAPTURE(r.output);
-    for (const char* line : {"quota: 150000 100000 = 1.50 CPUs (/sys/fs/cgroup/app.slice/web.service/cpu.max)",
-                             "usable CPUs: 1.50", "workload gunicorn: 2 x CPUs + 1 = 4 workers",
-                             "memory budget: 1024 MiB x (1 - 10% margin) / 300 MiB per worker = 3 workers",
-                             "capped by the memory budget: 4 -> 3", "workers: 3", "ok (3 workers, 1 listener)"}) {
-        CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
-    }
+    const auto spec = SpecBuilder(8000).workers("auto").builtin("").set("workload", "gunicorn")
+                          .set("memory_per_worker", "300MiB");
+    check_explains(dir.write("auto.yaml", spec),
+                   {"quota: 150000 100000 = 1.50 CPUs (/sys/fs/cgroup/app.slice/web.service/cpu.max)",
+                    "usable CPUs: 1.50", "workload gunicorn: 2 x CPUs + 1 = 4 workers",
+                    "memory budget: 1024 MiB x (1 - 10% margin) / 300 MiB per worker = 3 workers",
+                    "capped by the memory budget: 4 -> 3", "workers: 3", "ok (3 workers, 1 listener)"});
 }
 
 TEST_CASE("memory_limit in the spec stands in for the cgroup's limit in workers: auto") {
     TempDir dir;
-    const std::string spec = dir.write("auto.yaml", R"(
-listen: ["127.0.0.1:8000"]
-workers: auto
-workload: gunicorn
-memory_per_worker: 100MiB
-memory_limit: 250MiB
-app: {builtin: {}}
-)");
+    const auto spec = SpecBuilder(8000).workers("auto").builtin("").set("workload", "gunicorn")
+                          .set("memory_per_worker", "100MiB").set("memory_limit", "250MiB");
     // The v2-limited fixture gives 1.5 CPUs (gunicorn: 4 workers) and 1024 MiB; the spec's
     // 250 MiB less 10% fits 2 workers of 100 MiB.
-    const auto r = run({bin_path("workerd"), "check", "--explain", "--root",
-                        source_path("tests/data/cgroup/v2-limited"), spec});
-    CHECK(r.exit_code == 0);
-    CAPTURE(r.output);
-    for (const char* line : {"memory: 262144000 bytes (memory_limit in the spec)",
-                             "memory budget: 250 MiB x (1 - 10% margin) / 100 MiB per worker = 2 workers",
-                             "capped by the memory budget: 4 -> 2", "ok (2 workers, 1 listener)"}) {
-        CHECK_MESSAGE(r.output.find(line) != std::string::npos, line);
-    }
+    check_explains(dir.write("auto.yaml", spec),
+                   {"memory: 262144000 bytes (memory_limit in the spec)",
+                    "memory budget: 250 MiB x (1 - 10% margin) / 100 MiB per worker = 2 workers",
+                    "capped by the memory budget: 4 -> 2", "ok (2 workers, 1 listener)"});
 }
 
 TEST_CASE("check --strict fails where start would refuse; --stdin reads the text, named by SPEC") {
     TempDir dir;
-    const std::string text = "listen: [\"127.0.0.1:8000\"]\nworkers: 1\napp: {builtin: {root: ./site}}\n";
+    const std::string text = SpecBuilder(8000).builtin("root: ./site");
     ::mkdir((dir.path() + "/site").c_str(), 0755);
     const std::string named = dir.path() + "/named.yaml";  // does not exist: the text comes on stdin
     const std::string input = dir.write("input.txt", text);

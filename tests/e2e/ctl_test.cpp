@@ -32,16 +32,32 @@ std::string error_code(const std::optional<json>& reply) {
     return (*reply)["error"].value("code", "");
 }
 
+// A one-worker daemon, ready, in a directory other users may enter, its control socket
+// DIR/control.sock with `mode` (the default when empty).
+struct ReachableDaemon {
+    TempDir dir;
+    int port = free_tcp_port();
+    std::string sock = dir.path() + "/control.sock";
+    std::unique_ptr<Daemon> daemon;
+
+    explicit ReachableDaemon(const std::string& mode) {
+        ::chmod(dir.path().c_str(), 0755);  // nobody may reach the socket file
+        const std::string control = mode.empty() ? fmt::format("{{socket: {}}}", sock)
+                                                 : fmt::format("{{socket: {}, mode: \"{}\"}}", sock, mode);
+        daemon = std::make_unique<Daemon>(dir, builtin_spec(port, 1, "control: " + control));
+        REQUIRE(daemon->wait_ready(1, 10s));
+    }
+};
+
 }  // namespace
 
 TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no error") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
 
-    const std::string wrk_out = dir.path() + "/wrk.out";
-    ChildProcess wrk({"/usr/bin/wrk", "-t2", "-c32", "-d6s", fmt::format("http://127.0.0.1:{}/healthz", port)}, wrk_out);
+    WrkLoad load(dir, port, 6, "/healthz", 32, /*request_timeout=*/2s);
     std::this_thread::sleep_for(500ms);  // let the load start before changing the fleet
 
     for (int n : {6, 1, 3}) {
@@ -52,21 +68,14 @@ TEST_CASE("scale 2 -> 6 -> 1 under load: the fleet follows, and wrk sees no erro
         CHECK(s["desired"] == n);
         CHECK(s["ready"] == n);
     }
-    const auto status = wrk.wait_exit(30s);
-    REQUIRE(status);
-    CHECK(WEXITSTATUS(*status) == 0);
-    const std::string out = read_file(wrk_out);
-    CAPTURE(out);
-    CHECK(out.find("Requests/sec") != std::string::npos);
-    CHECK(out.find("Non-2xx") == std::string::npos);
-    CHECK(out.find("Socket errors") == std::string::npos);
+    load.finish();
 }
 
 TEST_CASE("relative scaling, SIGTTIN/SIGTTOU, and the status a script reads") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     CHECK(daemon.ctl({"scale", "+2", "--wait"}).exit_code == 0);
     CHECK(daemon.status()["ready"] == 4);
     CHECK(daemon.ctl({"scale", "-3", "--wait"}).exit_code == 0);
@@ -112,7 +121,7 @@ TEST_CASE("restart and reload replace workers one at a time; stop stops") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 3));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 3));
+    REQUIRE(daemon.wait_ready(3, 10s));
     const auto before = daemon.workers();
     CHECK(daemon.ctl({"restart", "1", "--wait"}).exit_code == 0);
     json s = daemon.status();
@@ -142,41 +151,27 @@ TEST_CASE("restart and reload replace workers one at a time; stop stops") {
 }
 
 TEST_CASE("a user who is not allowed is refused, the daemon logs it and keeps serving") {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: switching to user nobody needs root");
-        return;
-    }
-    TempDir dir;
-    ::chmod(dir.path().c_str(), 0755);  // nobody may reach the socket file...
-    const int port = free_tcp_port();
-    const std::string sock = dir.path() + "/control.sock";
-    Daemon daemon(dir, builtin_spec(port, 1, fmt::format("control: {{socket: {}, mode: \"0666\"}}", sock)));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
-    // ...and may connect to it (mode 0666), so the daemon's own check (SO_PEERCRED) answers.
-    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                                bin_path("workerctl"), "-s", sock, "status"});
+    if (skipped_unless_root("switching to user nobody")) return;
+    // nobody may reach the socket file and connect to it (mode 0666), so the daemon's own
+    // check (SO_PEERCRED) answers.
+    ReachableDaemon reachable("0666");
+    const Daemon& daemon = *reachable.daemon;
+    const auto r = run_as_nobody({bin_path("workerctl"), "-s", reachable.sock, "status"});
     CHECK(r.exit_code == 4);
     CHECK(r.output.find("may not control this daemon") != std::string::npos);
     CHECK(daemon.wait_for_log("control: refused a client: uid 65534", 5s));
-    CHECK(http_get(port, "/healthz").has_value());
+    CHECK(http_get(reachable.port, "/healthz").has_value());
     CHECK(daemon.ctl({"status"}).exit_code == 0);  // root still may
 }
 
 TEST_CASE("the default socket mode keeps other users out at the door") {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: switching to user nobody needs root");
-        return;
-    }
-    TempDir dir;
-    ::chmod(dir.path().c_str(), 0755);
-    const int port = free_tcp_port();
-    Daemon daemon(dir, builtin_spec(port, 1));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    if (skipped_unless_root("switching to user nobody")) return;
+    ReachableDaemon reachable("");
+    const Daemon& daemon = *reachable.daemon;
     struct stat st {};
     REQUIRE(::stat(daemon.control_socket().c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
-    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                                bin_path("workerctl"), "-s", daemon.control_socket(), "status"});
+    const auto r = run_as_nobody({bin_path("workerctl"), "-s", daemon.control_socket(), "status"});
     CHECK(r.exit_code == 4);
     CHECK(r.output.find("permission denied") != std::string::npos);
 }
@@ -185,7 +180,7 @@ TEST_CASE("malformed and hostile requests get an error or the door, and supervis
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     const std::string sock = daemon.control_socket();
 
     ControlClient c(sock);
@@ -258,7 +253,7 @@ TEST_CASE("top renders in a terminal and quits on q") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
 
     int master = -1;
     winsize ws{};
@@ -308,7 +303,7 @@ TEST_CASE("workerctl finds the daemon through -c SPEC and $WORKERD_SOCKET; a sec
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    REQUIRE(daemon.wait_ready(1, 10s));
     const std::string spec = dir.path() + "/workerd.yaml";
     auto by_spec = run_program({bin_path("workerctl"), "-c", spec, "status", "--json"});
     CHECK_MESSAGE(by_spec.exit_code == 0, by_spec.output);
@@ -376,27 +371,19 @@ TEST_CASE("scale counts out of range are range errors, however many digits") {
 }
 
 TEST_CASE("a user refused again and again is logged at most every 10 s") {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: switching to user nobody needs root");
-        return;
-    }
-    TempDir dir;
-    ::chmod(dir.path().c_str(), 0755);
-    const int port = free_tcp_port();
-    const std::string sock = dir.path() + "/control.sock";
-    Daemon daemon(dir, builtin_spec(port, 1, fmt::format("control: {{socket: {}, mode: \"0666\"}}", sock)));
-    REQUIRE(daemon.wait_ready(1, 10s));
+    if (skipped_unless_root("switching to user nobody")) return;
+    ReachableDaemon reachable("0666");
+    const Daemon& daemon = *reachable.daemon;
     // 2000 connections as nobody, as fast as they go, for about 3 s at most.
-    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
-                                "-c",
-                                "import socket, sys, time\n"
-                                "end = time.monotonic() + 3\n"
-                                "n = 0\n"
-                                "while n < 2000 and time.monotonic() < end:\n"
-                                "    s = socket.socket(socket.AF_UNIX)\n"
-                                "    s.connect(sys.argv[1]); s.recv(4096); s.close(); n += 1\n"
-                                "print(n)\n",
-                                sock});
+    const auto r = run_as_nobody({"/usr/bin/python3", "-c",
+                                  "import socket, sys, time\n"
+                                  "end = time.monotonic() + 3\n"
+                                  "n = 0\n"
+                                  "while n < 2000 and time.monotonic() < end:\n"
+                                  "    s = socket.socket(socket.AF_UNIX)\n"
+                                  "    s.connect(sys.argv[1]); s.recv(4096); s.close(); n += 1\n"
+                                  "print(n)\n",
+                                  reachable.sock});
     REQUIRE_MESSAGE(r.exit_code == 0, r.output);
     CHECK(std::stoi(r.output) > 100);
     CHECK(daemon.count_in_log("control: refused a client") <= 1);

@@ -7,8 +7,7 @@
 #include <csignal>
 #include <thread>
 
-#include <fmt/format.h>
-
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -16,40 +15,25 @@ using namespace workerd::test;
 namespace {
 
 std::string node_spec(int port) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  command: ["node", "server.js"]
-  cwd: {}
-graceful_timeout: 10s
-)",
-                       port, source_path("examples/node"));
+    return SpecBuilder(port).workers(2).command({"node", "server.js"}).cwd(source_path("examples/node"))
+        .set("graceful_timeout", "10s");
 }
 
 std::string gunicorn_spec(int port) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  command: ["/usr/bin/gunicorn", "--workers", "2", "--graceful-timeout", "8", "wsgi_hello:app"]
-  cwd: {}
-graceful_timeout: 10s
-ready_after: 1s
-)",
-                       port, source_path("tests/data/apps"));
+    return SpecBuilder(port).workers(2)
+        .command({"/usr/bin/gunicorn", "--workers", "2", "--graceful-timeout", "8", "wsgi_hello:app"})
+        .cwd(source_path("tests/data/apps")).set("graceful_timeout", "10s").set("ready_after", "1s");
 }
 
 // wrk for 8 s with a reload (SIGHUP) after 2 and 4 s; every request must succeed.
 void reloads_under_load(Daemon& daemon, const TempDir& dir, int port) {
     REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
-    REQUIRE(eventually([&] { return http_get(port, "/").has_value(); }, 10s));
+    REQUIRE(answers_within(port, 10s, "/"));
     WrkLoad load(dir, port, 8, "/");
     for (int generation : {2, 3}) {
         std::this_thread::sleep_for(2s);  // the load runs meanwhile
         daemon.process().signal(SIGHUP);
-        REQUIRE_MESSAGE(eventually([&] {
-            const auto s = daemon.status();
+        REQUIRE_MESSAGE(daemon.wait_status([&](const nlohmann::json& s) {
             return s["generation"] == generation && !s["rolling"].get<bool>();
         }, 20s), daemon.log());
     }

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -18,24 +19,14 @@ struct Fleet {
     int port = free_tcp_port();
     std::unique_ptr<Daemon> daemon;
 
-    explicit Fleet(int workers, const std::string& extra_listen = "") {
+    explicit Fleet(int workers) {
         dir.write("site/index.html", "<h1>home</h1>\n");
         dir.write("site/hello.txt", "hello, workerd\n");
-        daemon = std::make_unique<Daemon>(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"{}]
-workers: {}
-app:
-  builtin:
-    root: ./site
-    demo: true
-graceful_timeout: 5s
-)",
-                                                           port, extra_listen, workers));
-        REQUIRE_MESSAGE(daemon->wait_for_workers(workers, 10s), daemon->log());
+        daemon = std::make_unique<Daemon>(dir, SpecBuilder(port).workers(workers).builtin("root: ./site, demo: true")
+                                                   .set("graceful_timeout", "5s"));
         // Every worker accepting, not just started: each says READY once it is.
-        REQUIRE_MESSAGE(daemon->wait_for_log("ready: said READY", 10s, workers), daemon->log());
-        REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s),
-                        daemon->log());
+        REQUIRE_MESSAGE(daemon->wait_ready(workers, 10s), daemon->log());
+        REQUIRE_MESSAGE(answers_within(port, 10s), daemon->log());
     }
 };
 
@@ -43,9 +34,7 @@ graceful_timeout: 5s
 
 TEST_CASE("the bundled fleet serves /healthz, a static file, and answers from several workers") {
     Fleet fleet(3);
-    auto health = http_get(fleet.port, "/healthz");
-    REQUIRE(health);
-    CHECK(health->status == 200);
+    CHECK(http_status(fleet.port, "/healthz") == 200);
 
     auto file = http_get(fleet.port, "/hello.txt");
     REQUIRE(file);
@@ -82,13 +71,7 @@ TEST_CASE("a worker's open fds are only 0, 1, 2 and the listeners") {
     // A command that opens nothing itself shows exactly what the daemon handed over.
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}", {{address: "unix:./app.sock", name: admin}}]
-workers: 2
-app:
-  command: ["sleep", "600"]
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).also_listen("unix:./app.sock", "admin").workers(2).command({"sleep", "600"}));
     REQUIRE(daemon.wait_for_workers(2, 10s));
     REQUIRE(eventually([&] {
         for (pid_t w : daemon.workers()) {
@@ -210,9 +193,7 @@ TEST_CASE("the daemon's signals sent to a bundled worker by mistake (HUP, USR1, 
     // The default action of each would have ended the worker at once; by the time a round of
     // requests (and the daemon's status) has gone through, it would show.
     for (int i = 0; i < 20; ++i) {
-        const auto r = http_get(fleet.port, "/healthz", 2s);
-        REQUIRE(r);
-        CHECK(r->status == 200);
+        CHECK(http_status(fleet.port, "/healthz", 2s) == 200);
     }
     (void)fleet.daemon->status();
     CHECK(fleet.daemon->workers() == before);

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "daemon/wire/spec.hpp"
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -63,15 +64,9 @@ TEST_CASE("1 -> 1024 bundled workers: scale --wait completes, nobody is judged h
     const int metrics_port = free_tcp_port();
     // timeout 10s: a daemon that stalls for seconds while the fleet grows would judge workers
     // hung within this test's run (the first defect needed 30 s of the default).
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  builtin: {{}}
-timeout: 10s
-metrics: {{listen: "127.0.0.1:{}"}}
-log: {{level: warn}}
-)", port, metrics_port));
+    Daemon daemon(dir, SpecBuilder(port).builtin("").set("timeout", "10s")
+                           .metrics(metrics_port)
+                           .set("log", "{level: warn}"));
     REQUIRE(eventually([&] { return http_get(metrics_port, "/readyz").value_or(HttpResponse{}).status == 200; }, 20s));
 
     std::atomic<bool> ramping{true};

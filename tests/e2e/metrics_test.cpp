@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -33,18 +34,13 @@ struct Fleet {
     std::unique_ptr<Daemon> daemon;
 
     Fleet(int workers, int min_ready = 1) {
-        daemon = std::make_unique<Daemon>(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}", "unix:{}/app.sock"]
-workers: {}
-app:
-  builtin: {{demo: true}}
-metrics: {{listen: "127.0.0.1:{}", min_ready: {}}}
-graceful_timeout: 10s
-)",
-                                                           port, dir.path(), workers, metrics_port, min_ready));
+        daemon = std::make_unique<Daemon>(dir, SpecBuilder(port).also_listen("unix:" + dir.path() + "/app.sock")
+                                                   .workers(workers).builtin()
+                                                   .metrics(metrics_port, fmt::format("min_ready: {}", min_ready))
+                                                   .set("graceful_timeout", "10s"));
         // Not /healthz on the app port: every request there would count in the metrics.
-        REQUIRE_MESSAGE(daemon->wait_for_log("ready: said READY", 10s, workers), daemon->log());
-        REQUIRE(eventually([&] { return http_get(metrics_port, "/healthz").has_value(); }, 5s));
+        REQUIRE_MESSAGE(daemon->wait_ready(workers, 10s), daemon->log());
+        REQUIRE(answers_within(metrics_port, 5s));
     }
     std::string scrape() const {
         auto r = http_get(metrics_port, "/metrics");

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -16,15 +17,9 @@ using namespace workerd::test;
 namespace {
 
 std::string gunicorn_spec(int port, int workers) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: {}
-app:
-  command: ["/usr/bin/gunicorn", "--workers", "2", "--graceful-timeout", "5", "wsgi_hello:app"]
-  cwd: {}
-graceful_timeout: 10s
-)",
-                       port, workers, source_path("tests/data/apps"));
+    return SpecBuilder(port).workers(workers)
+        .command({"/usr/bin/gunicorn", "--workers", "2", "--graceful-timeout", "5", "wsgi_hello:app"})
+        .cwd(source_path("tests/data/apps")).set("graceful_timeout", "10s");
 }
 
 bool serves(int port) {
@@ -86,14 +81,8 @@ TEST_CASE("a child that left its worker's process group is stopped when its work
     TempDir dir;
     const int port = free_tcp_port();
     const std::string pid_file = dir.path() + "/escapee.pid";
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/usr/bin/python3", "{}", "{}"]
-graceful_timeout: 10s
-)",
-                                   port, source_path("tests/data/apps/escapee.py"), pid_file));
+    Daemon daemon(dir, SpecBuilder(port).python(source_path("tests/data/apps/escapee.py"), {pid_file})
+                           .set("graceful_timeout", "10s"));
     // Every escapee (the replacement worker starts another) left every group the test knows
     // of: each is killed here, by pid, however the test ends.
     std::vector<pid_t> escapees;

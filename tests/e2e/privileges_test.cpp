@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -39,18 +40,13 @@ std::map<std::string, std::vector<unsigned>> credentials(pid_t pid) {
 }
 
 std::string spec(int port, const std::string& dir, const std::string& extra) {
-    return fmt::format("listen: [\"127.0.0.1:{}\"]\nworkers: 2\napp:\n  builtin: {{demo: true}}\n"
-                       "control: {{socket: {}/control.sock}}\n{}\n",
-                       port, dir, extra);
+    return SpecBuilder(port).workers(2).builtin().set("control", fmt::format("{{socket: {}/control.sock}}", dir)).extra(extra);
 }
 
 }  // namespace
 
 TEST_CASE("workers run as the spec's user and group, with the user's groups; the daemon stays root") {
-    if (::geteuid() != 0) {
-        MESSAGE("not root: switching users cannot be tested here (CI runs as root)");
-        return;
-    }
+    if (skipped_unless_root("switching users")) return;
     const passwd* pw = ::getpwnam("nobody");
     const group* gr = ::getgrnam("www-data");
     REQUIRE(pw != nullptr);
@@ -67,7 +63,7 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
     fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, dir.path(), "user: nobody\ngroup: www-data\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 10s), daemon.log());
     const auto workers = daemon.workers();
     REQUIRE(workers.size() == 2);
     for (pid_t w : workers) {
@@ -82,9 +78,7 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
     const std::string environ = read_file("/proc/" + std::to_string(workers[0]) + "/environ");
     CHECK(environ.find(std::string("\0USER=nobody\0", 13)) != std::string::npos);
     CHECK(environ.find(std::string("\0HOME=", 6) + pw->pw_dir + '\0') != std::string::npos);
-    const auto r = http_get(port, "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
+    CHECK(http_status(port, "/healthz") == 200);
     // A worker that dies is replaced as the same user (and still dies with the daemon).
     ::kill(workers[0], SIGKILL);
     REQUIRE(eventually([&] {
@@ -95,10 +89,7 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
 }
 
 TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-root runs root workers") {
-    if (::geteuid() != 0) {
-        MESSAGE("not root: the root policy cannot be tested here (CI runs as root)");
-        return;
-    }
+    if (skipped_unless_root("the root policy")) return;
     TempDir dir;
     const int port = free_tcp_port();
     const std::string path = dir.write("plain.yaml", spec(port, dir.path(), ""));
@@ -111,7 +102,7 @@ TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-ro
     CHECK(checked.output.find("warning:") != std::string::npos);
 
     Daemon daemon(dir, spec(port, dir.path(), "user: root\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 10s), daemon.log());
     for (pid_t w : daemon.workers()) CHECK(credentials(w).at("Uid:").at(1) == 0u);
     // A reload that drops `user` is refused like a bad spec; the fleet keeps serving.
     dir.write("workerd.yaml", spec(port, dir.path(), ""));
@@ -122,15 +113,11 @@ TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-ro
 }
 
 TEST_CASE("a daemon that is not root cannot switch users, and says so") {
-    if (::geteuid() != 0) {
-        MESSAGE("not root: cannot start a daemon as another user here");
-        return;
-    }
+    if (skipped_unless_root("starting a daemon as another user")) return;
     TempDir dir;
     fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
     const std::string path = dir.write("spec.yaml", spec(free_tcp_port(), dir.path(), "user: www-data\n"));
-    const auto r = run_program({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                                bin_path("workerd"), "start", path});
+    const auto r = run_as_nobody({bin_path("workerd"), "start", path});
     CHECK(r.exit_code == 1);
     CHECK_MESSAGE(r.output.find("only a daemon started as root can switch") != std::string::npos, r.output);
 }

@@ -3,9 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <algorithm>
 #include <future>
-#include <regex>
 #include <regex>
 #include <set>
 
@@ -48,6 +46,9 @@ bool replaced_within(const Daemon& daemon, const std::vector<pid_t>& before, std
         timeout);
 }
 
+// Debian's uvicorn on the daemon's socket: it does not speak the worker protocol.
+const std::vector<std::string> plain_uvicorn{"/usr/bin/python3", "-m", "uvicorn", "app:app", "--fd", "{fd}", "--no-access-log"};
+
 std::string python_spec(int port, const std::string& app, const std::string& settings) {
     return SpecBuilder(port).workers(2).uvicorn(app, /*unbuffered=*/true).set("graceful_timeout", "3s").extra(settings);
 }
@@ -57,11 +58,9 @@ std::string python_spec(int port, const std::string& app, const std::string& set
 TEST_CASE("bundled worker, timeout 1s: a blocked loop gets the worker replaced within 2.5 s") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).workers(2).builtin().extra(R"(timeout: 1s
-kill_timeout: 500ms
-graceful_timeout: 2s
-)"));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    Daemon daemon(dir, SpecBuilder(port).workers(2).builtin().set("timeout", "1s").set("kill_timeout", "500ms")
+                           .set("graceful_timeout", "2s"));
+    REQUIRE(daemon.wait_ready(2, 10s));
     const auto before = daemon.workers();
     REQUIRE(before.size() == 2);
 
@@ -85,7 +84,7 @@ graceful_timeout: 2s
                   daemon.log());
     CHECK(SteadyClock::now() - t0 <= 2600ms);
     CHECK(failures == 0);
-    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 2s));
+    CHECK(answers_within(port, 2s));
     CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
     CHECK(daemon.wait_for_log("(heartbeat timeout); already replaced", 3s));
     // The replacement started when the hang was found, not after the hung worker was gone.
@@ -101,7 +100,7 @@ TEST_CASE("FastAPI under workerd_uvicorn, timeout 2s: a blocking async route is 
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 2s\nkill_timeout: 1s\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
 
     // `def` + time.sleep(5): runs in the thread pool, the loop keeps beating.
     auto slow = http_get(port, "/sleep-in-thread", 15s);
@@ -118,14 +117,14 @@ TEST_CASE("FastAPI under workerd_uvicorn, timeout 2s: a blocking async route is 
     CHECK(daemon.count_in_log("sent no heartbeat for") == 1);
     CHECK_FALSE(blocked.get().has_value());  // that request died with its worker
     // The fleet serves on.
-    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
+    CHECK(answers_within(port, 10s));
 }
 
 TEST_CASE("timeout_signal: SIGABRT first, and the blocked FastAPI worker's stack reaches the log") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 1s\ntimeout_signal: SIGABRT\nkill_timeout: 1s\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
     auto blocked = std::async(std::launch::async, [port] { return http_get(port, "/block", 40s); });
     CHECK_MESSAGE(daemon.wait_for_log("(timeout 1s); sending SIGABRT", 5s), daemon.log());
     // faulthandler prints where the loop is stuck: in the route, in time.sleep.
@@ -138,17 +137,9 @@ TEST_CASE("timeout_signal: SIGABRT first, and the blocked FastAPI worker's stack
 TEST_CASE("a worker that never sends READY is killed at boot_timeout and retried with backoff") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["sleep", "600"]
-heartbeat: required
-boot_timeout: 300ms
-kill_timeout: 200ms
-backoff: {{initial: 200ms, max: 5s}}
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).command({"sleep", "600"}).set("heartbeat", "required")
+                           .set("boot_timeout", "300ms").set("kill_timeout", "200ms")
+                           .set("backoff", "{initial: 200ms, max: 5s}"));
     REQUIRE_MESSAGE(daemon.wait_for_log("sent no READY within 300ms (boot_timeout)", 10s, 3), daemon.log());
     REQUIRE(daemon.wait_for_log("(boot timeout); restarting in", 5s, 3));
     const auto delays = restart_delays_ms(daemon.log());
@@ -161,22 +152,11 @@ backoff: {{initial: 200ms, max: 5s}}
 TEST_CASE("plain uvicorn --fd, which does not speak the protocol, counts as ready after ready_after") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/usr/bin/python3", "-m", "uvicorn", "app:app", "--fd", "{{fd}}", "--no-access-log"]
-  cwd: {}
-heartbeat: auto
-ready_after: 500ms
-timeout: 1s
-)",
-                                   port, source_path("examples/fastapi")));
+    Daemon daemon(dir, SpecBuilder(port).command(plain_uvicorn).cwd(source_path("examples/fastapi"))
+                           .set("heartbeat", "auto").set("ready_after", "500ms").set("timeout", "1s"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: no protocol messages, up after", 10s), daemon.log());
-    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 30s));
-    auto item = http_get(port, "/items/7");
-    REQUIRE(item);
-    CHECK(item->status == 200);
+    REQUIRE(answers_within(port, 30s));
+    CHECK(http_status(port, "/items/7") == 200);
     // Silent is fine under `auto`: no heartbeat is expected, nothing is killed.
     std::this_thread::sleep_for(1500ms);
     CHECK(daemon.count_in_log("heartbeat") == 0);
@@ -186,15 +166,8 @@ timeout: 1s
 TEST_CASE("garbage on the protocol pipe is logged with a rate limit and hurts nothing") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/usr/bin/python3", "{}"]
-timeout: 5s
-)",
-                                   port, source_path("tests/data/apps/garbage_worker.py")));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s), daemon.log());
+    Daemon daemon(dir, SpecBuilder(port).python(source_path("tests/data/apps/garbage_worker.py")).set("timeout", "5s"));
+    REQUIRE_MESSAGE(daemon.wait_ready(1, 30s), daemon.log());
     const long baseline_kib = vm_field_kib(daemon.pid(), "VmRSS");
     REQUIRE(http_get(port, "/flood"));
     REQUIRE_MESSAGE(daemon.wait_for_log("stdout: flood done", 30s), daemon.log());
@@ -224,11 +197,9 @@ timeout: 5s
 TEST_CASE("request_timeout replaces a worker whose oldest in-flight request is too old") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).workers(1).builtin().extra(R"(timeout: 10s
-request_timeout: 1s
-kill_timeout: 500ms
-)"));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    Daemon daemon(dir, SpecBuilder(port).workers(1).builtin().set("timeout", "10s").set("request_timeout", "1s")
+                           .set("kill_timeout", "500ms"));
+    REQUIRE(daemon.wait_ready(1, 10s));
     const auto before = daemon.workers();
     auto slow = std::async(std::launch::async, [port] { return http_get(port, "/demo/io?ms=8000", 15s); });
     CHECK_MESSAGE(replaced_within(daemon, before, 1, 4s), daemon.log());
@@ -248,15 +219,8 @@ fd = int(os.environ["WORKERD_NOTIFY_FD"])
 os.write(fd, b"READY=1\nWATCHDOG=1\n")
 time.sleep(600)
 )");
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/usr/bin/python3", "{}"]
-ready_after: 100ms
-timeout: 1s
-kill_timeout: 1s
-)", port, script));
+    Daemon daemon(dir, SpecBuilder(port).python(script).set("ready_after", "100ms").set("timeout", "1s")
+                           .set("kill_timeout", "1s"));
     REQUIRE_MESSAGE(daemon.wait_for_log("ready: no protocol messages", 10s), daemon.log());
     CHECK_MESSAGE(daemon.wait_for_log("sent no heartbeat for", 5s), daemon.log());
 }
@@ -265,7 +229,7 @@ TEST_CASE("a hang dump puts the event loop first and sums up the idle thread poo
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 1s\ntimeout_signal: SIGABRT\nkill_timeout: 1s\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
     // 80 `def` requests at once over the 2 workers: anyio's pools grow to dozens of threads,
     // idle after.
     std::vector<std::future<std::optional<HttpResponse>>> naps;

@@ -34,9 +34,8 @@ TEST_CASE("chaos: a random worker SIGKILLed every 300 ms under load; only reques
     const int seconds = soak() ? 20 : 6;
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).workers(4).builtin().extra(R"(backoff: {initial: 100ms, max: 1s}
-)"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
+    Daemon daemon(dir, SpecBuilder(port).workers(4).builtin().set("backoff", "{initial: 100ms, max: 1s}"));
+    REQUIRE_MESSAGE(daemon.wait_ready(4, 10s), daemon.log());
     std::minstd_rand rng(42);
     WrkLoad load(dir, port, seconds + 1, "/demo/io?ms=5", 32);
     const auto end = SteadyClock::now() + std::chrono::seconds(seconds);
@@ -63,24 +62,16 @@ TEST_CASE("chaos: a random worker SIGKILLed every 300 ms under load; only reques
     CHECK(wrk_requests(report) > 0);
     // The daemon stayed; the fleet is whole again once the kills stop.
     CHECK(process_alive(daemon.pid()));
-    CHECK(eventually([&] { return daemon.status()["ready"] == 4; }, 15s));
-    const auto r = http_get(port, "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
+    CHECK(daemon.wait_status([](const json& s) { return s["ready"] == 4; }, 15s));
+    CHECK(http_status(port, "/healthz") == 200);
 }
 
 TEST_CASE("worker restarts by the hundred: the daemon's descriptors and memory stay flat") {
     const int rounds = soak() ? 250 : 40;  // x 4 workers: 1000 restarts (soak) or 160
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 4
-app:
-  builtin: {{}}
-graceful_timeout: 5s
-)", port));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 10s, 4), daemon.log());
+    Daemon daemon(dir, SpecBuilder(port).workers(4).builtin("").set("graceful_timeout", "5s"));
+    REQUIRE_MESSAGE(daemon.wait_ready(4, 10s), daemon.log());
     const auto restart_all = [&](int n) {
         for (int i = 0; i < n; ++i) {
             const auto r = daemon.ctl({"restart", "--all", "--wait"});
@@ -114,13 +105,8 @@ TEST_CASE("a crash-looping app: the daemon's CPU stays low, and the backoff spac
     const int seconds = soak() ? 60 : 8;
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 4
-app:
-  command: ["/bin/sh", "-c", "exit 3"]
-backoff: {{initial: 100ms, max: 2s}}
-)", port));
+    Daemon daemon(dir, SpecBuilder(port).workers(4).command({"/bin/sh", "-c", "exit 3"})
+                           .set("backoff", "{initial: 100ms, max: 2s}"));
     REQUIRE(daemon.wait_for_log("restarting", 10s, 4));
     const double cpu_before = cpu_seconds_of(daemon.pid());
     const int starts_before = daemon.count_in_log(") started:");

@@ -30,7 +30,7 @@ TEST_CASE("4 bundled workers, SIGHUP at 3, 7 and 11 s under wrk: no request fail
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 4));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 4));
+    REQUIRE(daemon.wait_ready(4, 10s));
     const auto t0 = SteadyClock::now();
     WrkLoad load(dir, port, 15);
     for (int at : {3, 7, 11}) {
@@ -38,7 +38,7 @@ TEST_CASE("4 bundled workers, SIGHUP at 3, 7 and 11 s under wrk: no request fail
         daemon.process().signal(SIGHUP);
     }
     load.finish();
-    CHECK(daemon.wait_for_log("generation 4 rolled out", 10s));
+    CHECK(daemon.wait_rolled_out(4, 10s));
     CHECK(daemon.count_in_log("rolled out in") == 3);
     const json s = daemon.status();
     CHECK(s["generation"] == 4);
@@ -50,7 +50,7 @@ TEST_CASE("a single-worker fleet reloads without failing a request") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 1));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s));
+    REQUIRE(daemon.wait_ready(1, 10s));
     WrkLoad load(dir, port, 5);
     std::this_thread::sleep_for(1s);
     const auto r = daemon.ctl({"reload", "--wait"});
@@ -65,20 +65,14 @@ TEST_CASE("reload to an app that exits at boot: the rollout stops, the old worke
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 4));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 4));
+    REQUIRE(daemon.wait_ready(4, 10s));
     const auto before = daemon.workers();
     WrkLoad load(dir, port, 6);
     std::this_thread::sleep_for(500ms);
     // The new code is broken: its workers exit at once.
-    dir.write("workerd.yaml", fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 4
-app:
-  command: ["/bin/false"]
-backoff: {{initial: 100ms, max: 1s}}
-control: {{socket: {}}}
-)",
-                                          port, daemon.control_socket()));
+    dir.write("workerd.yaml", SpecBuilder(port).workers(4).command({"/bin/false"})
+                                  .set("backoff", "{initial: 100ms, max: 1s}")
+                                  .set("control", fmt::format("{{socket: {}}}", daemon.control_socket())));
     const auto r = daemon.ctl({"reload", "--wait"}, 30s);
     CHECK(r.exit_code == 1);
     CHECK_MESSAGE(r.output.find("the rollout of generation 2 failed") != std::string::npos, r.output);
@@ -106,7 +100,7 @@ TEST_CASE("reload with a broken spec changes nothing and says where the spec is 
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     const auto before = daemon.workers();
     WrkLoad load(dir, port, 3);
     const std::string spec = dir.write("workerd.yaml", builtin_spec(port, 2, "wokers: 3\ntimeout: soon\n"));
@@ -125,7 +119,7 @@ TEST_CASE("max_requests with jitter recycles workers under load without failing 
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2, "max_requests: 1000\nmax_requests_jitter: 200\nmin_lifetime: 0s\n"));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     WrkLoad load(dir, port, 5, "/healthz", 16);
     load.finish();
     CHECK(daemon.count_in_log("recycled: served") >= 2);
@@ -146,7 +140,7 @@ TEST_CASE("FastAPI under workerd_uvicorn: SIGHUP under wrk fails no request") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, 2, "hang_app:app"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
     const auto t0 = SteadyClock::now();
     WrkLoad load(dir, port, 10, "/whoami", 32);
     for (int at : {2, 6}) {
@@ -154,7 +148,7 @@ TEST_CASE("FastAPI under workerd_uvicorn: SIGHUP under wrk fails no request") {
         daemon.process().signal(SIGHUP);
     }
     load.finish();
-    CHECK(daemon.wait_for_log("generation 3 rolled out", 20s));
+    CHECK(daemon.wait_rolled_out(3, 20s));
     CHECK(daemon.status()["generation"] == 3);
 }
 
@@ -162,7 +156,7 @@ TEST_CASE("an app that leaks memory is recycled at max_rss, and no request fails
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, 2, "leak_app:app", "max_rss: 96MiB\nmin_lifetime: 1s\n"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
     WrkLoad load(dir, port, 8, "/leak", 16);
     load.finish();
     CHECK_MESSAGE(daemon.count_in_log("recycled: RSS") >= 1, daemon.log());
@@ -176,7 +170,7 @@ TEST_CASE("a reload that moves the listener opens the new socket first and close
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, builtin_spec(port, 2));
-    REQUIRE(daemon.wait_for_log("ready: said READY", 10s, 2));
+    REQUIRE(daemon.wait_ready(2, 10s));
     const int moved = free_tcp_port();
     dir.write("workerd.yaml", builtin_spec(moved, 2, fmt::format("control: {{socket: {}}}", daemon.control_socket())));
     const auto r = daemon.ctl({"reload", "--wait"});
@@ -192,14 +186,8 @@ TEST_CASE("a reload that moves the listener opens the new socket first and close
                            fmt::format("import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{})); s.listen(); time.sleep(60)", taken)},
                           dir.path() + "/squatter.log");
     REQUIRE(eventually([&] { return HttpConnection(taken).connected(); }, 5s));
-    dir.write("workerd.yaml", fmt::format(R"(
-listen: ["127.0.0.1:{}", "127.0.0.1:{}"]
-workers: 2
-app:
-  builtin: {{}}
-control: {{socket: {}}}
-)",
-                                          moved, taken, daemon.control_socket()));
+    dir.write("workerd.yaml", SpecBuilder(moved).also_listen(fmt::format("127.0.0.1:{}", taken)).workers(2).builtin("")
+                                  .set("control", fmt::format("{{socket: {}}}", daemon.control_socket())));
     const auto refused = daemon.ctl({"reload"});
     CHECK(refused.exit_code == 1);
     CHECK_MESSAGE(refused.output.find("Address already in use") != std::string::npos, refused.output);
@@ -211,14 +199,14 @@ TEST_CASE("a reload during a rollout supersedes it, and no request fails") {
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, python_spec(port, 2, "hang_app:app"));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 30s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
     WrkLoad load(dir, port, 6, "/whoami", 16);
     std::this_thread::sleep_for(1s);
     daemon.process().signal(SIGHUP);
-    REQUIRE(daemon.wait_for_log("rolling out generation 2", 5s));
+    REQUIRE(daemon.wait_status([](const json& s) { return s["rollout"].is_object() && s["rollout"]["generation"] == 2; }, 5s));
     daemon.process().signal(SIGHUP);  // generation 2's workers are still booting (~200 ms)
     load.finish();
-    CHECK(daemon.wait_for_log("generation 3 rolled out", 20s));
+    CHECK(daemon.wait_rolled_out(3, 20s));
     CHECK(daemon.count_in_log("generation 2 rolled out") == 0);
     const json s = daemon.status();
     CHECK(s["generation"] == 3);

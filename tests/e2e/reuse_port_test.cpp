@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -19,15 +20,7 @@ using json = nlohmann::json;
 namespace {
 
 std::string spec(int port, int workers) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-reuse_port: true
-workers: {}
-app:
-  builtin: {{demo: true}}
-graceful_timeout: 5s
-)",
-                       port, workers);
+    return SpecBuilder(port).set("reuse_port", "true").workers(workers).builtin().set("graceful_timeout", "5s");
 }
 
 // The socket a worker accepts on: its fd 3, as "socket:[INODE]".
@@ -35,6 +28,13 @@ std::string listener_of(pid_t pid) {
     const auto fds = open_fds(pid);
     const auto it = fds.find(3);
     return it == fds.end() ? "" : it->second;
+}
+
+// The sockets `workers` accept on.
+std::set<std::string> listeners_of(const std::vector<pid_t>& workers) {
+    std::set<std::string> out;
+    for (pid_t w : workers) out.insert(listener_of(w));
+    return out;
 }
 
 pid_t pid_in_slot(const json& status, int slot) {
@@ -50,9 +50,8 @@ TEST_CASE("reuse_port: every slot accepts on a socket of its own, held by the da
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, 4));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
-    std::set<std::string> sockets;
-    for (pid_t w : daemon.workers()) sockets.insert(listener_of(w));
+    REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log());
+    const auto sockets = listeners_of(daemon.workers());
     CHECK(sockets.size() == 4);
     std::set<std::string> held;
     for (const auto& [fd, target] : open_fds(daemon.pid())) held.insert(target);
@@ -79,7 +78,7 @@ TEST_CASE("reuse_port: connections queued for a worker that dies are served by i
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, 2));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 20s), daemon.log());
     const pid_t stuck = pid_in_slot(daemon.status(), 1);
     REQUIRE(stuck > 0);
     // Stopped, the worker accepts nothing: connections the kernel sends to its socket queue there.
@@ -113,13 +112,13 @@ TEST_CASE("reuse_port: a reload and a scale-up under wrk fail no request; slot s
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, 2));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 2), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 20s), daemon.log());
     const std::string slot1_socket = listener_of(pid_in_slot(daemon.status(), 1));
     const auto t0 = std::chrono::steady_clock::now();
     WrkLoad load(dir, port, 7, "/healthz", 32);
     std::this_thread::sleep_until(t0 + 1s);
     daemon.process().signal(SIGHUP);
-    REQUIRE_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 20s), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_rolled_out(2, 20s), daemon.log());
     std::this_thread::sleep_until(t0 + 3s);
     const auto r = daemon.ctl({"scale", "4", "--wait"});
     CHECK_MESSAGE(r.exit_code == 0, r.output);
@@ -136,17 +135,14 @@ TEST_CASE("reuse_port: SIGUSR2 hands every slot's socket to the new image; no re
     TempDir dir;
     const int port = free_tcp_port();
     Daemon daemon(dir, spec(port, 3));
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 3), daemon.log());
-    std::set<std::string> before;
-    for (pid_t w : daemon.workers()) before.insert(listener_of(w));
+    REQUIRE_MESSAGE(daemon.wait_ready(3, 20s), daemon.log());
+    const auto before = listeners_of(daemon.workers());
     REQUIRE(before.size() == 3);
     WrkLoad load(dir, port, 5, "/healthz", 32);
     std::this_thread::sleep_for(1s);  // under load before the upgrade
     daemon.process().signal(SIGUSR2);
-    REQUIRE_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 20s), daemon.log());
+    REQUIRE_MESSAGE(daemon.wait_rolled_out(2, 20s), daemon.log());
     const std::string report = load.report();
     CHECK_MESSAGE(wrk_socket_errors(report) == 0, report);
-    std::set<std::string> after;
-    for (pid_t w : daemon.workers()) after.insert(listener_of(w));
-    CHECK(after == before);
+    CHECK(listeners_of(daemon.workers()) == before);
 }

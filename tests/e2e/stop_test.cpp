@@ -27,6 +27,30 @@ std::string builtin_spec(int port, int workers, const std::string& graceful) {
     return SpecBuilder(port).workers(workers).builtin().set("graceful_timeout", graceful);
 }
 
+// `n` bundled workers, ready and answering, with `graceful` as graceful_timeout; `workers`
+// are their pids.
+struct BundledFleet {
+    TempDir dir;
+    int port = free_tcp_port();
+    Daemon daemon;
+    std::vector<pid_t> workers;
+
+    BundledFleet(int n, const std::string& graceful) : daemon(dir, builtin_spec(port, n, graceful)) {
+        REQUIRE_MESSAGE(daemon.wait_ready(n, 10s), daemon.log());
+        REQUIRE(answers_within(port, 10s));
+        workers = daemon.workers();
+    }
+};
+
+// Waits up to `timeout` for the daemon to end: it exits 0, and none of `workers` is left.
+void check_exits_cleanly(Daemon& daemon, const std::vector<pid_t>& workers, Ms timeout) {
+    const auto status = daemon.process().wait_exit(timeout);
+    REQUIRE_MESSAGE(status, daemon.log());
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(all_gone(workers));
+}
+
 std::set<std::string> open_files(const std::vector<pid_t>& pids) {
     std::set<std::string> links;
     for (pid_t p : pids) {
@@ -57,95 +81,59 @@ std::future<std::optional<HttpResponse>> request_in_flight(const Daemon& daemon,
 }  // namespace
 
 TEST_CASE("SIGTERM: the in-flight request completes, the daemon exits 0, no worker is left") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    Daemon daemon(dir, builtin_spec(port, 2, "10s"));
-    REQUIRE(daemon.wait_for_workers(2, 10s));
-    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
-    const auto workers = daemon.workers();
-
-    auto pending = request_in_flight(daemon, port, "/demo/io?ms=1500");
+    BundledFleet fleet(2, "10s");
+    Daemon& daemon = fleet.daemon;
+    auto pending = request_in_flight(daemon, fleet.port, "/demo/io?ms=1500");
     daemon.process().signal(SIGTERM);
     const auto response = pending.get();
     REQUIRE_MESSAGE(response, daemon.log());
     CHECK(response->status == 200);
 
-    const auto status = daemon.process().wait_exit(10s);
-    REQUIRE_MESSAGE(status, daemon.log());
-    CHECK(WIFEXITED(*status));
-    CHECK(WEXITSTATUS(*status) == 0);
-    CHECK(all_gone(workers));
+    check_exits_cleanly(daemon, fleet.workers, 10s);
     CHECK(daemon.count_in_log("stopping gracefully") == 1);
 }
 
 TEST_CASE("a second SIGTERM during a graceful stop makes it fast") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    Daemon daemon(dir, builtin_spec(port, 1, "60s"));
-    REQUIRE(daemon.wait_for_workers(1, 10s));
-    REQUIRE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 10s));
-    const auto workers = daemon.workers();
-    auto pending = request_in_flight(daemon, port, "/demo/io?ms=30000");
+    BundledFleet fleet(1, "60s");
+    Daemon& daemon = fleet.daemon;
+    auto pending = request_in_flight(daemon, fleet.port, "/demo/io?ms=30000");
     daemon.process().signal(SIGTERM);
     REQUIRE(daemon.wait_for_log("stopping gracefully", 5s));
     daemon.process().signal(SIGTERM);
-    const auto status = daemon.process().wait_exit(5s);
-    REQUIRE_MESSAGE(status, daemon.log());
-    CHECK(WEXITSTATUS(*status) == 0);
-    CHECK(all_gone(workers));
+    check_exits_cleanly(daemon, fleet.workers, 5s);
     CHECK_FALSE(pending.get().has_value());  // cut short: that is what fast means
 }
 
 TEST_CASE("SIGINT and SIGQUIT stop at once") {
     for (int sig : {SIGINT, SIGQUIT}) {
         CAPTURE(sig);
-        TempDir dir;
-        const int port = free_tcp_port();
-        Daemon daemon(dir, builtin_spec(port, 2, "60s"));
-        REQUIRE(daemon.wait_for_workers(2, 10s));
-        const auto workers = daemon.workers();
-        daemon.process().signal(sig);
-        const auto status = daemon.process().wait_exit(5s);
-        REQUIRE_MESSAGE(status, daemon.log());
-        CHECK(WEXITSTATUS(*status) == 0);
-        CHECK(all_gone(workers));
-        CHECK(daemon.count_in_log("stopping now") == 1);
+        BundledFleet fleet(2, "60s");
+        fleet.daemon.process().signal(sig);
+        check_exits_cleanly(fleet.daemon, fleet.workers, 5s);
+        CHECK(fleet.daemon.count_in_log("stopping now") == 1);
     }
 }
 
 TEST_CASE("a worker that ignores SIGTERM is killed after graceful_timeout") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"]
-graceful_timeout: 500ms
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).command({"/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"})
+                           .set("graceful_timeout", "500ms"));
     REQUIRE(daemon.wait_for_log("stdout: ready", 10s));
     const auto workers = daemon.workers();
     daemon.process().signal(SIGTERM);
-    const auto status = daemon.process().wait_exit(5s);
-    REQUIRE_MESSAGE(status, daemon.log());
-    CHECK(WEXITSTATUS(*status) == 0);
-    CHECK(all_gone(workers));
+    check_exits_cleanly(daemon, workers, 5s);
     CHECK(daemon.count_in_log("still running 500ms after SIGTERM; sending SIGKILL") == 1);
 }
 
 TEST_CASE("SIGKILL of the daemon leaves no worker behind and frees the port") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    Daemon daemon(dir, builtin_spec(port, 3, "30s"));
-    REQUIRE(daemon.wait_for_workers(3, 10s));
-    const auto workers = daemon.workers();
-    daemon.process().signal(SIGKILL);
-    REQUIRE(daemon.process().wait_exit(5s));
-    CHECK(eventually([&] { return all_gone(workers); }, 1s));
+    BundledFleet fleet(3, "30s");
+    fleet.daemon.process().signal(SIGKILL);
+    REQUIRE(fleet.daemon.process().wait_exit(5s));
+    CHECK(eventually([&] { return all_gone(fleet.workers); }, 1s));
     workerd::ListenAddress again;
     again.host = "127.0.0.1";
-    again.port = static_cast<std::uint16_t>(port);
+    again.port = static_cast<std::uint16_t>(fleet.port);
     again.name = "listen0";
     CHECK_NOTHROW(workerd::open_listener(again, 8));
 }
@@ -184,18 +172,15 @@ std::string attempt(int port) {
 }  // namespace
 
 TEST_CASE("a graceful stop refuses new connections at once, and the request in flight finishes") {
-    const std::string uvicorn = fmt::format(R"(
-app:
-  command: ["/usr/bin/python3", "-m", "workerd_uvicorn", "app:app"]
-  cwd: {}
-  env: {{PYTHONPATH: {}}}
-)", source_path("examples/fastapi"), source_path("packaging/python"));
     for (const bool bundled : {true, false}) {
         CAPTURE(bundled);
         TempDir dir;
         const int port = free_tcp_port();
         Daemon daemon(dir, bundled ? builtin_spec(port, 2, "10s")
-                                   : fmt::format("listen: [\"127.0.0.1:{}\"]\nworkers: 2\ngraceful_timeout: 10s\n{}", port, uvicorn));
+                                   : SpecBuilder(port).workers(2).set("graceful_timeout", "10s")
+                                         .command({"/usr/bin/python3", "-m", "workerd_uvicorn", "app:app"})
+                                         .cwd(source_path("examples/fastapi"))
+                                         .env("PYTHONPATH", source_path("packaging/python")).str());
         REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
         const std::string slow = bundled ? "/demo/io?ms=1500" : "/io?ms=1500";
         auto pending = request_in_flight(daemon, port, slow);

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -39,14 +40,8 @@ std::vector<long> restart_delays(const std::string& log) {
 TEST_CASE("an app that exits at once is restarted with growing delays, not in a loop") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 1
-app:
-  command: ["/bin/sh", "-c", "echo booting; exit 3"]
-backoff: {{initial: 100ms, max: 800ms, reset_after: 10s}}
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).command({"/bin/sh", "-c", "echo booting; exit 3"})
+                           .set("backoff", "{initial: 100ms, max: 800ms, reset_after: 10s}"));
     REQUIRE_MESSAGE(daemon.wait_for_log("restarting", 10s, 6), daemon.log());
     const auto log = daemon.log();
     const auto delays = restart_delays(log);
@@ -72,16 +67,10 @@ TEST_CASE("a command that cannot be executed: said plainly and again at a bounde
     TempDir dir;
     const int port = free_tcp_port();
     const int metrics_port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  command: ["/nonexistent/app", "--fd", "{{fd}}"]
-backoff: {{initial: 50ms, max: 1s}}
-metrics: {{listen: "127.0.0.1:{}"}}
-log: {{level: debug}}
-)",
-                                   port, metrics_port));
+    Daemon daemon(dir, SpecBuilder(port).workers(2).command({"/nonexistent/app", "--fd", "{fd}"})
+                           .set("backoff", "{initial: 50ms, max: 1s}")
+                           .metrics(metrics_port)
+                           .set("log", "{level: debug}"));
     // At start, the spec's warning names the key and where it is.
     REQUIRE_MESSAGE(daemon.wait_for_log("app.command[0]: /nonexistent/app does not exist", 10s), daemon.log());
     // Debug lines show every retry; the error is said again at most once per backoff.max.
@@ -119,13 +108,7 @@ log: {{level: debug}}
 TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  builtin: {{}}
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).workers(2).builtin(""));
     REQUIRE(daemon.wait_for_workers(2, 10s));
     daemon.process().signal(SIGTTIN);
     CHECK_MESSAGE(daemon.wait_for_workers(3, 5s), daemon.log());
@@ -135,7 +118,7 @@ app:
     daemon.process().signal(SIGTTOU);
     REQUIRE(daemon.wait_for_log("SIGTTOU: scaling from 2 to 1 worker", 5s));
     CHECK_MESSAGE(daemon.wait_for_workers(1, 10s), daemon.log());
-    CHECK(eventually([&] { return http_get(port, "/healthz").has_value(); }, 5s));
+    CHECK(answers_within(port, 5s));
 }
 
 TEST_CASE("the daemon raises its open-file limit for a large fleet; workers keep the one it started with") {
@@ -144,13 +127,8 @@ TEST_CASE("the daemon raises its open-file limit for a large fleet; workers keep
     // Started with a soft limit of 100 descriptors: 40 workers need about 130 in the daemon.
     const std::string wrapper = dir.write("workerd-limited", "#!/bin/sh\nulimit -Sn 100\nexec " + bin_path("workerd") + " \"$@\"\n");
     ::chmod(wrapper.c_str(), 0755);
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 40
-app:
-  builtin: {{}}
-)", port), {}, wrapper);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 60s, 40), daemon.log());
+    Daemon daemon(dir, SpecBuilder(port).workers(40).builtin(""), {}, wrapper);
+    REQUIRE_MESSAGE(daemon.wait_ready(40, 60s), daemon.log());
     CHECK(daemon.count_in_log("Too many open files") == 0);
     const auto soft_limit = [](pid_t pid) {
         std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/limits"));
@@ -173,15 +151,8 @@ TEST_CASE("a worker that dies of the SIGTERM it was sent to drain ended as asked
     const int port = free_tcp_port();
     // sleep(1) has no handler: SIGTERM kills it, as it kills a Node server without one, and
     // as uvicorn 0.29+ re-raises it after its graceful shutdown.
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  command: ["/bin/sleep", "1000"]
-heartbeat: off
-ready_after: 200ms
-)",
-                                   port));
+    Daemon daemon(dir, SpecBuilder(port).workers(2).command({"/bin/sleep", "1000"}).set("heartbeat", "off")
+                           .set("ready_after", "200ms"));
     REQUIRE(daemon.wait_ready(2, 10s));
     REQUIRE(daemon.ctl({"reload", "--wait"}).exit_code == 0);
     REQUIRE(eventually([&] { return daemon.status()["workers"].size() == 2; }, 10s));  // the old ones are gone

@@ -9,8 +9,7 @@
 #include <csignal>
 #include <cstring>
 
-#include <fmt/format.h>
-
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -58,13 +57,7 @@ TEST_CASE("sd_notify: READY after every worker is ready, RELOADING/READY around 
     TempDir dir;
     NotifySocket notify(dir.path() + "/notify.sock");
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 3
-app:
-  builtin: {{}}
-)",
-                                   port),
+    Daemon daemon(dir, SpecBuilder(port).workers(3).builtin(""),
                   {"NOTIFY_SOCKET=" + notify.path(), "WATCHDOG_USEC=200000"});
     auto ready = notify.until("READY=1", 10s);
     REQUIRE(ready);

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -23,15 +24,8 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string spec(int port, int metrics_port, const std::string& dir) {
-    return fmt::format(R"(
-listen: ["127.0.0.1:{}", "unix:{}/app.sock"]
-workers: 4
-app:
-  builtin: {{demo: true}}
-graceful_timeout: 5s
-metrics: {{listen: "127.0.0.1:{}"}}
-)",
-                       port, dir, metrics_port);
+    return SpecBuilder(port).also_listen("unix:" + dir + "/app.sock").workers(4).builtin()
+        .set("graceful_timeout", "5s").metrics(metrics_port);
 }
 
 ino_t inode_of(const std::string& path) {
@@ -53,16 +47,29 @@ std::set<pid_t> worker_pids(const json& status) {
     return out;
 }
 
+std::string installed_copy(const TempDir& dir) {
+    const std::string exe = dir.path() + "/workerd";
+    install(bin_path("workerd"), exe);
+    return exe;
+}
+
+// Four bundled workers, ready, under a daemon that runs DIR/workerd: a copy of the build's,
+// which a test replaces (install) before SIGUSR2.
+struct Upgradable {
+    TempDir dir;
+    int port = free_tcp_port();
+    int metrics_port = free_tcp_port();
+    std::string exe = installed_copy(dir);
+    Daemon daemon{dir, spec(port, metrics_port, dir.path()), {}, exe};
+
+    Upgradable() { REQUIRE_MESSAGE(daemon.wait_ready(4, 20s), daemon.log()); }
+};
+
 }  // namespace
 
 TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its sockets, and no request fails") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    const int metrics_port = free_tcp_port();
-    const std::string exe = dir.path() + "/workerd";
-    install(bin_path("workerd"), exe);
-    Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    Upgradable upgradable;
+    auto& [dir, port, metrics_port, exe, daemon] = upgradable;
     const pid_t pid = daemon.pid();
     const auto fds_before = open_fds(pid).size();
     const ino_t old_binary = inode_of("/proc/" + std::to_string(pid) + "/exe");
@@ -74,6 +81,8 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     install(bin_path("workerd"), exe);
     const ino_t new_binary = inode_of(exe);
     REQUIRE(new_binary != old_binary);
+    // Waits on the log, not on status: a control connection open while the daemon re-executes
+    // stays open in the new image, unowned, and would fail the descriptor check below.
     daemon.process().signal(SIGUSR2);
     CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
     std::this_thread::sleep_until(t0 + 5s);
@@ -87,8 +96,7 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     // The control socket kept answering, from the same daemon; the workers are all new (once
     // the last drained ones, which finish their connections, are gone: on a loaded machine
     // under ASan that has taken seconds).
-    eventually([&] {
-        const json now = daemon.status();
+    daemon.wait_status([](const json& now) {
         return std::all_of(now["workers"].begin(), now["workers"].end(), [](const json& w) { return w["generation"] == 3; });
     }, 10s);
     const json s = daemon.status();
@@ -98,9 +106,7 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     for (const auto& w : s["workers"]) CHECK_MESSAGE(w["generation"] == 3, s.dump());
     for (pid_t w : worker_pids(s)) CHECK(old_workers.count(w) == 0);
     // The metrics port and the Unix listener are the same sockets, still served.
-    const auto metrics = http_get(metrics_port, "/metrics");
-    REQUIRE(metrics);
-    CHECK(metrics->status == 200);
+    CHECK(http_status(metrics_port, "/metrics") == 200);
     CHECK(fs::exists(dir.path() + "/app.sock"));
     // Nothing leaked across two execs: the old workers' pipes went with them.
     CHECK_MESSAGE(eventually([&] { return open_fds(pid).size() == fds_before; }, 10s),
@@ -112,12 +118,8 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
 }
 
 TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers carry on") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    const std::string exe = dir.path() + "/workerd";
-    install(bin_path("workerd"), exe);
-    Daemon daemon(dir, spec(port, free_tcp_port(), dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    Upgradable upgradable;
+    auto& [dir, port, metrics_port, exe, daemon] = upgradable;
     const auto workers = worker_pids(daemon.status());
 
     // A broken build: it starts, then fails.
@@ -135,24 +137,17 @@ TEST_CASE("SIGUSR2 with a new binary that cannot run: the daemon and its workers
     const json s = daemon.status();
     CHECK(s["generation"] == 1);
     CHECK(worker_pids(s) == workers);
-    const auto r = http_get(port, "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
+    CHECK(http_status(port, "/healthz") == 200);
 
     // Fixed: the next SIGUSR2 goes through.
     install(bin_path("workerd"), exe);
     daemon.process().signal(SIGUSR2);
-    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(2, 15s), daemon.log());
 }
 
 TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec in effect; SIGHUP reads the file") {
-    TempDir dir;
-    const int port = free_tcp_port();
-    const int metrics_port = free_tcp_port();
-    const std::string exe = dir.path() + "/workerd";
-    install(bin_path("workerd"), exe);
-    Daemon daemon(dir, spec(port, metrics_port, dir.path()), {}, exe);
-    REQUIRE_MESSAGE(daemon.wait_for_log("ready: said READY", 20s, 4), daemon.log());
+    Upgradable upgradable;
+    auto& [dir, port, metrics_port, exe, daemon] = upgradable;
     const pid_t pid = daemon.pid();
 
     // Edited since the last reload into a valid spec that cannot start: its new listener is the
@@ -169,7 +164,7 @@ TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec i
     WrkLoad load(dir, port, 4);
     install(bin_path("workerd"), exe);
     daemon.process().signal(SIGUSR2);
-    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(2, 15s), daemon.log());
     load.finish();
     CHECK(daemon.count_in_log("the new image runs the spec in effect") == 1);
     json s = daemon.status();
@@ -182,7 +177,5 @@ TEST_CASE("SIGUSR2 after the spec file was edited: the new image runs the spec i
     s = daemon.status();
     CHECK(s["generation"] == 2);
     CHECK(s["ready"] == 4);
-    const auto r = http_get(port, "/healthz");
-    REQUIRE(r);
-    CHECK(r->status == 200);
+    CHECK(http_status(port, "/healthz") == 200);
 }

@@ -4,8 +4,7 @@
 
 #include <set>
 
-#include <fmt/format.h>
-
+#include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::test;
@@ -13,19 +12,12 @@ using namespace workerd::test;
 TEST_CASE("the uvicorn example serves a FastAPI route through the daemon's socket") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, fmt::format(R"(
-listen: ["127.0.0.1:{}"]
-workers: 2
-app:
-  command: ["/usr/bin/python3", "-m", "uvicorn", "app:app", "--fd", "{{fd}}", "--no-access-log"]
-  cwd: {}
-  env: {{PYTHONUNBUFFERED: "1"}}
-graceful_timeout: 5s
-)",
-                                   port, source_path("examples/fastapi")));
+    Daemon daemon(dir, SpecBuilder(port).workers(2)
+                           .command({"/usr/bin/python3", "-m", "uvicorn", "app:app", "--fd", "{fd}", "--no-access-log"})
+                           .cwd(source_path("examples/fastapi")).env("PYTHONUNBUFFERED", "1")
+                           .set("graceful_timeout", "5s"));
     REQUIRE(daemon.wait_for_workers(2, 10s));
-    REQUIRE_MESSAGE(eventually([&] { return http_get(port, "/healthz").has_value(); }, 30s),
-                    daemon.log());
+    REQUIRE_MESSAGE(answers_within(port, 30s), daemon.log());
     auto item = http_get(port, "/items/42?q=workerd");
     REQUIRE(item);
     CHECK(item->status == 200);

@@ -257,6 +257,18 @@ RunResult run_program(const std::vector<std::string>& argv, Ms timeout, const st
     return {WEXITSTATUS(*status), read_file(log)};
 }
 
+RunResult run_as_nobody(const std::vector<std::string>& argv, Ms timeout) {
+    std::vector<std::string> as_nobody{"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
+    as_nobody.insert(as_nobody.end(), argv.begin(), argv.end());
+    return run_program(as_nobody, timeout);
+}
+
+bool skipped_unless_root(const std::string& what) {
+    if (::geteuid() == 0) return false;
+    MESSAGE("skipped, not root: " << what << " needs root (CI runs as root)");
+    return true;
+}
+
 std::vector<std::string> workerd_start(const std::string& spec_path, const std::string& binary) {
     std::vector<std::string> argv{binary.empty() ? bin_path("workerd") : binary, "start"};
     const std::string text = "\n" + read_file(spec_path);
@@ -265,12 +277,14 @@ std::vector<std::string> workerd_start(const std::string& spec_path, const std::
     return argv;
 }
 
-WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path, int connections)
+WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path, int connections,
+                 std::chrono::seconds request_timeout)
     : out_(dir.path() + "/wrk.out"),
-      // --timeout 10s: these loads count failed requests, not slow ones; wrk's default of 2 s
-      // turns a busy moment on a loaded 2-core machine into errors.
+      // --timeout 10s by default: these loads count failed requests, not slow ones; wrk's own
+      // default of 2 s turns a busy moment on a loaded 2-core machine into errors.
       wrk_({"/usr/bin/wrk", "-t2", "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
-            "--timeout", "10s", "http://127.0.0.1:" + std::to_string(port) + path},
+            "--timeout", std::to_string(request_timeout.count()) + "s",
+            "http://127.0.0.1:" + std::to_string(port) + path},
            out_) {}
 
 std::string WrkLoad::report() {
@@ -395,13 +409,20 @@ std::optional<pid_t> Daemon::guardian() const {
     return std::nullopt;
 }
 
+bool Daemon::wait_status(const std::function<bool(const nlohmann::json&)>& holds, Ms timeout) const {
+    return test::wait_status(control_socket_, holds, timeout);
+}
+
 bool Daemon::wait_ready(int n, Ms timeout) const {
-    return eventually(
-        [&] {
-            const auto r = ctl({"status", "--json"});
-            if (r.exit_code != 0) return false;
-            const auto s = nlohmann::json::parse(r.output, nullptr, false);
-            return s.is_object() && s.value("ready", -1) == n && s.value("desired", -1) == n;
+    return wait_status([n](const nlohmann::json& s) { return fleet_ready(s, n); }, timeout);
+}
+
+bool Daemon::wait_rolled_out(long generation, Ms timeout) const {
+    return wait_status(
+        [generation](const nlohmann::json& s) {
+            const auto rollout = s.find("rollout");
+            return rollout != s.end() && rollout->is_object() && rollout->value("generation", -1L) == generation &&
+                   rollout->value("state", "") == "done";
         },
         timeout);
 }
@@ -563,6 +584,15 @@ std::optional<HttpResponse> http_request(int port, const std::string& path,
     return parse_complete_response(raw);
 }
 
+int http_status(int port, const std::string& path, Ms timeout) {
+    const auto r = http_get(port, path, timeout);
+    return r ? r->status : 0;
+}
+
+bool answers_within(int port, Ms timeout, const std::string& path) {
+    return eventually([&] { return http_get(port, path).has_value(); }, timeout);
+}
+
 }  // namespace workerd::test
 
 namespace workerd::test {
@@ -601,6 +631,40 @@ std::optional<nlohmann::json> ControlClient::reply(Ms timeout) {
     const std::string line = pending_.substr(0, nl);
     pending_.erase(0, nl + 1);
     return nlohmann::json::parse(line);
+}
+
+std::optional<nlohmann::json> control_status(const std::string& socket) {
+    ControlClient client(socket);
+    if (!client.connected()) return std::nullopt;
+    const auto reply = client.call("status", nlohmann::json::object(), 2s);
+    // Gone from the daemon before this returns: tests count the daemon's descriptors.
+    client.finish(1s);
+    if (!reply || !reply->value("ok", false)) return std::nullopt;
+    return (*reply)["result"];
+}
+
+bool wait_status(const std::string& socket, const std::function<bool(const nlohmann::json&)>& holds, Ms timeout) {
+    return eventually(
+        [&] {
+            const auto status = control_status(socket);
+            return status && holds(*status);
+        },
+        timeout);
+}
+
+bool fleet_ready(const nlohmann::json& status, int n) {
+    return status.value("ready", -1) == n && status.value("desired", -1) == n;
+}
+
+bool ControlClient::finish(Ms timeout) {
+    if (fd_ < 0) return true;
+    ::shutdown(fd_, SHUT_WR);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[4096];
+    while (wait_fd(fd_, POLLIN, deadline)) {
+        if (::read(fd_, buf, sizeof buf) <= 0) return true;  // EOF (or reset): the daemon closed
+    }
+    return false;
 }
 
 std::optional<nlohmann::json> ControlClient::call(const std::string& command, const nlohmann::json& args, Ms timeout) {

@@ -82,6 +82,12 @@ struct RunResult {
 RunResult run_program(const std::vector<std::string>& argv, Ms timeout = 20s,
                       const std::vector<std::string>& env = {});
 
+/// run_program as user nobody (group nogroup, no other groups), through setpriv: needs root.
+RunResult run_as_nobody(const std::vector<std::string>& argv, Ms timeout = 20s);
+/// False when the tests run as root; else true, with a message that the test, which needs
+/// root for `what`, is skipped: `if (skipped_unless_root("...")) return;`.
+bool skipped_unless_root(const std::string& what);
+
 /// Pids whose parent is `parent` (read from /proc).
 std::vector<pid_t> children_of(pid_t parent);
 /// A workerd daemon's workers: its children but its guardian (`workerd guard`).
@@ -110,9 +116,11 @@ std::vector<std::string> workerd_start(const std::string& spec_path, const std::
 
 /// wrk against 127.0.0.1:PORT/PATH for `seconds` in the background (bounded); finish() waits
 /// and fails the test on any socket error or non-2xx response, then returns wrk's report.
+/// `request_timeout`: how long a request may take before wrk counts it as a timeout error.
 class WrkLoad {
 public:
-    WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64);
+    WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64,
+            std::chrono::seconds request_timeout = 10s);
     std::string finish();
     /// Waits for wrk and returns its report, errors and all (for tests that count them).
     std::string report();
@@ -161,14 +169,26 @@ public:
     /// `workerctl status --json`, parsed (the test fails if workerctl does).
     nlohmann::json status() const;
     bool wait_for_workers(std::size_t n, Ms timeout) const;
-    /// Waits until `status` says `n` workers are ready (and none more are wanted).
+    /// Waits until the daemon's status (read from the control socket) satisfies `holds`.
+    bool wait_status(const std::function<bool(const nlohmann::json&)>& holds, Ms timeout) const;
+    /// Waits until the status says `n` workers are ready (and none more are wanted).
     bool wait_ready(int n, Ms timeout) const;
+    /// Waits until the status says the rollout of `generation` is done (`rollout.state`).
+    bool wait_rolled_out(long generation, Ms timeout) const;
 
 private:
     std::string log_path_;
     std::string control_socket_;
     std::unique_ptr<ChildProcess> process_;
 };
+
+/// The `status` result of the daemon at control socket `socket`, asked on a new connection
+/// (not through workerctl: cheap enough to poll); nullopt while nothing answers there.
+std::optional<nlohmann::json> control_status(const std::string& socket);
+/// Polls control_status(socket) every 10 ms until `holds` says yes; false past `timeout`.
+bool wait_status(const std::string& socket, const std::function<bool(const nlohmann::json&)>& holds, Ms timeout);
+/// `ready` and `desired` both `n`: what a status says once a fleet of `n` is up.
+bool fleet_ready(const nlohmann::json& status, int n);
 
 /// A raw client of a daemon's control socket (JSON lines), for timing the protocol and for
 /// what workerctl would never send.
@@ -186,6 +206,9 @@ public:
     /// Sends {"id":..,"command":COMMAND,"args":ARGS} and returns the reply.
     std::optional<nlohmann::json> call(const std::string& command, const nlohmann::json& args = nlohmann::json::object(),
                                        Ms timeout = 5s);
+    /// Ends the connection (shutdown for writing) and waits up to `timeout` until the daemon
+    /// has closed its end: true once nothing of the connection is left open in the daemon.
+    bool finish(Ms timeout);
 
 private:
     int fd_ = -1;
@@ -227,5 +250,9 @@ std::optional<HttpResponse> http_request(int port, const std::string& path,
 inline std::optional<HttpResponse> http_get(int port, const std::string& path, Ms timeout = 5s) {
     return http_request(port, path, "GET", timeout);
 }
+/// The status of one http_get, 0 when no response came back.
+int http_status(int port, const std::string& path, Ms timeout = 5s);
+/// Polls http_get(port, path) until a response (any status) comes back; false past `timeout`.
+bool answers_within(int port, Ms timeout, const std::string& path = "/healthz");
 
 }  // namespace workerd::test
