@@ -81,13 +81,13 @@ TEST_CASE("SIGUSR2 under wrk: the same pid runs the new binary, keeps its socket
     install(bin_path("workerd"), exe);
     const ino_t new_binary = inode_of(exe);
     REQUIRE(new_binary != old_binary);
-    // Waits on the log, not on status: a control connection open while the daemon re-executes
-    // stays open in the new image, unowned, and would fail the descriptor check below.
+    // Polling status across the re-exec: a control connection open at the exec must not stay
+    // in the new image (the descriptor check below counts them).
     daemon.process().signal(SIGUSR2);
-    CHECK_MESSAGE(daemon.wait_for_log("generation 2 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(2, 15s), daemon.log());
     std::this_thread::sleep_until(t0 + 5s);
     daemon.process().signal(SIGUSR2);  // and once more, from the new image
-    CHECK_MESSAGE(daemon.wait_for_log("generation 3 rolled out", 15s), daemon.log());
+    CHECK_MESSAGE(daemon.wait_rolled_out(3, 15s), daemon.log());
     load.finish();
 
     CHECK_FALSE(daemon.process().exited());
