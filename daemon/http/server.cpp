@@ -136,6 +136,25 @@ void Server::on_accepted(Listener& listener, Socket socket) {
     std::make_shared<Connection>(*this, std::move(socket))->start();
 }
 
+void Server::take_queued(Listener& listener) {
+    boost::system::error_code ec;
+    const auto endpoint = listener.acceptor.local_endpoint(ec);
+    if (ec) return;
+    listener.acceptor.native_non_blocking(true, ec);  // as Asio's own accepts have it already
+    if (ec) return;
+    while (true) {
+        const int fd = ::accept4(listener.acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;  // EAGAIN: nothing more is queued (or nothing can be taken)
+        Socket socket(io_);
+        socket.assign(endpoint.protocol(), fd, ec);
+        if (ec) {
+            ::close(fd);
+            continue;
+        }
+        on_accepted(listener, std::move(socket));
+    }
+}
+
 void Server::reject_busy(Socket socket) {
     static const std::string kBusy =
         "HTTP/1.1 503 Service Unavailable\r\nServer: workerd\r\nContent-Type: text/plain\r\n"
@@ -156,6 +175,10 @@ void Server::drain(std::function<void()> on_done) {
     notifier_.send("STOPPING", "1");
     on_drained_ = std::move(on_done);
     for (auto& l : listeners_) {
+        // The last copy of a listening socket to close resets every connection still in its
+        // queue: one made a moment before a stop would see a reset instead of an answer. What
+        // is queued now is taken in first, and served (saying Connection: close).
+        take_queued(*l);
         boost::system::error_code ignored;
         l->acceptor.close(ignored);  // this process's copy only; the daemon keeps the socket
     }

@@ -73,6 +73,8 @@ private:
     void accept(Listener& listener);
     void accept_next(Listener& listener);
     void on_accepted(Listener& listener, Socket socket);
+    /// Takes in every connection the kernel has queued on `listener` (served while draining).
+    void take_queued(Listener& listener);
     void reject_busy(Socket socket);
     void sweep();
     void heartbeat();

@@ -56,8 +56,14 @@ class WorkerdServer(uvicorn.Server):
         # Stop listening at once, not at uvicorn's next look at should_exit (0.1 s): when the
         # whole fleet stops, workerd has closed its copy of the socket, and the kernel refuses
         # new connections as soon as no worker holds it either.
+        # A connection asyncio has just accepted gets its transport in a task that runs later;
+        # were the server closed before it, asyncio would drop the connection (a reset). So the
+        # accept loop stops now and the server closes on the loop's next turn, after them.
+        loop = asyncio.get_running_loop()
         for server in getattr(self, "servers", []):
-            server.close()
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+            loop.call_soon(close_server, server)
 
     async def shutdown(self, sockets=None):
         self.notifier.send("STOPPING", "1")
@@ -77,6 +83,41 @@ class WorkerdServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+
+
+def close_server(server):
+    """Stops `server` listening, first taking in what the kernel has queued for it."""
+    take_queued(server)
+    server.close()
+
+
+def take_queued(server):
+    """Takes in the connections the kernel has queued on `server`'s sockets, to be served.
+
+    The last copy of a listening socket to close resets every connection still in its queue:
+    one made a moment before a stop would see a reset instead of an answer. (The bundled
+    worker does the same when it drains.)
+    """
+    loop = asyncio.get_running_loop()
+    protocol_factory = getattr(server, "_protocol_factory", None)
+    if protocol_factory is None:
+        return
+    for listening in server.sockets:
+        try:
+            sock = socket.socket(fileno=os.dup(listening.fileno()))
+        except OSError:
+            continue
+        try:
+            sock.setblocking(False)
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:  # BlockingIOError: nothing more is queued
+                    break
+                conn.setblocking(False)
+                loop.create_task(loop.connect_accepted_socket(protocol_factory, conn))
+        finally:
+            sock.close()  # the duplicate only
 
 
 def inherited_socket(fd):
