@@ -210,5 +210,15 @@ TEST_CASE("a reload during a rollout supersedes it, and no request fails") {
     CHECK(daemon.count_in_log("generation 2 rolled out") == 0);
     const json s = daemon.status();
     CHECK(s["generation"] == 3);
-    for (const auto& w : s["workers"]) CHECK(w["generation"] == 3);
+    // The rollout is done once the old workers are told to drain; they are listed until they
+    // have finished and exited, and then only generation 3 is left.
+    CHECK_MESSAGE(daemon.wait_status(
+                      [](const json& now) {
+                          for (const auto& w : now["workers"]) {
+                              if (w["generation"] != 3) return false;
+                          }
+                          return true;
+                      },
+                      10s),
+                  daemon.status().dump());
 }
