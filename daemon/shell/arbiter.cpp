@@ -178,11 +178,13 @@ void Arbiter::reap_children() {
         }
         const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-        const bool running = fleet_.mode() == core::Mode::running;
-        if (running && processes_.is_guardian(pid)) {
-            spdlog::error("the guardian (pid {}) {}; starting another", pid, core::describe_status(status));
+        processes_.reaped(pid);
+        if (processes_.is_guardian(pid)) {
+            const bool running = fleet_.mode() == core::Mode::running;
+            if (running) spdlog::error("the guardian (pid {}) {}; starting another", pid, core::describe_status(status));
+            processes_.guardian_lost(running);
+            continue;
         }
-        if (processes_.reaped(pid, running)) continue;
         deliver(core::event::Exited{pid, status, cpu});
         processes_.forget(pid);
     }

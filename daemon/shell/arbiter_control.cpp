@@ -1,6 +1,6 @@
 // The Arbiter's control commands (docs/control-protocol.md), the reload it prepares for the
-// core (the spec read and checked, its listeners opened), status, and SIGUSR2's handover. Everything here runs on
-// the daemon's one event loop.
+// core (the spec read and checked, its listeners opened), status, and SIGUSR2's handover.
+// Everything here runs on the daemon's one event loop.
 #include <unistd.h>
 
 #include <algorithm>

@@ -76,12 +76,9 @@ std::set<std::shared_ptr<Listener>> WorkerProcesses::all_sockets() const {
     return out;
 }
 
-bool WorkerProcesses::reaped(pid_t pid, bool restart) {
-    orphans_.reaped(pid);
-    if (!is_guardian(pid)) return false;
+void WorkerProcesses::guardian_lost(bool restart) {
     guardian_.lost();
     if (restart) start_guardian();
-    return true;
 }
 
 void WorkerProcesses::release_leftovers(const core::action::ReleaseLeftovers& gone, Duration grace) {

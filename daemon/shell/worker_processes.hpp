@@ -56,9 +56,10 @@ public:
     std::set<std::shared_ptr<Listener>> all_sockets() const;
 
     bool is_guardian(pid_t pid) const { return guardian_.running() && pid == guardian_.pid(); }
-    /// A child of the daemon was reaped. True when it was the guardian (lost; `restart`:
-    /// another is started).
-    bool reaped(pid_t pid, bool restart);
+    /// A child of the daemon was reaped: a leftover of that number is gone.
+    void reaped(pid_t pid) { orphans_.reaped(pid); }
+    /// The guardian was reaped; with `restart`, another is started.
+    void guardian_lost(bool restart);
     /// A reaped worker's sockets and pipes go (after the core has heard of its exit).
     void forget(pid_t pid) { processes_.erase(pid); }
 
