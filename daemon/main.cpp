@@ -1,11 +1,14 @@
 // workerd: the daemon. `workerd start SPEC` supervises a fleet; `workerd check SPEC` only
-// validates; `workerd serve-builtin ...` is the bundled HTTP worker the daemon runs.
+// validates; `workerd tune SPEC` measures the app and recommends a worker count; `workerd load
+// URL` is the load generator alone; `workerd serve-builtin ...` is the bundled HTTP worker the
+// daemon runs.
 //
 // Exit codes (stable, documented in docs/operations.md):
 //   0  stopped cleanly / spec is valid
 //   1  the spec is invalid
 //   2  usage error
 //   3  the daemon could not start (listener, permissions, ...)
+// (`tune` and `load` add theirs: daemon/tune/commands.hpp, docs/tuning.md.)
 #include <unistd.h>
 
 #include <climits>
@@ -28,6 +31,7 @@
 #include "daemon/os/sizing.hpp"
 #include "daemon/os/spawn.hpp"
 #include "daemon/os/spec_host.hpp"
+#include "daemon/tune/commands.hpp"
 #include "daemon/version.hpp"
 
 namespace {
@@ -50,6 +54,12 @@ int usage(FILE* out) {
                  "                              fail (exit 1) where `start` as this user would\n"
                  "                              refuse; --stdin: read the text from stdin, SPEC\n"
                  "                              naming it (relative paths resolve against it)\n"
+                 "       workerd tune SPEC [--url PATH]... [--slo p99=200ms] [--workers 1-8] [--json]\n"
+                 "                              [--report FILE.html] ...\n"
+                 "                              measure the app at several worker counts and\n"
+                 "                              recommend one (workerd tune --help)\n"
+                 "       workerd load URL [--rate R] [--duration 10s] [-c N] [--json] ...\n"
+                 "                              the open-loop load generator (workerd load --help)\n"
                  "       workerd --version\n"
                  "\n"
                  "Signals: TERM graceful stop, INT/QUIT fast stop, HUP reload, TTIN/TTOU one worker\n"
@@ -218,6 +228,8 @@ int main(int argc, char** argv) {
     }
     if (command == "--help" || command == "-h" || command == "help") return usage(stdout);
     if (command == "serve-builtin") return serve_builtin({args.begin() + 1, args.end()});
+    if (command == "tune") return workerd::tune::tune_command({args.begin() + 1, args.end()}, self_executable());
+    if (command == "load") return workerd::tune::load_command({args.begin() + 1, args.end()});
     // Internal: the guardian the daemon starts (daemon/os/guardian.hpp), reading its stdin.
     if (command == "guard" && args.size() == 1) return workerd::run_guardian(STDIN_FILENO);
     if (command == "check" && args.size() >= 2) {

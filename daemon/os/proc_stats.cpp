@@ -46,4 +46,25 @@ long proc_rss_bytes(pid_t pid) { return proc_sample(pid).rss_bytes; }
 
 long proc_cpu_ticks(pid_t pid) { return proc_sample(pid).cpu_ticks; }
 
+std::optional<ProcMemory> proc_memory(pid_t pid) {
+    char path[48];
+    *fmt::format_to_n(path, sizeof path - 1, "/proc/{}/smaps_rollup", pid).out = '\0';
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    char text[4096];
+    const ssize_t n = ::read(fd.get(), text, sizeof text - 1);
+    if (n <= 0) return std::nullopt;
+    text[n] = '\0';
+    // Lines "Name:   123 kB" after a header line naming the mapping.
+    ProcMemory m;
+    auto kib = [&](const char* name) -> long {
+        const char* at = std::strstr(text, name);
+        return at == nullptr ? 0 : std::strtol(at + std::strlen(name), nullptr, 10) * 1024;
+    };
+    m.rss_bytes = kib("\nRss:");
+    m.pss_bytes = kib("\nPss:");
+    m.private_bytes = kib("\nPrivate_Clean:") + kib("\nPrivate_Dirty:");
+    return m;
+}
+
 }  // namespace workerd
