@@ -201,6 +201,7 @@ int tune_command(const std::vector<std::string>& args, const std::string& self) 
     }
     if (as_json) {
         std::fputs(render_json(report).c_str(), stdout);
+        std::fflush(stdout);  // whole, before the text on stderr (when both go to one file)
         std::fputs(("\n" + render_text(report)).c_str(), stderr);
     } else {
         std::fputs(("\n" + render_text(report)).c_str(), stdout);
