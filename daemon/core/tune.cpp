@@ -16,6 +16,8 @@ constexpr double kRampUp = 1.25;     ///< while every step passed
 constexpr double kBackOff = 0.6;     ///< while every step failed
 constexpr std::uint64_t kMiB = 1024 * 1024;
 
+std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
+
 std::string percentile_name(double p) {
     return p == std::floor(p) ? fmt::format("p{}", static_cast<int>(p)) : fmt::format("p{}", p);
 }
@@ -34,9 +36,11 @@ double TrialResult::error_ratio() const {
 
 RateSearch::RateSearch(TuneObjective objective, SearchLimits limits) : objective_(objective), limits_(limits) {}
 
-bool RateSearch::meets(const TrialResult& t) const {
-    return t.requests > 0 && t.objective_ms <= objective_.latency_ms && t.error_ratio() < objective_.max_error_ratio;
+bool meets_objective(const TuneObjective& objective, const TrialResult& t) {
+    return t.requests > 0 && t.objective_ms <= objective.latency_ms && t.error_ratio() < objective.max_error_ratio;
 }
+
+bool RateSearch::meets(const TrialResult& t) const { return meets_objective(objective_, t); }
 
 std::optional<RateSearch::Step> RateSearch::next() const {
     if (trials_.empty()) return Step{TrialResult::Kind::probe, 0};
@@ -110,6 +114,88 @@ bool ladder_plateaued(const std::vector<CountResult>& done, double plateau) {
     return a < best_before * (1 + plateau) && b < std::max(best_before, a) * (1 + plateau);
 }
 
+// ---- the session ------------------------------------------------------------------------
+
+TuneSession::TuneSession(TuneObjective objective, SearchLimits limits, TuneBudget budget, std::vector<int> counts,
+                         std::optional<std::uint64_t> memory_per_worker)
+    : objective_(objective), limits_(limits), budget_(budget), climb_(counts.empty()) {
+    if (budget_.memory_limit && memory_per_worker) {
+        memory_cap_ = memory_budget(*budget_.memory_limit, budget_.memory_margin, *memory_per_worker);
+    }
+    ladder_ = climb_ ? worker_ladder(default_max_workers(budget_.usable_cpus, memory_cap_)) : std::move(counts);
+}
+
+TuneSession::Next TuneSession::next() {
+    while (!done_) {
+        if (search_) {
+            if (auto step = search_->next()) return Next{Next::Kind::run, ladder_[index_], *step};
+            close_count();
+            continue;
+        }
+        if (index_ >= ladder_.size()) break;
+        const int workers = ladder_[index_];
+        if (memory_cap_ && workers > *memory_cap_) {
+            notes_.push_back(fmt::format("{}: skipped, over the memory budget ({} fit)", workers_word(workers),
+                                         *memory_cap_));
+            ++index_;
+            continue;
+        }
+        search_.emplace(objective_, limits_);
+    }
+    done_ = true;
+    return Next{};
+}
+
+void TuneSession::record(TrialResult result) {
+    if (!search_) return;
+    search_->record(std::move(result));
+}
+
+void TuneSession::close_count() {
+    CountResult count;
+    count.workers = ladder_[index_];
+    count.trials = search_->trials();
+    count.sustainable_rate = search_->sustainable();
+    if (const TrialResult* best = search_->sustainable_trial()) {
+        count.sustainable_trial = static_cast<std::size_t>(best - search_->trials().data());
+    }
+    // Memory under the heaviest load that met the objective (else the last step).
+    const TrialResult* sample = count.at_sustainable();
+    if (sample == nullptr && !count.trials.empty()) sample = &count.trials.back();
+    if (sample != nullptr && !sample->pss_bytes.empty()) {
+        std::uint64_t sum = 0;
+        for (const auto b : sample->pss_bytes) sum += b;
+        count.pss_per_worker = sum / sample->pss_bytes.size();
+    }
+    search_.reset();
+    ++index_;
+    if (count.trials.empty()) return;
+    results_.push_back(std::move(count));
+    // The memory budget, now with memory measured under load.
+    std::uint64_t pss = 0;
+    for (const auto& c : results_) pss = std::max(pss, c.pss_per_worker);
+    if (budget_.memory_limit && pss > 0) memory_cap_ = memory_budget(*budget_.memory_limit, budget_.memory_margin, pss);
+    if (climb_ && ladder_plateaued(results_)) {
+        notes_.push_back(fmt::format("the last two counts added less than 5%: the climb stops at {}",
+                                     workers_word(results_.back().workers)));
+        done_ = true;
+    }
+}
+
+void TuneSession::finish() {
+    if (search_ && !search_->trials().empty()) close_count();
+    search_.reset();
+    done_ = true;
+}
+
+std::vector<std::string> TuneSession::take_notes() {
+    std::vector<std::string> out;
+    out.swap(notes_);
+    return out;
+}
+
+Recommendation TuneSession::recommendation() const { return recommend(results_, objective_, budget_); }
+
 // ---- the recommendation ---------------------------------------------------------------
 
 std::string thousands(double value) {
@@ -126,8 +212,6 @@ std::string thousands(double value) {
 namespace {
 
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.0f} MiB", static_cast<double>(bytes) / kMiB); }
-
-std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
 
 /// The workload class from what the fleet did at one worker: CPU seconds per request against
 /// the time a request took when the fleet was not loaded. Near 1: the request computes; near 0:

@@ -42,6 +42,10 @@ struct TrialResult {
     double error_ratio() const;
 };
 
+/// Whether a step met the objective: something was answered, the objective's percentile is
+/// within its latency, and the errors are under its share.
+bool meets_objective(const TuneObjective& objective, const TrialResult& t);
+
 /// The step durations and counts of a search (what bounds the total duration).
 struct SearchLimits {
     int max_open_trials = 5;  ///< open-loop steps per worker count after the probe
@@ -129,6 +133,57 @@ struct Recommendation {
 /// measured, among those the memory budget holds; the reasoning and the spec lines.
 Recommendation recommend(const std::vector<CountResult>& results, const TuneObjective& objective,
                          const TuneBudget& budget);
+
+/// A whole tuning run's decisions, step by step: the counts of the ladder (skipping those over
+/// the memory budget, which becomes known from the PSS measured under load), the rate search
+/// at each, the climb's stop at a plateau, the recommendation. The shell (or the simulator) asks
+/// next(), does it, and reports back; it decides nothing itself.
+class TuneSession {
+public:
+    /// `counts` empty: the default ladder up to default_max_workers, stopped at a plateau;
+    /// given: exactly those (each tried, memory permitting). `memory_per_worker`: the spec's hint,
+    /// for the budget before anything is measured.
+    TuneSession(TuneObjective objective, SearchLimits limits, TuneBudget budget, std::vector<int> counts,
+                std::optional<std::uint64_t> memory_per_worker = std::nullopt);
+
+    struct Next {
+        enum class Kind { run, done };
+        Kind kind = Kind::done;
+        int workers = 0;        ///< the fleet's size for this step (scale to it first if it differs)
+        RateSearch::Step step{};
+    };
+    /// What to do now.
+    Next next();
+    /// The step next() asked for was run: its measurement.
+    void record(TrialResult result);
+    /// Ends the run early (interrupted): the results so far stand.
+    void finish();
+    /// Whether a step's measurement meets the objective.
+    bool meets(const TrialResult& t) const { return meets_objective(objective_, t); }
+
+    const std::vector<int>& ladder() const { return ladder_; }
+    const std::vector<CountResult>& results() const { return results_; }
+    /// The memory budget's count, when known.
+    std::optional<int> memory_cap() const { return memory_cap_; }
+    /// What happened besides the steps, for the progress lines ("6 workers: skipped, ...").
+    std::vector<std::string> take_notes();
+    Recommendation recommendation() const;
+
+private:
+    void close_count();
+
+    TuneObjective objective_;
+    SearchLimits limits_;
+    TuneBudget budget_;
+    bool climb_;
+    std::vector<int> ladder_;
+    std::size_t index_ = 0;
+    std::optional<RateSearch> search_;
+    std::vector<CountResult> results_;
+    std::optional<int> memory_cap_;
+    std::vector<std::string> notes_;
+    bool done_ = false;
+};
 
 /// "1,840".
 std::string thousands(double value);

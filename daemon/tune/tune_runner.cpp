@@ -337,22 +337,20 @@ TuneReport run_tune(const TuneOptions& o, const std::atomic<bool>& stop, std::FI
     report.budget.memory_limit = spec.memory_limit ? spec.memory_limit : resources.memory_limit;
     report.budget.memory_margin = spec.memory_margin;
     report.budget.usable_cpus = resources.usable_cpus();
-    std::optional<int> memory_cap;
-    if (report.budget.memory_limit && spec.memory_per_worker) {
-        memory_cap = memory_budget(*report.budget.memory_limit, spec.memory_margin, *spec.memory_per_worker);
-    }
-    std::vector<int> ladder = o.counts.empty()
-                                  ? worker_ladder(default_max_workers(report.budget.usable_cpus, memory_cap))
-                                  : o.counts;
-    const bool climb = o.counts.empty();  // the default ladder stops at a plateau
+    TuneSession session(o.objective, o.limits, report.budget, o.counts, spec.memory_per_worker);
+    auto print_notes = [&] {
+        for (const auto& note : session.take_notes()) {
+            if (progress != nullptr) std::fprintf(progress, "%s\n", note.c_str());
+        }
+    };
     if (progress != nullptr) {
-        const auto total = planned_duration(o, ladder.size());
+        const auto total = planned_duration(o, session.ladder().size());
         std::string counts;
-        for (const int n : ladder) counts += (counts.empty() ? "" : ", ") + std::to_string(n);
+        for (const int n : session.ladder()) counts += (counts.empty() ? "" : ", ") + std::to_string(n);
         std::fprintf(progress,
                      "tune: %zu worker counts (%s), each a %llds probe and up to %d steps of %llds: at most "
                      "%lldm%02llds of load, plus start-up; Ctrl-C stops and reports what was measured\n",
-                     ladder.size(), counts.c_str(), static_cast<long long>(o.probe.count() / 1000),
+                     session.ladder().size(), counts.c_str(), static_cast<long long>(o.probe.count() / 1000),
                      o.limits.max_open_trials, static_cast<long long>(o.step.count() / 1000),
                      static_cast<long long>(total.count() / 60), static_cast<long long>(total.count() % 60));
     }
@@ -370,6 +368,7 @@ TuneReport run_tune(const TuneOptions& o, const std::atomic<bool>& stop, std::FI
                              : std::max(std::chrono::milliseconds(2000),
                                         std::chrono::milliseconds(static_cast<long>(o.objective.latency_ms * 5)));
 
+    // 4. What the session asks for, step by step.
     auto interrupted = [&](const std::string& why) {
         report.complete = false;
         if (report.stopped_because.empty()) report.stopped_because = why;
@@ -378,107 +377,70 @@ TuneReport run_tune(const TuneOptions& o, const std::atomic<bool>& stop, std::FI
         // The fleet starts with one worker: a spec that cannot start fails here, once.
         std::vector<pid_t> pids = wait_ready(fleet, 1, boot_bound, stop);
         int current = 1;
-        for (std::size_t i = 0; i < ladder.size() && !stop; ++i) {
-            const int workers = ladder[i];
-            if (memory_cap && workers > *memory_cap) {
-                if (progress != nullptr) {
-                    std::fprintf(progress, "%d workers: skipped, over the memory budget (%d fit)\n", workers, *memory_cap);
-                }
-                continue;
-            }
+        while (!stop) {
+            const auto next = session.next();
+            print_notes();
+            if (next.kind == TuneSession::Next::Kind::done) break;
+            const int workers = next.workers;
             if (workers != current) {
                 fleet.scale(workers);
                 pids = wait_ready(fleet, workers, boot_bound, stop);
                 current = workers;
-            }
-            if (stop) break;
-            CountResult count;
-            count.workers = workers;
-            RateSearch search(o.objective, o.limits);
-            std::uint64_t best_pss = 0;
-            while (auto step = search.next()) {
                 if (stop) break;
-                load::Options lo;
-                lo.port = std::to_string(fleet.port());
-                lo.requests = o.requests;
-                lo.threads = o.threads;
-                lo.timeout = timeout;
-                lo.stop = &stop;
-                const bool probe = step->kind == TrialResult::Kind::probe;
-                lo.rate = probe ? 0 : step->rate;
-                lo.duration = probe ? o.probe : o.step;
-                lo.connections = probe ? std::min(kProbeConnections, o.connections) : o.connections;
-                const std::string label = probe ? fmt::format("{}: probe", workers_word(workers))
-                                                : fmt::format("{}: {} req/s", workers_word(workers), thousands(step->rate));
-                lo.on_progress = [&](const load::Progress& p) { line.live(label, p); };
-                const long ticks_before = total_cpu_ticks(pids);
-                const auto t0 = Clock::now();
-                const load::Result r = load::run(lo);
-                const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-                TrialResult t;
-                t.kind = step->kind;
-                t.offered_rate = probe ? 0 : step->rate;
-                t.rate = r.rate();
-                t.seconds = r.seconds;
-                t.requests = r.requests();
-                t.errors = r.errors();
-                t.timeouts = r.timeouts + r.unsent;
-                t.p50_ms = r.ms(50);
-                t.p90_ms = r.ms(90);
-                t.p99_ms = r.ms(99);
-                t.max_ms = static_cast<double>(r.latency.max()) / 1000.0;
-                t.objective_ms = r.ms(o.objective.percentile);
-                t.cpu_cores = static_cast<double>(total_cpu_ticks(pids) - ticks_before) /
-                              static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds;
-                for (const pid_t p : pids) {
-                    if (const auto m = proc_memory(p)) t.pss_bytes.push_back(static_cast<std::uint64_t>(m->pss_bytes));
-                }
-                if (r.stopped) {
-                    interrupted("interrupted (Ctrl-C)");
-                    break;
-                }
-                const TrialResult& kept = search.record(std::move(t));
-                line.done(fmt::format("{}: {}", workers_word(workers), describe_trial(kept, o.objective)));
-                wait_idle(fleet, stop);
             }
-            count.trials = search.trials();
-            count.sustainable_rate = search.sustainable();
-            for (std::size_t k = 0; k < count.trials.size(); ++k) {
-                if (&search.trials()[k] == search.sustainable_trial()) count.sustainable_trial = k;
+            const bool probe = next.step.kind == TrialResult::Kind::probe;
+            load::Options lo;
+            lo.port = std::to_string(fleet.port());
+            lo.requests = o.requests;
+            lo.threads = o.threads;
+            lo.timeout = timeout;
+            lo.stop = &stop;
+            lo.rate = probe ? 0 : next.step.rate;
+            lo.duration = probe ? o.probe : o.step;
+            lo.connections = probe ? std::min(kProbeConnections, o.connections) : o.connections;
+            const std::string label = probe ? fmt::format("{}: probe", workers_word(workers))
+                                            : fmt::format("{}: {} req/s", workers_word(workers), thousands(lo.rate));
+            lo.on_progress = [&](const load::Progress& p) { line.live(label, p); };
+            const long ticks_before = total_cpu_ticks(pids);
+            const auto t0 = Clock::now();
+            const load::Result r = load::run(lo);
+            const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+            if (r.stopped) break;
+            TrialResult t;
+            t.kind = next.step.kind;
+            t.offered_rate = lo.rate;
+            t.rate = r.rate();
+            t.seconds = r.seconds;
+            t.requests = r.requests();
+            t.errors = r.errors();
+            t.timeouts = r.timeouts + r.unsent;
+            t.p50_ms = r.ms(50);
+            t.p90_ms = r.ms(90);
+            t.p99_ms = r.ms(99);
+            t.max_ms = static_cast<double>(r.latency.max()) / 1000.0;
+            t.objective_ms = r.ms(o.objective.percentile);
+            t.cpu_cores = static_cast<double>(total_cpu_ticks(pids) - ticks_before) /
+                          static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds;
+            for (const pid_t p : pids) {
+                if (const auto m = proc_memory(p)) t.pss_bytes.push_back(static_cast<std::uint64_t>(m->pss_bytes));
             }
-            // Memory under the heaviest load that met the objective (else the last step).
-            const TrialResult* sample = search.sustainable_trial();
-            if (sample == nullptr && !count.trials.empty()) sample = &count.trials.back();
-            if (sample != nullptr && !sample->pss_bytes.empty()) {
-                std::uint64_t sum = 0;
-                for (const auto b : sample->pss_bytes) sum += b;
-                best_pss = sum / sample->pss_bytes.size();
-            }
-            count.pss_per_worker = best_pss;
-            if (!count.trials.empty()) report.counts.push_back(std::move(count));
-            if (stop) break;
-            // The memory budget, now with memory measured under load.
-            if (report.budget.memory_limit && best_pss > 0) {
-                memory_cap = memory_budget(*report.budget.memory_limit, spec.memory_margin, best_pss);
-            }
-            if (climb && ladder_plateaued(report.counts)) {
-                if (progress != nullptr) {
-                    std::fprintf(progress, "the last two counts added less than 5%%: stopping the climb at %d workers\n",
-                                 workers);
-                }
-                break;
-            }
+            t.passed = session.meets(t);
+            line.done(fmt::format("{}: {}", workers_word(workers), describe_trial(t, o.objective)));
+            session.record(std::move(t));
+            wait_idle(fleet, stop);
         }
     } catch (const TuneError& e) {
-        if (report.counts.empty()) throw;
+        if (session.results().empty()) throw;
         interrupted(e.what());
     } catch (const std::exception& e) {
-        if (report.counts.empty()) throw TuneError(kExitStartFailed, e.what());
+        if (session.results().empty()) throw TuneError(kExitStartFailed, e.what());
         interrupted(e.what());
     }
     if (stop) interrupted("interrupted (Ctrl-C)");
+    session.finish();
     fleet.stop();
-    report.recommendation = recommend(report.counts, o.objective, report.budget);
+    report.counts = session.results();
+    report.recommendation = session.recommendation();
     report.elapsed_seconds = std::chrono::duration<double>(Clock::now() - began).count();
     return report;
 }
