@@ -15,6 +15,7 @@ constexpr double kFirstShare = 0.9;  ///< of the probe's rate: the first open-lo
 constexpr double kRampUp = 1.25;     ///< while every step passed
 constexpr double kBackOff = 0.6;     ///< while every step failed
 constexpr std::uint64_t kMiB = 1024 * 1024;
+constexpr int kMaxLadder = 64;  ///< the climb never goes past this many workers
 
 std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
 
@@ -114,6 +115,34 @@ bool ladder_plateaued(const std::vector<CountResult>& done, double plateau) {
     return a < best_before * (1 + plateau) && b < std::max(best_before, a) * (1 + plateau);
 }
 
+// ---- memory ----------------------------------------------------------------------------
+
+std::optional<int> measured_memory_cap(const std::vector<CountResult>& results, std::uint64_t limit, double margin) {
+    // The fleet's total PSS at each measured count: a shared part counted once and a private
+    // part per worker (PSS divides shared pages among the workers, so PSS per worker falls as
+    // the fleet grows; the largest per worker would undercount what fits). A line through the
+    // smallest and largest count measured; one count alone: its PSS per worker, as if private.
+    const CountResult* low = nullptr;
+    const CountResult* high = nullptr;
+    for (const auto& c : results) {
+        if (c.pss_per_worker == 0) continue;
+        if (low == nullptr || c.workers < low->workers) low = &c;
+        if (high == nullptr || c.workers > high->workers) high = &c;
+    }
+    if (low == nullptr) return std::nullopt;
+    const double usable = static_cast<double>(limit) * (1.0 - margin);
+    const double total_low = static_cast<double>(low->pss_per_worker) * low->workers;
+    double per_worker = static_cast<double>(low->pss_per_worker);
+    double shared = 0;
+    if (high != low) {
+        const double total_high = static_cast<double>(high->pss_per_worker) * high->workers;
+        // Never less than a tenth of what one worker shows: noise must not make workers free.
+        per_worker = std::max((total_high - total_low) / (high->workers - low->workers), per_worker / 10);
+        shared = std::max(0.0, total_low - per_worker * low->workers);
+    }
+    return std::max(1, static_cast<int>((usable - shared) / per_worker));
+}
+
 // ---- the session ------------------------------------------------------------------------
 
 TuneSession::TuneSession(TuneObjective objective, SearchLimits limits, TuneBudget budget, std::vector<int> counts,
@@ -122,7 +151,9 @@ TuneSession::TuneSession(TuneObjective objective, SearchLimits limits, TuneBudge
     if (budget_.memory_limit && memory_per_worker) {
         memory_cap_ = memory_budget(*budget_.memory_limit, budget_.memory_margin, *memory_per_worker);
     }
-    ladder_ = climb_ ? worker_ladder(default_max_workers(budget_.usable_cpus, memory_cap_)) : std::move(counts);
+    // The spec's hint does not shorten the ladder: counts over it are skipped only while no
+    // measurement says otherwise (next()), and measured memory usually says more fit.
+    ladder_ = climb_ ? worker_ladder(default_max_workers(budget_.usable_cpus, std::nullopt)) : std::move(counts);
 }
 
 TuneSession::Next TuneSession::next() {
@@ -172,13 +203,30 @@ void TuneSession::close_count() {
     if (count.trials.empty()) return;
     results_.push_back(std::move(count));
     // The memory budget, now with memory measured under load.
-    std::uint64_t pss = 0;
-    for (const auto& c : results_) pss = std::max(pss, c.pss_per_worker);
-    if (budget_.memory_limit && pss > 0) memory_cap_ = memory_budget(*budget_.memory_limit, budget_.memory_margin, pss);
+    if (budget_.memory_limit) {
+        if (auto cap = measured_memory_cap(results_, *budget_.memory_limit, budget_.memory_margin)) memory_cap_ = cap;
+    }
     if (climb_ && ladder_plateaued(results_)) {
         notes_.push_back(fmt::format("the last two counts added less than 5%: the climb stops at {}",
                                      workers_word(results_.back().workers)));
         done_ = true;
+        return;
+    }
+    // At the ladder's top and still climbing (the best so far, 5% over the best before it): one
+    // rung more. Apps that wait in threads or sockets can use more workers than 2 × CPUs + 1.
+    if (climb_ && index_ == ladder_.size() && results_.size() >= 2 && ladder_.back() < kMaxLadder) {
+        double before = 0;
+        for (std::size_t i = 0; i + 1 < results_.size(); ++i) {
+            before = std::max(before, results_[i].sustainable_rate.value_or(0.0));
+        }
+        const double last = results_.back().sustainable_rate.value_or(0.0);
+        if (before > 0 && last >= before * 1.05) {
+            const int n = ladder_.back();
+            const int up = std::min(kMaxLadder, n < 6 ? n + 1 : n < 12 ? n + 2 : n + n / 2);
+            ladder_.push_back(up);
+            notes_.push_back(fmt::format("{} still added {:.0f}%: trying {} too", workers_word(n),
+                                         (last / before - 1) * 100, up));
+        }
     }
 }
 
@@ -246,7 +294,7 @@ Recommendation recommend(const std::vector<CountResult>& results, const TuneObje
     // The memory budget with the PSS measured under load (the largest seen per worker).
     std::uint64_t pss = 0;
     for (const auto& c : results) pss = std::max(pss, c.pss_per_worker);
-    if (budget.memory_limit && pss > 0) r.memory_cap = memory_budget(*budget.memory_limit, budget.memory_margin, pss);
+    if (budget.memory_limit) r.memory_cap = measured_memory_cap(results, *budget.memory_limit, budget.memory_margin);
 
     double best = 0;
     const CountResult* best_count = nullptr;

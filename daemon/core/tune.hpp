@@ -111,6 +111,12 @@ int default_max_workers(double usable_cpus, std::optional<int> memory_cap);
 /// `plateau` over the best rate before them (more workers only cost memory from here).
 bool ladder_plateaued(const std::vector<CountResult>& done, double plateau = 0.05);
 
+/// How many workers the memory budget (`limit` less `margin`) holds, from the PSS measured at
+/// each count: a shared part once plus a private part per worker, fitted through the smallest
+/// and largest count measured (one count: its PSS per worker, all counted as private). nullopt
+/// before any memory was measured.
+std::optional<int> measured_memory_cap(const std::vector<CountResult>& results, std::uint64_t limit, double margin);
+
 /// What the recommendation weighs besides the measurements.
 struct TuneBudget {
     std::optional<std::uint64_t> memory_limit;  ///< bytes (spec's memory_limit, else cgroup)
