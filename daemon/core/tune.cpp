@@ -13,7 +13,8 @@ namespace {
 
 constexpr double kFirstShare = 0.9;  ///< of the probe's rate: the first open-loop step
 constexpr double kRampUp = 1.25;     ///< while every step passed
-constexpr double kBackOff = 0.6;     ///< while every step failed
+constexpr double kFirstBackOff = 0.75;  ///< after the first step failed
+constexpr double kBackOff = 0.6;     ///< while every step failed, after that
 constexpr std::uint64_t kMiB = 1024 * 1024;
 constexpr int kMaxLadder = 64;  ///< the climb never goes past this many workers
 
@@ -56,7 +57,9 @@ std::optional<RateSearch::Step> RateSearch::next() const {
         return Step{TrialResult::Kind::open, std::sqrt(low * *lowest_fail_)};
     }
     if (!lowest_fail_) return Step{TrialResult::Kind::open, last.offered_rate * kRampUp};
-    return Step{TrialResult::Kind::open, last.offered_rate * kBackOff};  // nothing passed yet
+    // Nothing passed yet. The first failure is mostly at 90% of a probe that was close: back off
+    // less, or the bisection after it cannot reach the precision within the steps.
+    return Step{TrialResult::Kind::open, last.offered_rate * (open == 1 ? kFirstBackOff : kBackOff)};
 }
 
 const TrialResult& RateSearch::record(TrialResult result) {
@@ -134,7 +137,13 @@ std::optional<int> measured_memory_cap(const std::vector<CountResult>& results, 
     const double total_low = static_cast<double>(low->pss_per_worker) * low->workers;
     double per_worker = static_cast<double>(low->pss_per_worker);
     double shared = 0;
-    if (high != low) {
+    if (high == low && low->private_per_worker > 0 && low->private_per_worker < low->pss_per_worker) {
+        // One count: what one more worker adds is its USS; the rest of the PSS is shared. (With
+        // the PSS alone, 1 worker's holds every shared page, and the budget would count them
+        // once per worker: often no second count is ever tried.)
+        per_worker = static_cast<double>(low->private_per_worker);
+        shared = total_low - per_worker * low->workers;
+    } else if (high != low) {
         const double total_high = static_cast<double>(high->pss_per_worker) * high->workers;
         // Never less than a tenth of what one worker shows: noise must not make workers free.
         per_worker = std::max((total_high - total_low) / (high->workers - low->workers), per_worker / 10);
@@ -193,10 +202,14 @@ void TuneSession::close_count() {
     // Memory under the heaviest load that met the objective (else the last step).
     const TrialResult* sample = count.at_sustainable();
     if (sample == nullptr && !count.trials.empty()) sample = &count.trials.back();
-    if (sample != nullptr && !sample->pss_bytes.empty()) {
+    auto mean = [](const std::vector<std::uint64_t>& v) -> std::uint64_t {
         std::uint64_t sum = 0;
-        for (const auto b : sample->pss_bytes) sum += b;
-        count.pss_per_worker = sum / sample->pss_bytes.size();
+        for (const auto b : v) sum += b;
+        return v.empty() ? 0 : sum / v.size();
+    };
+    if (sample != nullptr) {
+        count.pss_per_worker = mean(sample->pss_bytes);
+        count.private_per_worker = mean(sample->private_bytes);
     }
     search_.reset();
     ++index_;
@@ -212,20 +225,18 @@ void TuneSession::close_count() {
         done_ = true;
         return;
     }
-    // At the ladder's top and still climbing (the best so far, 5% over the best before it): one
-    // rung more. Apps that wait in threads or sockets can use more workers than 2 × CPUs + 1.
-    if (climb_ && index_ == ladder_.size() && results_.size() >= 2 && ladder_.back() < kMaxLadder) {
-        double before = 0;
-        for (std::size_t i = 0; i + 1 < results_.size(); ++i) {
-            before = std::max(before, results_[i].sustainable_rate.value_or(0.0));
-        }
-        const double last = results_.back().sustainable_rate.value_or(0.0);
-        if (before > 0 && last >= before * 1.05) {
-            const int n = ladder_.back();
-            const int up = std::min(kMaxLadder, n < 6 ? n + 1 : n < 12 ? n + 2 : n + n / 2);
+    // At the ladder's top and not at a plateau (the rule above): one rung more, within the memory
+    // budget. Apps that wait in threads or sockets can use more workers than 2 × CPUs + 1. (Not
+    // "the last count added 5%": one unlucky step at the top would end the climb.)
+    if (climb_ && index_ == ladder_.size() && ladder_.back() < kMaxLadder) {
+        double best = 0;
+        for (const auto& c : results_) best = std::max(best, c.sustainable_rate.value_or(0.0));
+        const int n = ladder_.back();
+        int up = std::min(kMaxLadder, n < 6 ? n + 1 : n < 12 ? n + 2 : n + n / 2);
+        if (memory_cap_) up = std::min(up, *memory_cap_);  // as the default ladder ends at its top
+        if (best > 0 && up > n) {
             ladder_.push_back(up);
-            notes_.push_back(fmt::format("{} still added {:.0f}%: trying {} too", workers_word(n),
-                                         (last / before - 1) * 100, up));
+            notes_.push_back(fmt::format("{}: still climbing, trying {} too", workers_word(n), up));
         }
     }
 }
@@ -368,7 +379,11 @@ Recommendation recommend(const std::vector<CountResult>& results, const TuneObje
         r.spec_lines.push_back(fmt::format("  min: {}", r.workers));
         r.spec_lines.push_back(fmt::format("  max: {}   # the best rate measured", best_count->workers));
     }
-    if (pss > 0) r.spec_lines.push_back(fmt::format("memory_per_worker: {}MiB   # measured PSS under load", (pss + kMiB - 1) / kMiB));
+    // The pick's own PSS: the largest (1 worker's, holding every shared page) would make the
+    // daemon's budget (memory_per_worker × workers) hold fewer workers than recommended here.
+    if (const std::uint64_t own = pick->pss_per_worker > 0 ? pick->pss_per_worker : pss; own > 0) {
+        r.spec_lines.push_back(fmt::format("memory_per_worker: {}MiB   # measured PSS under load", (own + kMiB - 1) / kMiB));
+    }
     return r;
 }
 

@@ -37,6 +37,7 @@ struct TrialResult {
     double objective_ms = 0;     ///< the objective's percentile (p99 for --slo p99=...)
     double cpu_cores = 0;        ///< the fleet's CPU use over the step (1 = one core busy)
     std::vector<std::uint64_t> pss_bytes;  ///< each worker's PSS at the end of the step
+    std::vector<std::uint64_t> private_bytes;  ///< each worker's USS (its pages no other maps), the same time
     bool passed = false;         ///< meets the objective (set by RateSearch::record)
 
     double error_ratio() const;
@@ -54,9 +55,10 @@ struct SearchLimits {
 
 /// The search for the highest rate a fleet sustains under the objective, at one worker count.
 /// First a probe: closed loop, as fast as the connections go, which gives a ceiling. Then open
-/// loop at 90% of it; up by 25% while steps pass and none failed, down to 60% while none passed,
-/// then bisection (geometric) between the highest passing and the lowest failing rate until they
-/// are within `precision` or the steps run out.
+/// loop at 90% of it; up by 25% while steps pass and none failed, down to 75% after a first
+/// failure and to 60% after each further one while none passed, then bisection (geometric)
+/// between the highest passing and the lowest failing rate until they are within `precision` or
+/// the steps run out.
 class RateSearch {
 public:
     RateSearch(TuneObjective objective, SearchLimits limits);
@@ -93,6 +95,7 @@ struct CountResult {
     std::optional<double> sustainable_rate;  ///< nullopt: not even the lowest rate met the objective
     std::optional<std::size_t> sustainable_trial;  ///< index into trials
     std::uint64_t pss_per_worker = 0;  ///< mean PSS per worker under that load (0: unknown)
+    std::uint64_t private_per_worker = 0;  ///< mean USS per worker: what one more worker adds (0: unknown)
 
     const TrialResult* at_sustainable() const {
         return sustainable_trial ? &trials[*sustainable_trial] : nullptr;
@@ -113,8 +116,8 @@ bool ladder_plateaued(const std::vector<CountResult>& done, double plateau = 0.0
 
 /// How many workers the memory budget (`limit` less `margin`) holds, from the PSS measured at
 /// each count: a shared part once plus a private part per worker, fitted through the smallest
-/// and largest count measured (one count: its PSS per worker, all counted as private). nullopt
-/// before any memory was measured.
+/// and largest count measured (one count: its USS per worker as the private part, else its PSS
+/// per worker, all counted as private). nullopt before any memory was measured.
 std::optional<int> measured_memory_cap(const std::vector<CountResult>& results, std::uint64_t limit, double margin);
 
 /// What the recommendation weighs besides the measurements.
@@ -122,7 +125,9 @@ struct TuneBudget {
     std::optional<std::uint64_t> memory_limit;  ///< bytes (spec's memory_limit, else cgroup)
     double memory_margin = 0.1;
     double usable_cpus = 1;                      ///< the CPU quota / affinity
-    double tolerance = 0.05;                     ///< "within a few percent of the best"
+    /// "Within a few percent of the best": more than the search's precision (5%) plus one step's
+    /// noise, or two counts that sustain the same rate often measure further apart than it.
+    double tolerance = 0.10;
 };
 
 struct Recommendation {

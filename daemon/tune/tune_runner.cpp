@@ -422,7 +422,10 @@ TuneReport run_tune(const TuneOptions& o, const std::atomic<bool>& stop, std::FI
             t.cpu_cores = static_cast<double>(total_cpu_ticks(pids) - ticks_before) /
                           static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds;
             for (const pid_t p : pids) {
-                if (const auto m = proc_memory(p)) t.pss_bytes.push_back(static_cast<std::uint64_t>(m->pss_bytes));
+                if (const auto m = proc_memory(p)) {
+                    t.pss_bytes.push_back(static_cast<std::uint64_t>(m->pss_bytes));
+                    t.private_bytes.push_back(static_cast<std::uint64_t>(m->private_bytes));
+                }
             }
             t.passed = session.meets(t);
             line.done(fmt::format("{}: {}", workers_word(workers), describe_trial(t, o.objective)));

@@ -232,10 +232,10 @@ TEST_CASE("while every step passes the rate ramps up by 25%, and stops after max
     CHECK(s.trials().size() == 6);
 }
 
-TEST_CASE("while every step fails the rate backs off to 60%, and nothing is sustainable") {
+TEST_CASE("while every step fails the rate backs off, to 75% once then to 60%, and nothing is sustainable") {
     RateSearch s(TuneObjective{}, SearchLimits{});
     const auto asked = rates_asked(s, 1000, {false, false, false, false, false, false});
-    check_rates(asked, {900, 540, 324, 194.4, 116.64});
+    check_rates(asked, {900, 675, 405, 243, 145.8});
     CHECK_FALSE(s.next());
     CHECK_FALSE(s.sustainable());
     CHECK(s.sustainable_trial() == nullptr);
@@ -252,7 +252,7 @@ TEST_CASE("between the highest pass and the lowest failure the search bisects ge
     CHECK(*s.sustainable() == doctest::Approx(fifth));
     // Failing first, then passing: up from the highest pass toward the lowest failure.
     RateSearch down(TuneObjective{}, SearchLimits{});
-    check_rates(rates_asked(down, 1000, {false, true, false}), {900, 540, std::sqrt(540.0 * 900.0)});
+    check_rates(rates_asked(down, 1000, {false, true, false}), {900, 675, std::sqrt(675.0 * 900.0)});
 }
 
 TEST_CASE("the search stops once the failing rate is within `precision` of the passing one") {
@@ -409,6 +409,42 @@ TEST_CASE("counts over the memory budget are not recommended, and the reasons sa
     CHECK(has(r.spec_lines, "memory_per_worker: 200MiB"));
     // Without a limit the best count wins.
     CHECK(recommend(results, TuneObjective{}, TuneBudget{}).workers == 6);
+}
+
+TEST_CASE("the memory budget counts the pages the workers share once: USS with one count, a line through more") {
+    // 200 MiB shared by all the workers, 50 MiB of each own; 1000 MiB less 10%: 14 fit.
+    auto measured = [](int w, bool uss) {
+        CountResult c = count(w, 100.0 * w, 200 * kMiB / static_cast<std::uint64_t>(w) + 50 * kMiB);
+        if (uss) c.private_per_worker = 50 * kMiB;
+        return c;
+    };
+    TuneBudget budget;
+    budget.memory_limit = 1000 * kMiB;
+    CHECK(measured_memory_cap({measured(1, true)}, 1000 * kMiB, 0.1) == 14);
+    CHECK(measured_memory_cap({measured(1, false)}, 1000 * kMiB, 0.1) == 3);  // 900 / 250: all counted private
+    const std::vector<CountResult> three = {measured(1, false), measured(2, false), measured(3, false)};
+    CHECK(measured_memory_cap(three, 1000 * kMiB, 0.1) == 14);
+    const Recommendation r = recommend(three, TuneObjective{}, budget);
+    REQUIRE(r.memory_cap);
+    CHECK(*r.memory_cap == 14);
+    CHECK(r.workers == 3);
+    CHECK(has(r.spec_lines, "memory_per_worker: 117MiB"));  // the pick's own: the daemon's budget holds 3
+}
+
+TEST_CASE("the default ladder goes on past its top while the climb has not reached a plateau") {
+    TuneBudget budget;
+    budget.usable_cpus = 1;  // the default top: 4
+    TuneSession session(TuneObjective{}, SearchLimits{}, budget, {});
+    REQUIRE(session.ladder() == std::vector<int>{1, 2, 3, 4});
+    for (;;) {
+        const auto next = session.next();
+        if (next.kind == TuneSession::Next::Kind::done) break;
+        const double sustains = 100.0 * std::min(next.workers, 10);  // workers that mostly wait
+        const bool is_probe = next.step.kind == TrialResult::Kind::probe;
+        session.record(is_probe ? probe(1.1 * sustains) : open_step(next.step.rate, next.step.rate <= sustains));
+    }
+    CHECK(session.ladder() == std::vector<int>{1, 2, 3, 4, 5, 6, 8, 10, 12, 18});
+    CHECK(session.recommendation().workers == 10);
 }
 
 TEST_CASE("when nothing met the objective the recommendation is 0 workers, and says so") {

@@ -426,6 +426,7 @@ TrialResult StepSim::run() {
     t.cpu_cores = now_ > 0 ? worker_cpu_ms_ / now_ : 0;
     const double pss = app_.shared_mib / static_cast<double>(workers_.size()) + app_.private_mib;
     t.pss_bytes.assign(workers_.size(), static_cast<std::uint64_t>(pss * kMiB));
+    t.private_bytes.assign(workers_.size(), static_cast<std::uint64_t>(app_.private_mib * kMiB));
     return t;
 }
 
