@@ -250,12 +250,26 @@ std::vector<pid_t> wait_ready(TuningFleet& fleet, int count, std::chrono::millis
                                                   fleet.log_tail()));
 }
 
-/// Waits (up to 5 s) until the workers that report STATS have nothing in flight: what an
-/// overloaded step left queued must not be served during the next.
-void wait_idle(TuningFleet& fleet, const std::atomic<bool>& stop) {
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+long total_cpu_ticks(const std::vector<pid_t>& pids) {
+    long ticks = 0;
+    for (const pid_t p : pids) ticks += std::max(0L, proc_cpu_ticks(p));
+    return ticks;
+}
+
+/// Waits (up to 10 s) until the fleet is idle: the workers that report STATS have nothing in
+/// flight, and the fleet's CPU over the last 200 ms is under a tenth of a core. What an
+/// overloaded step left behind (requests the generator gave up on are still computed by apps
+/// that do not notice the closed connection) must not be served during the next step.
+void wait_idle(TuningFleet& fleet, const std::vector<pid_t>& pids, const std::atomic<bool>& stop) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    const double ticks_per_second = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    long ticks = total_cpu_ticks(pids);
     while (Clock::now() < deadline && !stop) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        const long now = total_cpu_ticks(pids);
+        const double cores = static_cast<double>(now - ticks) / ticks_per_second / 0.2;
+        ticks = now;
+        if (cores >= 0.1) continue;
         const auto s = fleet.status();
         if (!s) return;
         long inflight = 0;
@@ -263,14 +277,7 @@ void wait_idle(TuningFleet& fleet, const std::atomic<bool>& stop) {
             if (w.contains("inflight") && w["inflight"].is_number()) inflight += w["inflight"].get<long>();
         }
         if (inflight == 0) return;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-}
-
-long total_cpu_ticks(const std::vector<pid_t>& pids) {
-    long ticks = 0;
-    for (const pid_t p : pids) ticks += std::max(0L, proc_cpu_ticks(p));
-    return ticks;
 }
 
 class ProgressLine {
@@ -430,7 +437,7 @@ TuneReport run_tune(const TuneOptions& o, const std::atomic<bool>& stop, std::FI
             t.passed = session.meets(t);
             line.done(fmt::format("{}: {}", workers_word(workers), describe_trial(t, o.objective)));
             session.record(std::move(t));
-            wait_idle(fleet, stop);
+            wait_idle(fleet, pids, stop);
         }
     } catch (const TuneError& e) {
         if (session.results().empty()) throw;
