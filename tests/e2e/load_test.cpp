@@ -20,6 +20,14 @@ using nlohmann::json;
 
 namespace {
 
+// The instrumented generator and worker (ASan + UBSan) add their own milliseconds: the claim
+// (±2 ms) is the release build's.
+#ifdef WORKERD_TEST_SANITIZED
+constexpr double kMedianSlackMs = 6.0;
+#else
+constexpr double kMedianSlackMs = 2.0;
+#endif
+
 json load_json(const std::vector<std::string>& args, Ms timeout) {
     std::vector<std::string> argv{bin_path("workerd"), "load"};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -45,8 +53,8 @@ TEST_CASE("at a fixed rate against /demo/io?ms=50, the median latency is 50 ms w
     INFO(r.dump());
     CHECK(r["errors"] == 0);
     CHECK(r["ok"].get<long>() >= 790);  // 200/s for 4 s, all answered
-    CHECK(r["p50_ms"].get<double>() >= 48.0);
-    CHECK(r["p50_ms"].get<double>() <= 52.0);
+    CHECK(r["p50_ms"].get<double>() >= 50.0 - kMedianSlackMs);
+    CHECK(r["p50_ms"].get<double>() <= 50.0 + kMedianSlackMs);
     CHECK(r["rate"].get<double>() == doctest::Approx(200).epsilon(0.03));
 }
 

@@ -28,6 +28,14 @@ using nlohmann::json;
 
 namespace {
 
+// The objective the tune runs use: the instrumented builds (ASan + UBSan) are several times
+// slower per request, so they get a looser one.
+#ifdef WORKERD_TEST_SANITIZED
+constexpr int kObjectiveMs = 400;
+#else
+constexpr int kObjectiveMs = 100;
+#endif
+
 /// Whether something accepts TCP connections on 127.0.0.1:port.
 bool listening(int port) {
     workerd::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -64,7 +72,7 @@ TEST_CASE("tune measures each worker count on a port of its own and prints the d
     const std::string report = dir.path() + "/report.html";
     const std::string log = dir.path() + "/tune.log";
     ChildProcess tune(tune_argv(spec, {"--url", "/demo/cpu?ms=2", "--url", "/healthz:3", "--workers", "1,2", "--step",
-                                       "1s", "--probe", "1s", "--max-steps", "3", "--slo", "p99=100ms", "--json",
+                                       "1s", "--probe", "1s", "--max-steps", "3", "--slo", fmt::format("p99={}ms", kObjectiveMs), "--json",
                                        "--report", report}),
                       log);
     // While it runs, the spec's own address stays free: the fleet is on a loopback port of
@@ -88,7 +96,7 @@ TEST_CASE("tune measures each worker count on a port of its own and prints the d
     CHECK(j["complete"] == true);
     CHECK(j["spec"] == spec);
     CHECK(j["objective"]["percentile"] == 99);
-    CHECK(j["objective"]["latency_ms"] == 100);
+    CHECK(j["objective"]["latency_ms"] == kObjectiveMs);
     REQUIRE(j["targets"].size() == 2);
     CHECK(j["targets"][1]["path"] == "/healthz");
     CHECK(j["targets"][1]["weight"] == 3);
@@ -96,11 +104,11 @@ TEST_CASE("tune measures each worker count on a port of its own and prints the d
     for (std::size_t i = 0; i < 2; ++i) {
         const json& run = j["runs"][i];
         CHECK(run["workers"] == static_cast<int>(i) + 1);
-        // Two workers of the bundled worker easily meet p99 ≤ 100 ms at some rate.
+        // One or two bundled workers easily meet the objective at some rate.
         REQUIRE(run["rate"].is_number());
         CHECK(run["rate"].get<double>() > 50);
         CHECK(run["p50_ms"].get<double>() <= run["p99_ms"].get<double>());
-        CHECK(run["p99_ms"].get<double>() <= 100);
+        CHECK(run["p99_ms"].get<double>() <= kObjectiveMs);
         CHECK(run["errors"].is_number());
         CHECK(run["pss_per_worker_bytes"].get<long>() > 0);
         REQUIRE(run["trials"].size() >= 2);
