@@ -18,8 +18,6 @@ constexpr double kBackOff = 0.6;     ///< while every step failed, after that
 constexpr std::uint64_t kMiB = 1024 * 1024;
 constexpr int kMaxLadder = 64;  ///< the climb never goes past this many workers
 
-std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
-
 std::string percentile_name(double p) {
     return p == std::floor(p) ? fmt::format("p{}", static_cast<int>(p)) : fmt::format("p{}", p);
 }
@@ -32,6 +30,17 @@ std::string TuneObjective::describe() const {
 
 double TrialResult::error_ratio() const {
     return requests == 0 ? 0.0 : static_cast<double>(errors) / static_cast<double>(requests);
+}
+
+std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
+
+std::string describe_trial(const TrialResult& t, const TuneObjective& objective) {
+    if (t.kind == TrialResult::Kind::probe) {
+        return fmt::format("probe (closed loop): {} req/s, p99 {:.1f} ms", thousands(t.rate), t.p99_ms);
+    }
+    return fmt::format("{} req/s offered: {} answered, {} {:.1f} ms, {} errors, {:.1f} CPUs: {}",
+                       thousands(t.offered_rate), thousands(t.rate), percentile_name(objective.percentile),
+                       t.objective_ms, t.errors, t.cpu_cores, t.passed ? "meets" : "misses");
 }
 
 // ---- RateSearch ---------------------------------------------------------------------------

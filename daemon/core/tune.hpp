@@ -199,4 +199,11 @@ private:
 /// "1,840".
 std::string thousands(double value);
 
+/// "1 worker", "3 workers".
+std::string workers_word(int n);
+
+/// One step as the progress lines show it: "1,200 req/s offered: 1,198 answered, p99 41.0 ms,
+/// 0 errors, 0.9 CPUs: meets" (a probe: its rate and p99).
+std::string describe_trial(const TrialResult& t, const TuneObjective& objective);
+
 }  // namespace workerd

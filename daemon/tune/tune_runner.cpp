@@ -301,16 +301,6 @@ private:
     bool tty_;
 };
 
-std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
-
-std::string describe_trial(const TrialResult& t, const TuneObjective& objective) {
-    if (t.kind == TrialResult::Kind::probe) {
-        return fmt::format("probe (closed loop): {} req/s, p99 {:.1f} ms", thousands(t.rate), t.p99_ms);
-    }
-    return fmt::format("{} req/s offered: {} answered, p{} {:.1f} ms, {} errors, {:.1f} CPUs: {}",
-                       thousands(t.offered_rate), thousands(t.rate), objective.percentile, t.objective_ms, t.errors,
-                       t.cpu_cores, t.passed ? "meets" : "misses");
-}
 
 }  // namespace
 

@@ -636,17 +636,6 @@ TrueRate true_sustainable_rate(const TuneScenario& s, int workers) {
 
 namespace {
 
-std::string workers_word(int n) { return fmt::format("{} worker{}", n, n == 1 ? "" : "s"); }
-
-/// As the runner prints a step.
-std::string describe_step(const TrialResult& t, const TuneObjective& objective) {
-    if (t.kind == TrialResult::Kind::probe) {
-        return fmt::format("probe (closed loop): {} req/s, p99 {:.1f} ms", thousands(t.rate), t.p99_ms);
-    }
-    return fmt::format("{} req/s offered: {} answered, p{} {:.1f} ms, {} errors, {:.1f} CPUs: {}",
-                       thousands(t.offered_rate), thousands(t.rate), objective.percentile, t.objective_ms, t.errors,
-                       t.cpu_cores, t.passed ? "meets" : "misses");
-}
 
 class TuneRun {
 public:
@@ -723,7 +712,7 @@ void TuneRun::search_ladder() {
         ++out_.steps;
         out_.load_seconds += ls.seconds;
         t.passed = session.meets(t);
-        out_.trace.push_back(fmt::format("{}: {}", workers_word(current), describe_step(t, s_.objective)));
+        out_.trace.push_back(fmt::format("{}: {}", workers_word(current), describe_trial(t, s_.objective)));
         session.record(std::move(t));
     }
     count_done();
