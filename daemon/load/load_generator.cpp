@@ -358,7 +358,7 @@ private:
         c->sent = Clock::now();
         const auto turn = ++c->turn;
         c->timer.expires_at(c->sent + o_.timeout);
-        c->timer.async_wait([this, c, turn](const error_code& ec) {
+        c->timer.async_wait([c, turn](const error_code& ec) {
             if (ec || c->turn != turn || !c->busy) return;
             c->timed_out = true;
             error_code ignored;
