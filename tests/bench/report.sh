@@ -27,7 +27,7 @@ on a shared 2-core machine are noise, ratios much less so (though still noisy, s
 
 ```
 make bench                     # installs wrk, nginx-light, gunicorn, uvicorn, FastAPI; builds; runs
-                               # every script below (about 15 minutes) and rewrites this page
+                               # every script below (about 35 minutes) and rewrites this page
 tests/bench/all.sh [RESULTS_DIR] [OUT]   # the same without make; WORKERD=/path/to/workerd
                                          # (WORKERCTL defaults to the one next to it)
 tests/bench/bench_core.sh [ROUNDS] [SECONDS] [builtin|uvicorn|all]
@@ -38,6 +38,8 @@ tests/bench/bench_stop.sh [ROUNDS] [SECONDS]
 tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS]
 tests/bench/bench_scale.sh [ROUNDS] [IDLE_SECONDS] [SIZES]
 tests/bench/bench_ctl.sh [ROUNDS]
+tests/bench/bench_load.sh [ROUNDS] [SECONDS]
+tests/bench/bench_tune.sh [STEP_SECONDS] [ROUTE...]          # about 18 minutes
 tests/bench/bench_compare.sh REV [ROUNDS] [SECONDS] [PATH]   # this checkout vs an earlier one
 tests/bench/bench_compare.sh REV scale [ROUNDS] [IDLE] [SIZE] # the daemon's idle CPU and /metrics, both
 ```
@@ -230,6 +232,8 @@ Reading it:
 
 EOF
 section ctl "workerctl"
+section load "The load generator: workerd load vs wrk"
+section tune "Tuning: workerd tune vs a brute-force sweep"
 if [ -f "$RESULTS/compare.md" ]; then cat "$RESULTS/compare.md"; have_compare=1; else have_compare=0; fi
 ((have_compare)) || cat <<'EOF'
 ## The worker protocol's cost on the request path
