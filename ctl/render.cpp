@@ -68,6 +68,12 @@ std::string header(const json& s) {
                                   s.value("state", "?"), s.value("spec", "?"));
     out += fmt::format("workers: {} ready of {} desired{}\n", s.value("ready", 0), s.value("desired", 0),
                        s.value("rolling", false) ? " (rolling restart in progress)" : "");
+    const json queue = s.value("queue", json());
+    if (queue.is_object() && (queue.value("measured", 0) > 0 || queue.value("shed", 0) > 0)) {
+        out += fmt::format("queue time: p50 {}, p99 {} ({} requests measured), {} shed\n",
+                           ms_text(queue.value("p50_ms", json())), ms_text(queue.value("p99_ms", json())),
+                           queue.value("measured", 0), queue.value("shed", 0));
+    }
     for (const auto& w : s.value("waiting", json::array())) {
         out += fmt::format("slot {}: no worker, restarting in {} (last exit: {}){}\n", w.value("slot", 0),
                            human_duration(w.value("restart_in_s", 0.0)), text_or_dash(w.value("last_exit", json())),
@@ -78,7 +84,7 @@ std::string header(const json& s) {
 
 std::string worker_table(const json& s) {
     std::vector<std::vector<std::string>> rows{{"SLOT", "PID", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT",
-                                                "RSS", "CPU%", "REQUESTS", "INFLIGHT", "BEAT", "P50", "P99"}};
+                                                "RSS", "CPU%", "REQUESTS", "INFLIGHT", "BEAT", "P50", "P99", "QUEUE P99", "SHED"}};
     auto workers = s.value("workers", json::array());
     std::sort(workers.begin(), workers.end(), [](const json& a, const json& b) {
         return std::make_pair(a.value("slot", 0), a.value("pid", 0)) < std::make_pair(b.value("slot", 0), b.value("pid", 0));
@@ -92,7 +98,8 @@ std::string worker_table(const json& s) {
                         fmt::format("{:.1f}", w.value("cpu_percent", 0.0)), text_or_dash(w.value("requests", json())),
                         text_or_dash(w.value("inflight", json())),
                         beat.is_number() ? human_duration(beat.get<double>()) : "-",
-                        ms_text(w.value("p50_ms", json())), ms_text(w.value("p99_ms", json()))});
+                        ms_text(w.value("p50_ms", json())), ms_text(w.value("p99_ms", json())),
+                        ms_text(w.value("queue_p99_ms", json())), text_or_dash(w.value("shed", json()))});
     }
     return table(rows);
 }

@@ -7,14 +7,21 @@
 
 namespace workerd {
 
+double little_wait_seconds(int depth, double accepts_per_second) {
+    if (depth <= 0) return 0.0;
+    if (accepts_per_second <= 0) return INFINITY;
+    return depth / accepts_per_second;
+}
+
 AutoscaleDecision autoscale_decide(const AutoscaleSpec& spec, AutoscaleState& state, const AutoscaleInputs& in,
                                    std::chrono::steady_clock::time_point now) {
     const int ceiling = std::min(spec.max, in.memory_cap.value_or(spec.max));
     const int floor = std::min(spec.min, ceiling);
     const double per_worker = in.inflight / std::max(1, in.current);
-    const std::string seen = fmt::format("queue {}, {:.1f} in flight per worker (target {}){}", in.queue_depth, per_worker,
+    const std::string seen = fmt::format("queue {}, {:.1f} in flight per worker (target {}){}{}", in.queue_depth, per_worker,
                                          spec.target_inflight,
-                                         in.p99_ms ? fmt::format(", p99 {:.0f} ms", *in.p99_ms) : std::string());
+                                         in.p99_ms ? fmt::format(", p99 {:.0f} ms", *in.p99_ms) : std::string(),
+                                         in.queue_p99_ms ? fmt::format(", queue p99 {:.0f} ms", *in.queue_p99_ms) : std::string());
     auto change = [&](int target, const std::string& why) {
         if (target != in.current) {
             state.last_change = now;
@@ -31,7 +38,9 @@ AutoscaleDecision autoscale_decide(const AutoscaleSpec& spec, AutoscaleState& st
     if (in.current < floor) return change(floor, fmt::format("below min {}", spec.min));
 
     const bool latency_high = spec.target_latency && in.p99_ms && *in.p99_ms > static_cast<double>(spec.target_latency->count());
-    const bool busy = in.queue_depth > 0 || per_worker > spec.target_inflight || latency_high;
+    const bool queue_high = spec.target_queue && in.queue_p99_ms &&
+                            *in.queue_p99_ms > static_cast<double>(spec.target_queue->count());
+    const bool busy = in.queue_depth > 0 || per_worker > spec.target_inflight || latency_high || queue_high;
     if (busy) {
         state.low_since.reset();
         if (in.current >= ceiling) {
@@ -44,7 +53,7 @@ AutoscaleDecision autoscale_decide(const AutoscaleSpec& spec, AutoscaleState& st
         const int step = std::max({1, (in.current + 1) / 2, wanted - in.current});
         return change(std::min(ceiling, in.current + step), "busy: " + seen);
     }
-    const bool low = in.queue_depth == 0 && per_worker < spec.target_inflight * 0.3 && !latency_high;
+    const bool low = in.queue_depth == 0 && per_worker < spec.target_inflight * 0.3 && !latency_high && !queue_high;
     if (!low) {
         state.low_since.reset();
         return {in.current, "steady: " + seen};

@@ -15,10 +15,16 @@ struct AutoscaleSpec {
     int max = 4;
     int target_inflight = 8;                 ///< requests in flight per worker the fleet aims at
     std::optional<Duration> target_latency;  ///< p99 above this also means "add workers"
+    std::optional<Duration> target_queue;    ///< queue-time p99 (the last second's) above this too
     Duration up_cooldown{std::chrono::seconds(2)};     ///< between two steps up
     Duration down_delay{std::chrono::seconds(30)};     ///< load must stay low this long...
     Duration down_cooldown{std::chrono::seconds(10)};  ///< ...and this long since the last change
 };
+
+/// Little's law, W = L / lambda: how long a connection waits in the listen queues, from how many
+/// wait (`depth`) and how fast they are accepted. 0 when none wait; +infinity when some wait and
+/// none were accepted.
+double little_wait_seconds(int depth, double accepts_per_second);
 
 /// What the autoscaler looks at, once a second.
 struct AutoscaleInputs {
@@ -26,6 +32,7 @@ struct AutoscaleInputs {
     int queue_depth = 0;            ///< connections waiting in the listen queues
     double inflight = 0;            ///< requests in flight over all workers (from STATS)
     std::optional<double> p99_ms;   ///< recent p99 latency, when known
+    std::optional<double> queue_p99_ms;  ///< p99 of the queue times of the last second, when known
     std::optional<int> memory_cap;  ///< the memory budget's limit, when known
 };
 

@@ -169,9 +169,7 @@ void Fleet::on(const event::Exited& e, TimePoint now) {
     // Its totals stay in the fleet's counters.
     slot.retired_requests += w.stats.served;
     slot.retired_cpu_seconds += e.cpu_seconds;
-    retired_stats_.served += w.stats.served;
-    retired_stats_.sum_us += w.stats.sum_us;
-    for (int k = 0; k < kLatencyBuckets; ++k) retired_stats_.buckets[k] += w.stats.buckets[k];
+    retired_stats_.add_counts(w.stats);
     // How it ended: the hang that got it killed; as asked, when it was told to stop; else an
     // exit or a crash. Counted by reason, unless the whole fleet is stopping.
     Ending end;

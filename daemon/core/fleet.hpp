@@ -250,6 +250,8 @@ private:
     TimePoint next_watchdog_{};
     // The totals of gone workers, and why they went.
     RequestStats retired_stats_;
+    QueueBuckets queue_seen_{};  ///< the fleet's queue-time counts at the last autoscale tick
+
     std::map<std::string, std::uint64_t> restarts_by_reason_;
     // Failed starts, logged at a bounded rate.
     std::string spawn_failure_logged_;

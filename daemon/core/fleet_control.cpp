@@ -93,11 +93,19 @@ void Fleet::autoscale(TimePoint now) {
     in.current = desired_;
     in.queue_depth = queue_depth_;
     RequestStats recent;
+    RequestStats total = retired_stats_;  // monotonic: what the last second added is the difference
     for (const auto& [id, w] : workers_) {
         if (w.phase != Phase::draining) in.inflight += static_cast<double>(w.stats.inflight);
-        for (int k = 0; k < kLatencyBuckets; ++k) recent.buckets[k] += w.stats.buckets[k];
+        recent.add_counts(w.stats);
+        total.add_counts(w.stats);
     }
     if (spec_.autoscale->target_latency) in.p99_ms = recent.percentile_ms(0.99);
+    RequestStats last_second;
+    for (int k = 0; k < kQueueBuckets; ++k) {
+        last_second.queue[k] = total.queue[k] - std::min(total.queue[k], queue_seen_[k]);
+    }
+    queue_seen_ = total.queue;
+    if (spec_.autoscale->target_queue) in.queue_p99_ms = last_second.queue_percentile_ms(0.99);
     in.memory_cap = memory_cap();
     const auto decision = autoscale_decide(*spec_.autoscale, autoscale_state_, in, now);
     autoscale_view_ = decision.reason;

@@ -80,6 +80,10 @@ BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& a
     if (const char* board = env("WORKERD_BOARD_FD")) {
         o.board_fd = static_cast<int>(parse_number("WORKERD_BOARD_FD", board, 3));
     }
+    if (const char* ms = env("WORKERD_QUEUE_TIMEOUT_MS")) {
+        o.queue_timeout = std::chrono::milliseconds(parse_number("WORKERD_QUEUE_TIMEOUT_MS", ms, 0));
+    }
+    if (const char* n = env("WORKERD_MAX_CONCURRENCY")) o.max_concurrency = static_cast<long>(parse_number("WORKERD_MAX_CONCURRENCY", n, 0));
     return o;
 }
 

@@ -20,10 +20,17 @@ struct BuiltinWorkerOptions {
     int slot = -1;                        ///< from WORKERD_SLOT, for /demo/whoami
     long generation = -1;                 ///< from WORKERD_GENERATION, for /demo/whoami
     int board_fd = -1;                    ///< from WORKERD_BOARD_FD: the fleet's LoadBoard
+    /// From WORKERD_QUEUE_TIMEOUT_MS (spec: queue_timeout): a request that waited longer in the
+    /// kernel gets 503 at once. 0: never.
+    std::chrono::milliseconds queue_timeout{0};
+    /// From WORKERD_MAX_CONCURRENCY (spec: max_concurrency): a request past this many in
+    /// flight gets 503 at once. 0: no cap.
+    long max_concurrency = 0;
 };
 
 /// Parses `serve-builtin` flags (argv after the subcommand) and the environment
-/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION, WORKERD_BOARD_FD). Throws std::invalid_argument
+/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION, WORKERD_BOARD_FD,
+/// WORKERD_QUEUE_TIMEOUT_MS, WORKERD_MAX_CONCURRENCY). Throws std::invalid_argument
 /// with a one-line message on bad input.
 BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& args);
 

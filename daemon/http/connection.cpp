@@ -1,7 +1,11 @@
 #include "daemon/http/connection.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 #include <thread>
 
 #include <boost/beast/http/file_body.hpp>
@@ -40,7 +44,7 @@ Connection::Connection(Server& server, Socket socket)
 
 Connection::~Connection() {
     // A request cut short (the client went away mid-request) still counts as finished.
-    if (request_started_) server_.request_finished(*request_started_);
+    if (request_started_) server_.request_finished(*request_started_, shed_);
     server_.remove(this);
 }
 
@@ -51,10 +55,70 @@ void Connection::read_request() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_size));
     parser_->body_limit(server_.options().max_body_size);
-    bhttp::async_read(socket_, buffer_, *parser_,
-                      [self = shared_from_this()](const beast::error_code& ec, std::size_t) {
-                          self->on_read(ec);
-                      });
+    parse_buffered();
+}
+
+// The loop Beast's async_read runs, with our own reads: recv does not return the kernel's
+// receive timestamp, recvmsg does.
+void Connection::parse_buffered() {
+    while (buffer_.size() > 0) {
+        beast::error_code ec;
+        const std::size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == bhttp::error::need_more) break;
+        if (ec) return on_read(ec);
+        if (parser_->is_done()) return on_read({});
+        if (used == 0) break;
+    }
+    read_more();
+}
+
+void Connection::read_more() {
+    constexpr std::size_t kReadSize = 64 * 1024;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    auto space = buffer_.prepare(kReadSize);
+    iovec iov{space.data(), space.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const beast::error_code& ec) {
+            if (ec) return self->on_read(ec);
+            self->read_more();
+        });
+        return;
+    }
+    if (n < 0) return close();
+    if (n == 0) {
+        // The client closed its side: the end of a request sent without a length, or of the
+        // connection between requests.
+        if (!parser_->got_some()) return on_read(bhttp::error::end_of_stream);
+        beast::error_code ec;
+        parser_->put_eof(ec);
+        return on_read(ec);
+    }
+    received_ns_ = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts{};
+            std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            received_ns_ = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+        }
+    }
+    buffer_.commit(static_cast<std::size_t>(n));
+    last_activity_ = Clock::now();
+    parse_buffered();
+}
+
+std::optional<std::int64_t> Connection::queued_us() const {
+    if (received_ns_ == 0) return std::nullopt;
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const std::int64_t now_ns = static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+    return std::max<std::int64_t>(0, (now_ns - received_ns_) / 1000);  // a clock step back: 0
 }
 
 void Connection::on_read(const beast::error_code& ec) {
@@ -65,7 +129,7 @@ void Connection::on_read(const beast::error_code& ec) {
     phase_ = Phase::processing;
     last_activity_ = Clock::now();
     request_started_ = last_activity_;
-    server_.request_started();
+    shed_ = server_.request_started(ec ? std::nullopt : queued_us());
     if (ec == bhttp::error::header_limit) return send_error(bhttp::status::request_header_fields_too_large, true);
     if (ec == bhttp::error::body_limit) return send_error(bhttp::status::payload_too_large, true);
     if (ec) return send_error(bhttp::status::bad_request, true);
@@ -75,7 +139,18 @@ void Connection::on_read(const beast::error_code& ec) {
     // While draining, every response says Connection: close: the client reconnects to a
     // worker that is not going away, and nothing is reset under it.
     keep_alive_ = req.keep_alive() && !server_.draining();
+    if (shed_) return shed();
     route(req);
+}
+
+// Too late to be useful (queue_timeout), or too many at once (max_concurrency): 503 now, with
+// a hint to retry, and the connection stays open for the next request.
+void Connection::shed() {
+    bhttp::response<bhttp::string_body> res{bhttp::status::service_unavailable, version_};
+    res.set(bhttp::field::retry_after, "1");
+    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "Service Unavailable\n";
+    send(std::move(res));
 }
 
 void Connection::route(const Request& req) {
@@ -275,8 +350,9 @@ void Connection::send(bhttp::response<Body>&& res) {
 
 void Connection::on_write(const beast::error_code& ec, bool close_after) {
     response_.reset();
-    server_.request_finished(*request_started_);
+    server_.request_finished(*request_started_, shed_);
     request_started_.reset();
+    shed_ = false;
     if (ec || close_after) return close();
     last_activity_ = Clock::now();
     read_request();

@@ -39,7 +39,15 @@ private:
     enum class Phase { reading, processing, writing };
 
     void read_request();
+    /// Feeds the buffered bytes to the parser; reads more (read_more) while it needs more.
+    void parse_buffered();
+    /// recvmsg with the kernel's receive timestamp; waits for the socket when nothing is there.
+    void read_more();
     void on_read(const beast::error_code& ec);
+    /// How long the request now complete waited in the kernel, from the receive timestamp of
+    /// the read that completed its head; nullopt when the kernel gave none (Unix sockets).
+    std::optional<std::int64_t> queued_us() const;
+    void shed();
     void route(const Request& req);
     void serve_demo(const Request& req, const Target& target);
     void serve_static(const Request& req, const Target& target);
@@ -62,6 +70,8 @@ private:
     Phase phase_ = Phase::reading;
     Clock::time_point last_activity_;
     std::optional<Clock::time_point> request_started_;
+    std::int64_t received_ns_ = 0;  ///< CLOCK_REALTIME of the last read's data in the kernel; 0: none
+    bool shed_ = false;             ///< the request being answered is shed (503 at once)
     unsigned version_ = 11;
     bool keep_alive_ = true;
     bool head_ = false;

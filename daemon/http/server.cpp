@@ -45,6 +45,13 @@ void Server::start(const std::vector<int>& listen_fds) {
         const bool tcp = addr.ss_family == AF_INET || addr.ss_family == AF_INET6;
         auto l = std::make_unique<Listener>(Listener{asio::basic_socket_acceptor<asio::generic::stream_protocol>(io_), tcp});
         l->acceptor.assign(asio::generic::stream_protocol(addr.ss_family, tcp ? IPPROTO_TCP : 0), fd);
+        if (tcp) {
+            // Receive timestamps (the kernel's clock when a segment arrived), inherited by every
+            // connection accepted from here on: a request's queue time is measured from them.
+            // (Unix stream sockets have none.) Harmless to the other workers sharing the socket.
+            const int on = 1;
+            ::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+        }
         listeners_.push_back(std::move(l));
     }
     for (auto& l : listeners_) accept(*l);

@@ -51,9 +51,25 @@ public:
     DateCache& date() { return date_; }
 
     /// Request accounting for the worker protocol's STATS: a few counter updates per request.
-    void request_started() { ++stats_.inflight; }
-    void request_finished(Clock::time_point started) {
+    /// `queued_us`: how long its bytes waited in the kernel, when the kernel said (TCP).
+    /// Returns whether to shed it: it waited past queue_timeout, or it would be one too many
+    /// in flight (max_concurrency).
+    bool request_started(std::optional<std::int64_t> queued_us) {
+        ++stats_.inflight;
+        if (queued_us) {
+            ++stats_.queue[queue_bucket(*queued_us)];
+            stats_.queue_sum_us += static_cast<std::uint64_t>(*queued_us);
+            if (options_.queue_timeout.count() > 0 && *queued_us > options_.queue_timeout.count() * 1000) return true;
+        }
+        return options_.max_concurrency > 0 && stats_.inflight > options_.max_concurrency;
+    }
+    /// `shed`: answered 503 without running the request; counted apart from the served ones.
+    void request_finished(Clock::time_point started, bool shed) {
         --stats_.inflight;
+        if (shed) {
+            ++stats_.shed;
+            return;
+        }
         ++stats_.served;
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
         ++stats_.buckets[latency_bucket(us.count())];

@@ -413,6 +413,7 @@ private:
         const bool ok = c->parser->status < 400;
         (ok ? result_.ok : result_.http_errors) += 1;
         result_.latency.record(micros);
+        if (ok) result_.ok_latency.record(micros);
         {
             std::lock_guard lock(window_mutex_);
             window_.latency.record(micros);
@@ -567,6 +568,7 @@ Result run(const Options& o) {
     for (auto& lane : lanes) {
         Result& r = lane->result();
         total.latency.merge(r.latency);
+        total.ok_latency.merge(r.ok_latency);
         total.ok += r.ok;
         total.http_errors += r.http_errors;
         total.connect_errors += r.connect_errors;

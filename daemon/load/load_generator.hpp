@@ -75,6 +75,7 @@ struct Options {
 
 struct Result {
     LatencyHistogram latency;  ///< of every answered request, µs (open loop: from its scheduled time)
+    LatencyHistogram ok_latency;  ///< the same, of the 1xx-3xx answers only (goodput's latency)
     std::uint64_t ok = 0;            ///< 1xx-3xx answers
     std::uint64_t http_errors = 0;   ///< 4xx/5xx answers
     std::uint64_t connect_errors = 0;

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -65,6 +66,41 @@ std::optional<ProcMemory> proc_memory(pid_t pid) {
     m.pss_bytes = kib("\nPss:");
     m.private_bytes = kib("\nPrivate_Clean:") + kib("\nPrivate_Dirty:");
     return m;
+}
+
+std::optional<std::uint64_t> tcp_passive_opens() {
+    UniqueFd fd(::open("/proc/net/snmp", O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    char text[8192];
+    std::size_t len = 0;
+    for (ssize_t n; len < sizeof text - 1 && (n = ::read(fd.get(), text + len, sizeof text - 1 - len)) > 0;) {
+        len += static_cast<std::size_t>(n);
+    }
+    text[len] = '\0';
+    // Two lines: "Tcp: RtoAlgorithm ... PassiveOpens ..." and "Tcp: 1 ... 12345 ...".
+    const char* names = std::strstr(text, "\nTcp: ");
+    if (names == nullptr) return std::nullopt;
+    const char* values = std::strstr(names + 1, "\nTcp: ");
+    if (values == nullptr) return std::nullopt;
+    int column = -1;
+    int i = 0;
+    for (const char* p = names + 6; *p != '\n' && *p != '\0'; ++i) {
+        while (*p == ' ') ++p;
+        const char* end = p;
+        while (*end != ' ' && *end != '\n' && *end != '\0') ++end;
+        if (std::string_view(p, static_cast<std::size_t>(end - p)) == "PassiveOpens") column = i;
+        p = end;
+    }
+    if (column < 0) return std::nullopt;
+    const char* p = values + 6;
+    for (int k = 0; k < column; ++k) {
+        while (*p == ' ') ++p;
+        while (*p != ' ' && *p != '\n' && *p != '\0') ++p;
+    }
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(p, &end, 10);
+    if (end == p) return std::nullopt;
+    return v;
 }
 
 }  // namespace workerd

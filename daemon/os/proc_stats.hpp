@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 
 namespace workerd {
@@ -31,5 +32,9 @@ struct ProcMemory {
 };
 /// nullopt when the process is gone or the file cannot be read (another user's process).
 std::optional<ProcMemory> proc_memory(pid_t pid);
+
+/// TCP connections accepted so far in this network namespace (/proc/net/snmp, Tcp:
+/// PassiveOpens); nullopt when unreadable.
+std::optional<std::uint64_t> tcp_passive_opens();
 
 }  // namespace workerd

@@ -32,6 +32,12 @@ Launched ProcessLauncher::launch(const LaunchRequest& r) {
         request.env.push_back(fmt::format(
             "WORKERD_WATCHDOG_USEC={}", std::chrono::duration_cast<std::chrono::microseconds>(spec.health.timeout).count()));
     }
+    // Load shedding, for the workers that do it (the bundled one, workerd_uvicorn).
+    if (spec.shed.queue_timeout) {
+        request.env.push_back(fmt::format(
+            "WORKERD_QUEUE_TIMEOUT_MS={}", std::chrono::duration_cast<std::chrono::milliseconds>(*spec.shed.queue_timeout).count()));
+    }
+    if (spec.shed.max_concurrency) request.env.push_back(fmt::format("WORKERD_MAX_CONCURRENCY={}", *spec.shed.max_concurrency));
     request.inherit_fds.push_back(notify.write_end.get());
     request.stdout_fd = out.write_end.get();
     request.stderr_fd = err.write_end.get();

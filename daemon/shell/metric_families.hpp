@@ -35,15 +35,21 @@ public:
                  std::vector<ClientMetric::Label> labels = {}) {
         sample(name, help, MetricType::Counter, value, std::move(labels));
     }
-    void histogram(const std::string& name, const std::string& help, const RequestStats& stats) {
+    /// A histogram from the worker protocol's buckets: `bound(k)` in ms, the last one +Inf;
+    /// with `stride`, only every stride-th bound is a Prometheus bucket (fewer series).
+    template <std::size_t N>
+    void histogram(const std::string& name, const std::string& help, const std::array<std::uint64_t, N>& counts,
+                   std::uint64_t sum_us, double (*bound_ms)(int), std::size_t stride = 1) {
         ClientMetric m;
         std::uint64_t cumulative = 0;
-        for (int k = 0; k < kLatencyBuckets; ++k) {
-            cumulative += stats.buckets[k];
-            m.histogram.bucket.push_back({cumulative, latency_bound_ms(k) / 1000.0});
+        for (std::size_t k = 0; k < N; ++k) {
+            cumulative += counts[k];
+            if (k % stride == 0 || k == N - 1) {
+                m.histogram.bucket.push_back({cumulative, bound_ms(static_cast<int>(k)) / 1000.0});
+            }
         }
         m.histogram.sample_count = cumulative;
-        m.histogram.sample_sum = static_cast<double>(stats.sum_us) / 1e6;
+        m.histogram.sample_sum = static_cast<double>(sum_us) / 1e6;
         family(name, help, MetricType::Histogram).metric.push_back(std::move(m));
     }
     std::string text() const { return prometheus::TextSerializer().Serialize(families_); }

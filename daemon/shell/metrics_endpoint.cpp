@@ -13,6 +13,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include "daemon/core/autoscale.hpp"
 #include "daemon/shell/metric_families.hpp"
 #include "daemon/shell/render.hpp"
 #include "daemon/os/proc_stats.hpp"
@@ -68,6 +69,28 @@ void process_metrics(Families& f) {
             btime + static_cast<double>(start_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)));
 }
 
+// Little's law over the listen queues: how many wait, over how fast connections were accepted
+// since the previous scrape (the network namespace's PassiveOpens). 0 when none wait.
+std::optional<double> queue_wait_estimate(const std::vector<QueueFacts>& queues, core::TimePoint now) {
+    struct Reading {
+        std::uint64_t opens = 0;
+        core::TimePoint at;
+    };
+    static std::optional<Reading> previous;  // the daemon's one loop scrapes
+    long depth = 0;
+    for (const auto& q : queues) depth += q.depth;
+    const auto opens = tcp_passive_opens();
+    std::optional<double> estimate;
+    if (depth == 0) {
+        estimate = 0.0;
+    } else if (opens && previous && *opens >= previous->opens && now > previous->at) {
+        const double seconds = std::chrono::duration<double>(now - previous->at).count();
+        estimate = little_wait_seconds(static_cast<int>(depth), static_cast<double>(*opens - previous->opens) / seconds);
+    }
+    if (opens) previous = Reading{*opens, now};
+    return estimate;
+}
+
 }  // namespace
 
 MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fleet,
@@ -112,6 +135,7 @@ std::string metrics_text(const core::Fleet& fleet, const std::vector<QueueFacts>
         if (sample.cpu_ticks >= 0) p.cpu_seconds = static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
     }
     facts.queues = queues;
+    facts.queue_wait_estimate = queue_wait_estimate(queues, now);
     Families f;
     process_metrics(f);
     return render_metrics(fleet, facts) + f.text();

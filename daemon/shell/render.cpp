@@ -62,8 +62,17 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
             const auto p99 = w.stats.percentile_ms(0.99);
             row["p50_ms"] = p50 ? json(*p50) : json(nullptr);
             row["p99_ms"] = p99 ? json(*p99) : json(nullptr);
+            row["mean_ms"] = w.stats.served > 0 && w.stats.sum_us > 0
+                                 ? json(static_cast<double>(w.stats.sum_us) / 1000.0 / static_cast<double>(w.stats.served))
+                                 : json(nullptr);
+            const auto q50 = w.stats.queue_percentile_ms(0.5);
+            const auto q99 = w.stats.queue_percentile_ms(0.99);
+            row["queue_p50_ms"] = q50 ? json(*q50) : json(nullptr);
+            row["queue_p99_ms"] = q99 ? json(*q99) : json(nullptr);
+            row["shed"] = w.stats.shed;
         } else {
             row["requests"] = row["inflight"] = row["p50_ms"] = row["p99_ms"] = nullptr;
+            row["queue_p50_ms"] = row["queue_p99_ms"] = row["shed"] = row["mean_ms"] = nullptr;
         }
         workers.push_back(std::move(row));
     }
@@ -79,6 +88,15 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
     const auto& rollout = fleet.rollout();
     const auto& autoscale = fleet.spec().autoscale;
     const auto cap = fleet.memory_cap();
+    // Queue times over the workers running now (their whole lives), and every shed request.
+    RequestStats live;
+    for (const auto& [id, w] : fleet.workers()) live.add_counts(w.stats);
+    const auto q50 = live.queue_percentile_ms(0.5);
+    const auto q99 = live.queue_percentile_ms(0.99);
+    json queue = {{"p50_ms", q50 ? json(*q50) : json(nullptr)},
+                  {"p99_ms", q99 ? json(*q99) : json(nullptr)},
+                  {"measured", live.queued()},
+                  {"shed", live.shed + fleet.retired_stats().shed}};
     return {
         {"pid", facts.daemon_pid},
         {"version", facts.version},
@@ -101,6 +119,7 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
                                {"state", core::to_string(rollout.state)},
                                {"failures", rollout.failures},
                                {"reason", rollout.reason.empty() ? json(nullptr) : json(rollout.reason)}}},
+        {"queue", std::move(queue)},
         {"workers", std::move(workers)},
         {"waiting", std::move(waiting)},
     };
@@ -231,17 +250,28 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
         f.gauge("workerd_listen_queue_max", "Capacity of the listener's accept queue (backlog).", static_cast<double>(q.max), labels);
     }
 
+    if (facts.queue_wait_estimate) {
+        f.gauge("workerd_listen_queue_wait_estimate_seconds",
+                "Little's law: connections waiting in the listen queues over the rate the network namespace accepts "
+                "TCP connections (PassiveOpens) since the previous scrape; +Inf when some wait and none are accepted.",
+                *facts.queue_wait_estimate);
+    }
+
     // Requests and latency over the whole fleet, gone workers included.
     RequestStats total = fleet.retired_stats();
-    for (const auto& [id, w] : fleet.workers()) {
-        total.served += w.stats.served;
-        total.sum_us += w.stats.sum_us;
-        for (int k = 0; k < kLatencyBuckets; ++k) total.buckets[k] += w.stats.buckets[k];
-    }
+    for (const auto& [id, w] : fleet.workers()) total.add_counts(w.stats);
     f.counter("workerd_requests_total", "Requests served by all workers (from STATS), past ones included.",
               static_cast<double>(total.served));
     f.histogram("workerd_request_duration_seconds",
-                "Request latency over all workers, in the worker protocol's buckets (0.5 ms to 65.5 s).", total);
+                "Request latency over all workers, in the worker protocol's buckets (0.5 ms to 65.5 s).", total.buckets,
+                total.sum_us, latency_bound_ms);
+    f.histogram("workerd_request_queue_seconds",
+                "How long requests waited in the kernel before a worker took them up (workers that measure it: "
+                "the bundled one, workerd_uvicorn), shed ones included; buckets sqrt(2) apart from 0.125 ms.",
+                total.queue, total.queue_sum_us, queue_bound_ms, 4);
+    f.counter("workerd_requests_shed_total",
+              "Requests answered 503 at once, without running them (queue_timeout, max_concurrency), past workers included.",
+              static_cast<double>(total.shed));
 
     return f.text();
 }

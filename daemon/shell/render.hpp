@@ -42,6 +42,9 @@ struct MetricsFacts {
     std::string version;
     std::map<pid_t, ProcessFacts> processes;
     std::vector<QueueFacts> queues;
+    /// Little's law over the listen queues (depth / accept rate since the previous scrape);
+    /// nullopt when unknown.
+    std::optional<double> queue_wait_estimate;
 };
 
 nlohmann::json render_status(const core::Fleet& fleet, const StatusFacts& facts);

@@ -8,9 +8,10 @@
 
 namespace workerd {
 
-/// The worker protocol, version 1 (docs/worker-protocol.md): one KEY=VALUE message per line on
-/// a pipe from each worker to the daemon.
-inline constexpr int kProtocolVersion = 1;
+/// The worker protocol, version 2 (docs/worker-protocol.md): one KEY=VALUE message per line on
+/// a pipe from each worker to the daemon. Version 2 added STATS' queue-time histogram and shed
+/// count (optional fields: a version-1 worker's STATS still parse).
+inline constexpr int kProtocolVersion = 2;
 inline constexpr std::size_t kMaxNotifyLine = 4096;  ///< including the newline
 
 /// Latency buckets fixed by the protocol: bucket k counts requests with latency in
@@ -21,18 +22,41 @@ double latency_bound_ms(int k);
 /// The bucket for a latency in microseconds.
 int latency_bucket(std::int64_t micros);
 
+/// Queue-time buckets (version 2), finer than the latency ones because a queue time is compared
+/// with the client's view to within 10%: bucket k counts waits in (bound(k-1), bound(k)],
+/// bound(k) = 0.125 ms * 2^(k/8) for k < kQueueBuckets - 1 (so every fourth bound from 0.5 ms
+/// on is a latency bound); the last bucket counts everything slower than 65.5 s.
+inline constexpr int kQueueBuckets = 154;
+double queue_bound_ms(int k);
+/// The bucket for a queue time in microseconds.
+int queue_bucket(std::int64_t micros);
+
+using LatencyBuckets = std::array<std::uint64_t, kLatencyBuckets>;
+using QueueBuckets = std::array<std::uint64_t, kQueueBuckets>;
+
 struct RequestStats {
     std::uint64_t served = 0;
     std::int64_t inflight = 0;
     std::int64_t oldest_ms = 0;
     std::uint64_t sum_us = 0;  ///< total latency of the served requests (optional field)
-    std::array<std::uint64_t, kLatencyBuckets> buckets{};
+    LatencyBuckets buckets{};
+    /// Version 2, optional: how long each request waited in the kernel (its bytes received,
+    /// not yet taken up by the worker), shed ones included.
+    std::uint64_t queue_sum_us = 0;
+    QueueBuckets queue{};
+    std::uint64_t shed = 0;  ///< answered 503 at once (queue_timeout, max_concurrency): not in served
 
-    /// "served=... inflight=... oldest_ms=... buckets=..." (trailing zero buckets left out).
+    /// "served=... inflight=... oldest_ms=... sum_us=... buckets=..." then, when any was
+    /// counted, "queue_sum_us=... queue=..." and "shed=..." (trailing zero buckets left out).
     std::string format() const;
     /// The q-quantile (0..1) of the latencies in ms, interpolated inside its bucket; nullopt
     /// when no request was counted. Within ~20% of the truth (buckets are sqrt(2) apart).
     std::optional<double> percentile_ms(double q) const;
+    /// The same for queue times: within 9% (buckets are 2^(1/8) apart), or 0.125 ms.
+    std::optional<double> queue_percentile_ms(double q) const;
+    std::uint64_t queued() const;  ///< requests with a queue time
+    /// Adds `other`'s counts (served, sums, buckets, shed) to these: a fleet's totals.
+    void add_counts(const RequestStats& other);
 };
 
 struct NotifyMessage {

@@ -404,6 +404,8 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
         {"ready_after", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.ready_after = *x; }},
         {"kill_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.health.kill_timeout = *x; }},
         {"request_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.health.request_timeout = *x; }},
+        {"queue_timeout", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.shed.queue_timeout = *x; }},
+        {"max_concurrency", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1 << 20)) spec.shed.max_concurrency = static_cast<int>(*x); }},
         {"heartbeat", [&](auto& k, auto& v) {
              auto s = scalar(v, k, "auto, required or off");
              if (!s) return;
@@ -440,6 +442,7 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                  {"max", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, kMaxWorkers)) a.max = static_cast<int>(*x); }},
                  {"target_inflight", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, 100000)) a.target_inflight = static_cast<int>(*x); }},
                  {"target_latency", [&](auto& kk, auto& vv) { if (auto x = positive_duration(vv, kk)) a.target_latency = *x; }},
+                 {"target_queue", [&](auto& kk, auto& vv) { if (auto x = positive_duration(vv, kk)) a.target_queue = *x; }},
                  {"up_cooldown", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.up_cooldown = *x; }},
                  {"down_delay", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.down_delay = *x; }},
                  {"down_cooldown", [&](auto& kk, auto& vv) { if (auto x = duration(vv, kk)) a.down_cooldown = *x; }},

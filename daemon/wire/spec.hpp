@@ -104,6 +104,14 @@ struct RunAsSpec {
 enum class Workload { cpu, mixed, io, gunicorn };
 const char* to_string(Workload w);
 
+/// Load shedding (top level): requests a worker answers with 503 at once instead of running
+/// them. Workers get these as WORKERD_QUEUE_TIMEOUT_MS and WORKERD_MAX_CONCURRENCY; the bundled
+/// worker and workerd_uvicorn honour them (docs/spec.md, docs/python.md).
+struct ShedSpec {
+    std::optional<Duration> queue_timeout;  ///< waited longer than this in the kernel
+    std::optional<int> max_concurrency;     ///< more than this many in flight in one worker
+};
+
 /// The whole spec, validated. Every path in it is absolute.
 struct Spec {
     std::string file;                    ///< the spec file this came from (absolute)
@@ -125,6 +133,7 @@ struct Spec {
     HealthPolicy health;                 ///< timeout, boot_timeout, heartbeat, ... (top level)
     RolloutSpec rollout;
     RecycleSpec recycle;                 ///< max_requests, max_rss, max_lifetime, ... (top level)
+    ShedSpec shed;                       ///< queue_timeout, max_concurrency (top level)
     ControlSpec control;
     MetricsSpec metrics;
     LogSpec log;

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 using namespace workerd;
 using namespace std::chrono_literals;
 using TP = std::chrono::steady_clock::time_point;
@@ -79,4 +81,32 @@ TEST_CASE("p99 over target_latency counts as busy; bounds are restored at once")
     CHECK(autoscale_decide(s, st, load(9, 0), t0).target == 6);  // above max
     s.min = 2;
     CHECK(autoscale_decide(s, st, load(1, 0), t0).target == 2);  // below min
+}
+
+TEST_CASE("queue-time p99 over target_queue counts as busy, and keeps the fleet from shrinking") {
+    auto s = spec();
+    s.target_queue = Duration(50);
+    AutoscaleState st;
+    auto in = load(2, 1);
+    in.queue_p99_ms = 120;
+    const auto d = autoscale_decide(s, st, in, t0);
+    CHECK(d.target == 3);
+    CHECK(d.reason.find("queue p99 120 ms") != std::string::npos);
+    // Low in flight, but requests still wait: not low load, no step down.
+    st = {};
+    in = load(3, 0);
+    in.queue_p99_ms = 80;
+    for (int i = 0; i <= 60; ++i) CHECK(autoscale_decide(s, st, in, t0 + std::chrono::seconds(i)).target >= 3);
+    // Under the target: the usual slow way down.
+    st = {};
+    in.queue_p99_ms = 10;
+    CHECK(autoscale_decide(s, st, in, t0).target == 3);
+    CHECK(autoscale_decide(s, st, in, t0 + 11s).target == 2);
+}
+
+TEST_CASE("Little's law: the listen queue's wait is its depth over the accept rate") {
+    CHECK(little_wait_seconds(0, 0) == 0);
+    CHECK(little_wait_seconds(0, 100) == 0);
+    CHECK(little_wait_seconds(50, 100) == doctest::Approx(0.5));
+    CHECK(std::isinf(little_wait_seconds(3, 0)));  // some wait, none accepted
 }

@@ -28,18 +28,6 @@ constexpr double kMedianSlackMs = 6.0;
 constexpr double kMedianSlackMs = 2.0;
 #endif
 
-json load_json(const std::vector<std::string>& args, Ms timeout) {
-    std::vector<std::string> argv{bin_path("workerd"), "load"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back("--json");
-    const auto r = run_program(argv, timeout);
-    INFO(r.output);
-    REQUIRE(r.exit_code == 0);
-    // The JSON object is the whole stdout (progress goes to a terminal only).
-    const auto open = r.output.find('{');
-    REQUIRE(open != std::string::npos);
-    return json::parse(r.output.substr(open));
-}
 
 }  // namespace
 
@@ -49,7 +37,7 @@ TEST_CASE("at a fixed rate against /demo/io?ms=50, the median latency is 50 ms w
     Daemon daemon(dir, SpecBuilder(port).workers(1).builtin());
     REQUIRE(daemon.wait_ready(1, 15s));
     const auto url = fmt::format("http://127.0.0.1:{}/demo/io?ms=50", port);
-    const json r = load_json({url, "--rate", "200", "--duration", "4s"}, 30s);
+    const json r = workerd_load({url, "--rate", "200", "--duration", "4s"}, 30s);
     INFO(r.dump());
     CHECK(r["errors"] == 0);
     CHECK(r["ok"].get<long>() >= 790);  // 200/s for 4 s, all answered
@@ -73,7 +61,7 @@ TEST_CASE("a 1 s stall in a 10 s run shows in the open loop's p99, and hides fro
         std::vector<std::string> args{url, "--duration", "10s"};
         args.insert(args.end(), mode.begin(), mode.end());
         json result;
-        std::thread load([&] { result = load_json(args, 40s); });
+        std::thread load([&] { result = workerd_load(args, 40s); });
         std::this_thread::sleep_for(4500ms);
         ::kill(worker, SIGSTOP);
         std::this_thread::sleep_for(1000ms);
@@ -113,13 +101,13 @@ TEST_CASE("errors are counted: a refused connection, a 404, a request past the t
     CHECK(refused["ok"] == 0);
     CHECK(refused["connect_errors"].get<long>() >= 45);
 
-    const json missing = load_json({fmt::format("http://127.0.0.1:{}/no/such/page", port), "--rate", "50",
+    const json missing = workerd_load({fmt::format("http://127.0.0.1:{}/no/such/page", port), "--rate", "50",
                                     "--duration", "1s"},
                                    20s);
     CHECK(missing["http_errors"].get<long>() >= 45);
     CHECK(missing["ok"] == 0);
 
-    const json slow = load_json({fmt::format("http://127.0.0.1:{}/demo/io?ms=1500", port), "--rate", "20",
+    const json slow = workerd_load({fmt::format("http://127.0.0.1:{}/demo/io?ms=1500", port), "--rate", "20",
                                  "--duration", "1s", "--timeout", "300ms"},
                                 20s);
     CHECK(slow["timeouts"].get<long>() >= 18);
@@ -138,7 +126,7 @@ TEST_CASE("weighted requests go out in their proportions, and a bad request spec
     Daemon daemon(dir, SpecBuilder(port).workers(1).builtin());
     REQUIRE(daemon.wait_ready(1, 15s));
     // 3 of every 4 requests to a page that does not exist: 75% http errors.
-    const json r = load_json({fmt::format("http://127.0.0.1:{}/healthz", port), "--url", "/nothing:3", "--rate",
+    const json r = workerd_load({fmt::format("http://127.0.0.1:{}/healthz", port), "--url", "/nothing:3", "--rate",
                               "400", "--duration", "1s"},
                              20s);
     INFO(r.dump());

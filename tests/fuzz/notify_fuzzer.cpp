@@ -20,11 +20,12 @@ void check(std::string_view line) {
     const auto& a = m->stats;
     const auto& b = again->stats;
     if (a.served != b.served || a.inflight != b.inflight || a.oldest_ms != b.oldest_ms || a.sum_us != b.sum_us ||
-        a.buckets != b.buckets) {
+        a.buckets != b.buckets || a.queue_sum_us != b.queue_sum_us || a.queue != b.queue || a.shed != b.shed) {
         std::abort();
     }
     for (double q : {0.0, 0.5, 0.99, 1.0}) {
         if (const auto p = a.percentile_ms(q); p && !(*p >= 0)) std::abort();
+        if (const auto p = a.queue_percentile_ms(q); p && !(*p >= 0)) std::abort();
     }
 }
 

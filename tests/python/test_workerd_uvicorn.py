@@ -58,9 +58,6 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(sum(stats.buckets), 1)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class DrainingTest(unittest.TestCase):
     def test_responses_close_their_connection_while_draining(self):
@@ -113,3 +110,112 @@ class HangDumpTest(unittest.TestCase):
         self.assertIn("busy_somewhere_deep", text)
         self.assertRegex(text, r"[1-3] idle pool thread\(s\) waiting for work")
         self.assertNotIn("concurrent/futures/thread.py", text)  # idle pool threads are not printed
+
+
+class QueueTest(unittest.TestCase):
+    def test_queue_buckets_match_the_daemon(self):
+        # daemon/wire/notify.cpp: 125 us * 2^(k/8), 154 buckets.
+        from workerd_uvicorn.protocol import QUEUE_BUCKETS, queue_bucket
+        self.assertEqual(queue_bucket(0), 0)
+        self.assertEqual(queue_bucket(125), 0)
+        self.assertEqual(queue_bucket(126), 1)
+        self.assertEqual(queue_bucket(250), 8)
+        self.assertEqual(queue_bucket(65_536_000), 152)
+        self.assertEqual(queue_bucket(65_536_001), QUEUE_BUCKETS - 1)
+
+    def run_request(self, stats, received):
+        from workerd_uvicorn.protocol import received_ns
+        sent, ran = [], []
+
+        async def app(scope, receive, send):
+            ran.append(scope)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async def send(message):
+            sent.append(message)
+
+        async def request():
+            received_ns.set(received)
+            await StatsMiddleware(app, stats)({"type": "http"}, None, send)
+
+        asyncio.run(request())
+        return sent, ran
+
+    def test_queue_time_is_counted_and_past_the_timeout_shed(self):
+        import time
+        stats = RequestStats(queue_timeout_ms=100)
+        sent, ran = self.run_request(stats, time.time_ns() - 20_000_000)  # waited 20 ms
+        self.assertEqual((len(ran), sent[0]["status"], stats.served, stats.shed), (1, 200, 1, 0))
+        self.assertEqual(sum(stats.queue), 1)
+        self.assertGreaterEqual(stats.queue_sum_us, 20_000)
+        sent, ran = self.run_request(stats, time.time_ns() - 300_000_000)  # waited 300 ms
+        self.assertEqual((len(ran), sent[0]["status"], stats.served, stats.shed), (0, 503, 1, 1))
+        self.assertIn((b"retry-after", b"1"), sent[0]["headers"])
+        self.assertEqual(sent[1]["body"], b"Service Unavailable\n")
+        self.assertEqual(sum(stats.queue), 2)
+        text = stats.format()
+        self.assertRegex(text, r" queue_sum_us=\d+ queue=[0-9,]+ shed=1$")
+        # Without a timestamp (not TCP), nothing is measured and nothing shed for waiting.
+        sent, ran = self.run_request(stats, 0)
+        self.assertEqual((len(ran), sum(stats.queue)), (1, 2))
+
+    def test_past_max_concurrency_is_shed(self):
+        stats = RequestStats(max_concurrency=1)
+        token, shed = stats.start()
+        self.assertFalse(shed)
+        second, shed = stats.start()
+        self.assertTrue(shed)
+        stats.finish(second, shed)
+        stats.finish(token)
+        self.assertEqual((stats.served, stats.shed, sum(stats.buckets)), (1, 1, 1))
+
+    def test_from_environment(self):
+        stats = RequestStats.from_environment({"WORKERD_QUEUE_TIMEOUT_MS": "250", "WORKERD_MAX_CONCURRENCY": "8"})
+        self.assertEqual((stats.queue_timeout_us, stats.max_concurrency), (250_000, 8))
+        stats = RequestStats.from_environment({})
+        self.assertEqual((stats.queue_timeout_us, stats.max_concurrency), (0, 0))
+
+    def test_reads_carry_the_kernels_receive_time(self):
+        # A real loopback connection through asyncio's transport: the stamp the protocol sees
+        # is when the bytes arrived, not when the loop got to them.
+        import socket
+        import time
+        from workerd_uvicorn import timestamps
+        from workerd_uvicorn.protocol import received_ns
+
+        seen = []
+
+        class Echo(asyncio.Protocol):
+            def data_received(self, data):
+                seen.append((received_ns.get(), time.time_ns(), data))
+
+        async def main():
+            listening = socket.socket()
+            listening.bind(("127.0.0.1", 0))
+            listening.listen()
+            timestamps.enable(listening)
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(timestamps.timestamping(Echo), sock=listening)
+            client = socket.create_connection(listening.getsockname())
+            sent_at = time.time_ns()
+            client.sendall(b"hello")
+            time.sleep(0.05)  # the loop is busy: the bytes wait in the kernel
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            client.close()
+            server.close()
+            return sent_at
+
+        sent_at = asyncio.run(main())
+        self.assertEqual(len(seen), 1)
+        stamp, handled, data = seen[0]
+        self.assertEqual(data, b"hello")
+        self.assertLess(abs(stamp - sent_at), 5_000_000)  # within 5 ms of the send
+        self.assertGreaterEqual(handled - stamp, 45_000_000)  # it waited the 50 ms
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -376,6 +376,19 @@ Daemon::~Daemon() {
 
 std::string Daemon::log() const { return read_file(log_path_); }
 
+nlohmann::json workerd_load(const std::vector<std::string>& args, Ms timeout) {
+    std::vector<std::string> argv{bin_path("workerd"), "load"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--json");
+    const auto r = run_program(argv, timeout);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    // The JSON object is the whole stdout (progress goes to a terminal only).
+    const auto open = r.output.find('{');
+    REQUIRE(open != std::string::npos);
+    return nlohmann::json::parse(r.output.substr(open));
+}
+
 nlohmann::json Daemon::status() const {
     const auto r = ctl({"status", "--json"});
     REQUIRE_MESSAGE(r.exit_code == 0, r.output);

@@ -82,6 +82,9 @@ struct RunResult {
 RunResult run_program(const std::vector<std::string>& argv, Ms timeout = 20s,
                       const std::vector<std::string>& env = {});
 
+/// `workerd load ARGS... --json`, run to completion and parsed (the test fails unless it exits 0:
+/// pass `--max-errors 1` where errors are expected).
+nlohmann::json workerd_load(const std::vector<std::string>& args, Ms timeout);
 /// run_program as user nobody (group nogroup, no other groups), through setpriv: needs root.
 RunResult run_as_nobody(const std::vector<std::string>& argv, Ms timeout = 20s);
 /// False when the tests run as root; else true, with a message that the test, which needs

@@ -79,3 +79,57 @@ TEST_CASE("percentiles from the histogram, within a bucket's width") {
     CHECK(p99 > 90.5);
     CHECK(p99 <= 128.0);
 }
+
+TEST_CASE("STATS version 2: queue times and shed count round-trip; a version-1 line still parses") {
+    RequestStats s;
+    s.served = 10;
+    s.buckets[3] = 10;
+    CHECK(s.format().find("queue") == std::string::npos);  // nothing measured: not sent
+    s.queue[0] = 4;
+    s.queue[9] = 6;
+    s.queue_sum_us = 4321;
+    s.shed = 2;
+    CHECK(s.format() == "served=10 inflight=0 oldest_ms=0 sum_us=0 buckets=0,0,0,10 queue_sum_us=4321 "
+                        "queue=4,0,0,0,0,0,0,0,0,6 shed=2");
+    auto m = parse_notify_line("STATS=" + s.format());
+    REQUIRE(m);
+    CHECK(m->stats.queue == s.queue);
+    CHECK(m->stats.queue_sum_us == 4321);
+    CHECK(m->stats.shed == 2);
+    CHECK(m->stats.queued() == 10);
+    auto v1 = parse_notify_line("STATS=served=3 inflight=0 oldest_ms=0 buckets=3");
+    REQUIRE(v1);
+    CHECK(v1->stats.queued() == 0);
+    CHECK_FALSE(v1->stats.queue_percentile_ms(0.5));
+    std::string too_many = "STATS=queue=0";
+    for (int k = 1; k <= kQueueBuckets; ++k) too_many += ",1";
+    CHECK_FALSE(parse_notify_line(too_many));
+    CHECK_FALSE(parse_notify_line("STATS=shed=-1"));
+    // Totals add up.
+    RequestStats total;
+    total.add_counts(s);
+    total.add_counts(s);
+    CHECK(total.served == 20);
+    CHECK(total.queued() == 20);
+    CHECK(total.shed == 4);
+}
+
+TEST_CASE("queue buckets: 2^(1/8) apart from 0.125 ms; every fourth bound from 0.5 ms on is a latency bound") {
+    CHECK(queue_bound_ms(0) == doctest::Approx(0.125));
+    CHECK(queue_bound_ms(16) == doctest::Approx(0.5));
+    CHECK(queue_bound_ms(152) == doctest::Approx(65536.0));
+    CHECK(std::isinf(queue_bound_ms(153)));
+    for (int k = 16; k < kQueueBuckets - 1; k += 4) {
+        CHECK(queue_bound_ms(k) == doctest::Approx(latency_bound_ms((k - 16) / 4)));
+    }
+    CHECK(queue_bucket(0) == 0);
+    CHECK(queue_bucket(125) == 0);
+    CHECK(queue_bucket(126) == 1);
+    CHECK(queue_bucket(65'536'000) == 152);
+    CHECK(queue_bucket(65'536'001) == 153);
+    // Percentiles within a bucket's width (9%): 100 requests spread evenly over 10-20 ms.
+    RequestStats st;
+    for (int i = 0; i < 100; ++i) ++st.queue[queue_bucket(10'000 + i * 100)];
+    CHECK(*st.queue_percentile_ms(0.5) == doctest::Approx(15.0).epsilon(0.1));
+    CHECK(*st.queue_percentile_ms(0.99) == doctest::Approx(19.9).epsilon(0.1));
+}

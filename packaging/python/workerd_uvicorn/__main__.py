@@ -18,7 +18,7 @@ import click  # noqa: E402
 import uvicorn  # noqa: E402
 from uvicorn.config import LOGGING_CONFIG  # noqa: E402
 
-from workerd_uvicorn import hang_dump  # noqa: E402
+from workerd_uvicorn import hang_dump, timestamps  # noqa: E402
 
 
 # How long idle keep-alive connections stay open once draining starts (as the bundled worker).
@@ -168,9 +168,12 @@ def main(args=None):
     sock = inherited_socket(fd)
     notifier = NOTIFIER
     notifier.send("STATUS", "loading the app")
-    stats = RequestStats()
+    stats = RequestStats.from_environment()
     config.load()
     config.loaded_app = StatsMiddleware(config.loaded_app, stats)
+    # Queue time: the kernel stamps what arrives, each read hands the stamp on (timestamps.py).
+    timestamps.enable(sock)
+    config.http_protocol_class = timestamps.timestamping(config.http_protocol_class)
     server = WorkerdServer(config, notifier, stats)
     server.run(sockets=[sock])
     return 0 if server.started else 3

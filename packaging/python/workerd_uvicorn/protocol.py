@@ -1,25 +1,38 @@
-"""The worker protocol, version 1: see docs/worker-protocol.md in the workerd repository."""
+"""The worker protocol, version 2: see docs/worker-protocol.md in the workerd repository."""
 
+import bisect
+import contextvars
 import itertools
 import os
 import time
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 LATENCY_BUCKETS = 36
 # Upper bounds in microseconds: 500 * 2^(k/2), k = 0..34; bucket 35 is everything slower.
 _BOUNDS_US = [round(500 * 2 ** (k / 2)) for k in range(LATENCY_BUCKETS - 1)]
+QUEUE_BUCKETS = 154
+# Queue times (version 2): 125 * 2^(k/8), k = 0..152; bucket 153 is everything slower.
+_QUEUE_BOUNDS_US = [round(125 * 2 ** (k / 8)) for k in range(QUEUE_BUCKETS - 1)]
+
+# When the kernel received the bytes being handled (CLOCK_REALTIME, ns; 0: unknown). Set by the
+# transport's read (workerd_uvicorn.timestamps) before the HTTP protocol parses them, so the task
+# that runs the request inherits it.
+received_ns = contextvars.ContextVar("workerd_received_ns", default=0)
 
 
 def latency_bucket(micros):
     """The protocol's bucket for a latency in microseconds."""
-    lo, hi = 0, LATENCY_BUCKETS - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if micros <= _BOUNDS_US[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return bisect.bisect_left(_BOUNDS_US, micros)
+
+
+def queue_bucket(micros):
+    """The protocol's bucket for a queue time in microseconds."""
+    return bisect.bisect_left(_QUEUE_BOUNDS_US, micros)
+
+
+def _counts(buckets):
+    last = max((k for k, n in enumerate(buckets) if n), default=0)
+    return ",".join(str(n) for n in buckets[: last + 1])
 
 
 class Notifier:
@@ -59,24 +72,52 @@ class Notifier:
 
 
 class RequestStats:
-    """Cumulative request counts, in-flight requests and the latency histogram."""
+    """Cumulative request counts, in-flight requests, latency and queue-time histograms.
 
-    def __init__(self):
+    `queue_timeout_ms` and `max_concurrency` (0: off) come from WORKERD_QUEUE_TIMEOUT_MS and
+    WORKERD_MAX_CONCURRENCY: past them, a request is shed (503 at once).
+    """
+
+    def __init__(self, queue_timeout_ms=0, max_concurrency=0):
         self.draining = False  # set at shutdown: responses then say Connection: close
         self.served = 0
         self.sum_us = 0
         self.buckets = [0] * LATENCY_BUCKETS
+        self.queue = [0] * QUEUE_BUCKETS
+        self.queue_sum_us = 0
+        self.shed = 0
+        self.queue_timeout_us = queue_timeout_ms * 1000
+        self.max_concurrency = max_concurrency
         self._inflight = {}
         self._ids = itertools.count()
 
-    def start(self):
+    @classmethod
+    def from_environment(cls, environ=os.environ):
+        def number(name):
+            text = environ.get(name, "")
+            return int(text) if text.isdigit() else 0
+        return cls(number("WORKERD_QUEUE_TIMEOUT_MS"), number("WORKERD_MAX_CONCURRENCY"))
+
+    def start(self, queued_us=None):
+        """Counts a request in; returns (token, shed): shed when it waited past queue_timeout
+        or would be one too many in flight."""
         token = next(self._ids)
         self._inflight[token] = time.monotonic()
-        return token
+        shed = False
+        if queued_us is not None:
+            self.queue[queue_bucket(queued_us)] += 1
+            self.queue_sum_us += queued_us
+            shed = 0 < self.queue_timeout_us < queued_us
+        if 0 < self.max_concurrency < len(self._inflight):
+            shed = True
+        return token, shed
 
-    def finish(self, token):
+    def finish(self, token, shed=False):
         started = self._inflight.pop(token, None)
         if started is None:
+            return
+        if shed:
+            self.shed += 1
             return
         micros = int((time.monotonic() - started) * 1e6)
         self.served += 1
@@ -86,10 +127,16 @@ class RequestStats:
     def format(self):
         now = time.monotonic()
         oldest = min(self._inflight.values(), default=now)
-        last = max((k for k, n in enumerate(self.buckets) if n), default=0)
-        buckets = ",".join(str(n) for n in self.buckets[: last + 1])
-        return (f"served={self.served} inflight={len(self._inflight)} "
-                f"oldest_ms={int((now - oldest) * 1000)} sum_us={self.sum_us} buckets={buckets}")
+        text = (f"served={self.served} inflight={len(self._inflight)} "
+                f"oldest_ms={int((now - oldest) * 1000)} sum_us={self.sum_us} buckets={_counts(self.buckets)}")
+        if any(self.queue):
+            text += f" queue_sum_us={self.queue_sum_us} queue={_counts(self.queue)}"
+        if self.shed:
+            text += f" shed={self.shed}"
+        return text
+
+
+_SHED_BODY = b"Service Unavailable\n"
 
 
 class StatsMiddleware:
@@ -102,7 +149,9 @@ class StatsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        token = self.stats.start()
+        stamp = received_ns.get()
+        queued_us = max(0, (time.time_ns() - stamp) // 1000) if stamp else None
+        token, shed = self.stats.start(queued_us)
         stats = self.stats
 
         async def send_closing(message):
@@ -114,6 +163,16 @@ class StatsMiddleware:
             await send(message)
 
         try:
+            if shed:
+                return await send_unavailable(send_closing)
             return await self.app(scope, receive, send_closing)
         finally:
-            self.stats.finish(token)
+            self.stats.finish(token, shed)
+
+
+async def send_unavailable(send):
+    """503 with Retry-After, without running the app: a shed request."""
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"1"),
+                            (b"content-length", str(len(_SHED_BODY)).encode())]})
+    await send({"type": "http.response.body", "body": _SHED_BODY})

@@ -1,6 +1,6 @@
 """A FastAPI app with the three kinds of route `workerd tune` is judged on (tests/bench/bench_tune.sh).
 
-- /cpu       `async def` that computes for ~20 ms of CPU on the event loop: CPU-bound work
+- /cpu       `async def` that computes for ~20 ms of CPU on the event loop (`?ms=N`: N ms): CPU-bound work
              (templating, JSON, hashing). A worker serves one such request at a time, so more
              workers help only while there are idle cores.
 - /io        `async def` that awaits 50 ms (`asyncio.sleep`): a request waiting on a database or
@@ -9,6 +9,9 @@
 - /blocking  `def` that sleeps 50 ms (`time.sleep`), run in anyio's thread pool (40 threads by
              default): a blocking client (requests, a sync DB driver). One worker holds at most
              40 at once, i.e. at most 800 req/s, and the threads cost CPU and the GIL.
+- /spin      `async def` that computes on the event loop until N ms of wall-clock time have passed
+             (`?ms=N`, default 10): a service time that stays the same when the process is
+             preempted, for the queue-time test (tests/e2e/queue_test.cpp).
 - /healthz   answers at once.
 
 Run it under workerd through workerd_uvicorn (docs/python.md):
@@ -40,8 +43,18 @@ def burn(seconds: float) -> int:
 
 
 @app.get("/cpu")
-async def cpu():
-    return {"rounds": burn(CPU_SECONDS)}
+async def cpu(ms: float = CPU_SECONDS * 1000):
+    return {"rounds": burn(min(ms, 60_000) / 1000)}
+
+
+@app.get("/spin")
+async def spin(ms: float = 10):
+    end = time.perf_counter() + min(ms, 60_000) / 1000
+    x = 1
+    while time.perf_counter() < end:
+        for _ in range(50):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+    return {"spun_ms": ms}
 
 
 @app.get("/io")
