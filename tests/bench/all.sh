@@ -43,6 +43,7 @@ run 900 bench_scale.sh "$R" "$S"
 run 200 bench_ctl.sh
 run 300 bench_load.sh "$((R + 2))" 5   # rounds of 5 s are cheap, and the ratio swings from round to round
 run 2700 bench_tune.sh                 # 3 routes, each a tune and a sweep of 8 counts: about 20 minutes
+run 900 bench_shed.sh                  # 2x overload, 10 s and 30 s, three servers: about 5 minutes
 "$HERE/report.sh" "$RESULTS" "$RESULTS/benchmarks.md"
 if ((${#failed[@]})); then
   echo "failed: ${failed[*]}; $OUT left as it was (this run's page: $RESULTS/benchmarks.md)" >&2

@@ -40,6 +40,7 @@ tests/bench/bench_scale.sh [ROUNDS] [IDLE_SECONDS] [SIZES]
 tests/bench/bench_ctl.sh [ROUNDS]
 tests/bench/bench_load.sh [ROUNDS] [SECONDS]
 tests/bench/bench_tune.sh [STEP_SECONDS] [ROUTE...]          # about 18 minutes
+tests/bench/bench_shed.sh [SECONDS] [QUEUE_TIMEOUT_MS]        # about 5 minutes
 tests/bench/bench_compare.sh REV [ROUNDS] [SECONDS] [PATH]   # this checkout vs an earlier one
 tests/bench/bench_compare.sh REV scale [ROUNDS] [IDLE] [SIZE] # the daemon's idle CPU and /metrics, both
 ```
@@ -234,6 +235,7 @@ EOF
 section ctl "workerctl"
 section load "The load generator: workerd load vs wrk"
 section tune "Tuning: workerd tune vs a brute-force sweep"
+section shed "Load shedding under overload: queue_timeout"
 if [ -f "$RESULTS/compare.md" ]; then cat "$RESULTS/compare.md"; have_compare=1; else have_compare=0; fi
 ((have_compare)) || cat <<'EOF'
 ## The worker protocol's cost on the request path
