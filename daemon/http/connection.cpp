@@ -108,8 +108,9 @@ void Connection::read_more() {
             received_ns_ = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
         }
     }
+    // (last_activity_ stays: a request must arrive whole within keepalive_timeout of the last
+    // one, as with Beast's async_read; a byte at a time does not keep a connection open.)
     buffer_.commit(static_cast<std::size_t>(n));
-    last_activity_ = Clock::now();
     parse_buffered();
 }
 

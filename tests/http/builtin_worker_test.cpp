@@ -296,3 +296,26 @@ TEST_CASE("SIGTERM drains: in-flight requests finish, keep-alive connections clo
     CHECK(WEXITSTATUS(*status) == 0);
     // New connections are no longer accepted by this worker (the queue is the daemon's).
 }
+
+TEST_CASE("a request head sent a byte at a time is cut at keepalive_timeout, not kept open by each byte") {
+    http::BuiltinWorkerOptions o;
+    o.keepalive_timeout = std::chrono::milliseconds(1000);
+    Worker w(o);
+    HttpConnection c(w.port);
+    const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    const auto start = Clock::now();
+    bool closed = false;
+    for (char ch : head) {
+        if (!c.send(std::string(1, ch))) {
+            closed = true;
+            break;
+        }
+        if (c.wait_closed(std::chrono::milliseconds(100))) {
+            closed = true;
+            break;
+        }
+    }
+    CHECK(closed);
+    // The idle sweep runs about once a second: closed within the timeout plus a sweep or two.
+    CHECK(Clock::now() - start < std::chrono::milliseconds(4000));
+}
