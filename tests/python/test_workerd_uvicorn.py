@@ -195,6 +195,10 @@ class QueueTest(unittest.TestCase):
             listening.bind(("127.0.0.1", 0))
             listening.listen()
             timestamps.enable(listening)
+            # The kernel turns stamping on for the first such socket from a work queue, a moment
+            # later (net_enable_timestamp): segments before that carry no stamp. (A worker sets
+            # it at start, long before its first request.)
+            time.sleep(0.2)
             loop = asyncio.get_running_loop()
             server = await loop.create_server(timestamps.timestamping(Echo), sock=listening)
             client = socket.create_connection(listening.getsockname())
