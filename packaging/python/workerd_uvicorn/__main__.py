@@ -172,8 +172,11 @@ def main(args=None):
     config.load()
     config.loaded_app = StatsMiddleware(config.loaded_app, stats)
     # Queue time: the kernel stamps what arrives, each read hands the stamp on (timestamps.py).
-    timestamps.enable(sock)
-    config.http_protocol_class = timestamps.timestamping(config.http_protocol_class)
+    # On with queue_timeout (shedding needs it) or WORKERD_UVICORN_QUEUE_TIME=1: off otherwise
+    # for now, as with it a graceful stop reset a connection now and then (docs/python.md).
+    if timestamps.wanted(os.environ):
+        timestamps.enable(sock)
+        config.http_protocol_class = timestamps.timestamping(config.http_protocol_class)
     server = WorkerdServer(config, notifier, stats)
     server.run(sockets=[sock])
     return 0 if server.started else 3

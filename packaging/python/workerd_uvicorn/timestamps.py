@@ -22,6 +22,11 @@ _CONTROL_SIZE = socket.CMSG_SPACE(16)  # struct timespec
 _TCP = (socket.AF_INET, socket.AF_INET6)
 
 
+def wanted(environ):
+    """Whether to measure: with queue_timeout set, or WORKERD_UVICORN_QUEUE_TIME=1."""
+    return bool(environ.get("WORKERD_QUEUE_TIMEOUT_MS")) or environ.get("WORKERD_UVICORN_QUEUE_TIME") == "1"
+
+
 def enable(listening):
     """Asks the kernel to stamp what arrives on connections accepted from `listening` (TCP)."""
     if listening.family in _TCP:
