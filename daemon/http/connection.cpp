@@ -48,7 +48,13 @@ Connection::~Connection() {
     server_.remove(this);
 }
 
-void Connection::start() { read_request(); }
+void Connection::start() {
+    // Reads (recvmsg, MSG_DONTWAIT) and the first try of every write (send) never wait here:
+    // when the kernel has no room or no data, the loop waits for the socket.
+    beast::error_code ignored;
+    socket_.non_blocking(true, ignored);
+    read_request();
+}
 
 void Connection::read_request() {
     phase_ = Phase::reading;
@@ -336,24 +342,51 @@ void Connection::finish_headers(bhttp::response<Body>& res) {
     }
 }
 
+// The response goes to the kernel at once, as far as the socket takes it (a small response: all
+// of it, with no trip through the loop); what is left is written asynchronously. The request
+// counts as finished when its last byte is handed over: its time is the worker's, not the time
+// its completion then waits behind other connections' work in the loop.
 template <class Body>
 void Connection::send(bhttp::response<Body>&& res) {
     phase_ = Phase::writing;
     finish_headers(res);
-    auto message = std::make_shared<bhttp::response<Body>>(std::move(res));
-    response_ = message;
-    const bool close_after = !keep_alive_ || message->need_eof();
-    bhttp::async_write(socket_, *message,
-                       [self = shared_from_this(), close_after](const beast::error_code& ec, std::size_t) {
-                           self->on_write(ec, close_after);
-                       });
+    struct Outgoing {
+        explicit Outgoing(bhttp::response<Body>&& m) : message(std::move(m)), serializer(message) {}
+        bhttp::response<Body> message;
+        bhttp::response_serializer<Body> serializer;
+    };
+    auto out = std::make_shared<Outgoing>(std::move(res));
+    response_ = out;
+    const bool close_after = !keep_alive_ || out->message.need_eof();
+    beast::error_code ec;
+    while (!ec && !out->serializer.is_done()) bhttp::write_some(socket_, out->serializer, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        bhttp::async_write(socket_, out->serializer,
+                           [self = shared_from_this(), close_after](const beast::error_code& ec, std::size_t) {
+                               self->on_write(ec, close_after);
+                           });
+        return;
+    }
+    // Written (or failed) here: the next read starts from the loop, so that a client pipelining
+    // many requests takes turns with the others and does not deepen this stack.
+    finish_request();
+    asio::post(socket_.get_executor(), [self = shared_from_this(), ec, close_after] { self->after_write(ec, close_after); });
 }
 
-void Connection::on_write(const beast::error_code& ec, bool close_after) {
-    response_.reset();
+void Connection::finish_request() {
+    if (!request_started_) return;
     server_.request_finished(*request_started_, shed_);
     request_started_.reset();
     shed_ = false;
+}
+
+void Connection::on_write(const beast::error_code& ec, bool close_after) {
+    finish_request();
+    after_write(ec, close_after);
+}
+
+void Connection::after_write(const beast::error_code& ec, bool close_after) {
+    response_.reset();
     if (ec || close_after) return close();
     last_activity_ = Clock::now();
     read_request();

@@ -58,7 +58,11 @@ private:
     void send(bhttp::response<Body>&& res);
     template <class Body>
     void finish_headers(bhttp::response<Body>& res);
+    /// The request is answered (its last byte is with the kernel): counted in the server's stats.
+    void finish_request();
     void on_write(const beast::error_code& ec, bool close);
+    /// Closes, or reads the next request.
+    void after_write(const beast::error_code& ec, bool close);
     void close();
 
     Server& server_;

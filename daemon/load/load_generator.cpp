@@ -414,6 +414,8 @@ private:
         (ok ? result_.ok : result_.http_errors) += 1;
         result_.latency.record(micros);
         if (ok) result_.ok_latency.record(micros);
+        result_.sent_latency.record(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(now - c->sent).count()));
         {
             std::lock_guard lock(window_mutex_);
             window_.latency.record(micros);
@@ -569,6 +571,7 @@ Result run(const Options& o) {
         Result& r = lane->result();
         total.latency.merge(r.latency);
         total.ok_latency.merge(r.ok_latency);
+        total.sent_latency.merge(r.sent_latency);
         total.ok += r.ok;
         total.http_errors += r.http_errors;
         total.connect_errors += r.connect_errors;

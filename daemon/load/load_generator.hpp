@@ -76,6 +76,9 @@ struct Options {
 struct Result {
     LatencyHistogram latency;  ///< of every answered request, µs (open loop: from its scheduled time)
     LatencyHistogram ok_latency;  ///< the same, of the 1xx-3xx answers only (goodput's latency)
+    /// Of every answered request from the moment it was issued on a connection: without the time
+    /// an open-loop request waited in the generator itself (late timer, no free connection).
+    LatencyHistogram sent_latency;
     std::uint64_t ok = 0;            ///< 1xx-3xx answers
     std::uint64_t http_errors = 0;   ///< 4xx/5xx answers
     std::uint64_t connect_errors = 0;

@@ -296,6 +296,8 @@ int load_command(const std::vector<std::string>& args) {
                          {"mean_ms", r.latency.mean() / 1000.0},
                          {"ok_p50_ms", static_cast<double>(r.ok_latency.percentile(50)) / 1000.0},
                          {"ok_p99_ms", static_cast<double>(r.ok_latency.percentile(99)) / 1000.0},
+                         {"sent_p50_ms", static_cast<double>(r.sent_latency.percentile(50)) / 1000.0},
+                         {"sent_p99_ms", static_cast<double>(r.sent_latency.percentile(99)) / 1000.0},
                          {"stopped", r.stopped}};
         std::printf("%s\n", j.dump(2).c_str());
     } else {
