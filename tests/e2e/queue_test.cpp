@@ -140,8 +140,7 @@ TEST_CASE("the bundled worker's queue time agrees with the client's latency minu
 TEST_CASE("workerd_uvicorn's queue time agrees with the client's latency minus the service time") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).workers(1).uvicorn("tune_app:app").set("boot_timeout", "60s")
-                           .env("WORKERD_UVICORN_QUEUE_TIME", "1"));
+    Daemon daemon(dir, SpecBuilder(port).workers(1).uvicorn("tune_app:app").set("boot_timeout", "60s"));
     REQUIRE(daemon.wait_ready(1, 60s));
     check_queue_accuracy(daemon, port, "/spin?ms=10");
 }

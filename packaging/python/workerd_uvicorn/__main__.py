@@ -33,6 +33,7 @@ class WorkerdServer(uvicorn.Server):
         self.notifier = notifier
         self.stats = stats
         self._heartbeat = None
+        self._taking = []  # connections take_queued took in, until their transports exist
 
     async def startup(self, sockets=None):
         await super().startup(sockets=sockets)
@@ -63,7 +64,7 @@ class WorkerdServer(uvicorn.Server):
         for server in getattr(self, "servers", []):
             for sock in server.sockets:
                 loop.remove_reader(sock.fileno())
-            loop.call_soon(close_server, server)
+            loop.call_soon(close_server, server, self._taking)
 
     async def shutdown(self, sockets=None):
         self.notifier.send("STOPPING", "1")
@@ -73,9 +74,14 @@ class WorkerdServer(uvicorn.Server):
         # idle keep-alive connections at once, and a request already on its way is reset.)
         self.stats.draining = True
         for server in self.servers:
-            server.close()
+            close_server(server, self._taking)  # when this turn came before handle_exit's
         for sock in sockets or []:
             sock.close()
+        # What the kernel had queued is being taken in: wait until every such connection has
+        # its transport and counts among uvicorn's connections, or the wait below would not
+        # see it and the process would end with its request unread (a reset).
+        if self._taking:
+            await asyncio.gather(*self._taking, return_exceptions=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_IDLE_WINDOW
         while self.server_state.connections and loop.time() < deadline:
@@ -85,9 +91,10 @@ class WorkerdServer(uvicorn.Server):
             self._heartbeat.cancel()
 
 
-def close_server(server):
-    """Stops `server` listening, first taking in what the kernel has queued for it."""
-    take_queued(server)
+def close_server(server, taking):
+    """Stops `server` listening, first taking in what the kernel has queued for it (the tasks
+    that do so go into `taking`)."""
+    taking.extend(take_queued(server))
     server.close()
 
 
@@ -100,8 +107,9 @@ def take_queued(server):
     """
     loop = asyncio.get_running_loop()
     protocol_factory = getattr(server, "_protocol_factory", None)
+    tasks = []
     if protocol_factory is None:
-        return
+        return tasks
     for listening in server.sockets:
         try:
             sock = socket.socket(fileno=os.dup(listening.fileno()))
@@ -115,9 +123,10 @@ def take_queued(server):
                 except OSError:  # BlockingIOError: nothing more is queued
                     break
                 conn.setblocking(False)
-                loop.create_task(loop.connect_accepted_socket(protocol_factory, conn))
+                tasks.append(loop.create_task(loop.connect_accepted_socket(protocol_factory, conn)))
         finally:
             sock.close()  # the duplicate only
+    return tasks
 
 
 def inherited_socket(fd):
@@ -172,8 +181,7 @@ def main(args=None):
     config.load()
     config.loaded_app = StatsMiddleware(config.loaded_app, stats)
     # Queue time: the kernel stamps what arrives, each read hands the stamp on (timestamps.py).
-    # On with queue_timeout (shedding needs it) or WORKERD_UVICORN_QUEUE_TIME=1: off otherwise
-    # for now, as with it a graceful stop reset a connection now and then (docs/python.md).
+    # On unless WORKERD_UVICORN_QUEUE_TIME=0 (and no queue_timeout: shedding needs it).
     if timestamps.wanted(os.environ):
         timestamps.enable(sock)
         config.http_protocol_class = timestamps.timestamping(config.http_protocol_class)

@@ -23,8 +23,8 @@ _TCP = (socket.AF_INET, socket.AF_INET6)
 
 
 def wanted(environ):
-    """Whether to measure: with queue_timeout set, or WORKERD_UVICORN_QUEUE_TIME=1."""
-    return bool(environ.get("WORKERD_QUEUE_TIMEOUT_MS")) or environ.get("WORKERD_UVICORN_QUEUE_TIME") == "1"
+    """Whether to measure: always, unless WORKERD_UVICORN_QUEUE_TIME=0 (and no queue_timeout)."""
+    return bool(environ.get("WORKERD_QUEUE_TIMEOUT_MS")) or environ.get("WORKERD_UVICORN_QUEUE_TIME") != "0"
 
 
 def enable(listening):
