@@ -258,6 +258,77 @@ five rounds (median 2.16 ms against 1.96 ms). With wrk and four worker processes
 CPUs, p99 here is mostly scheduling; the same binary's p99 ranged from 1.5 to 3.9 ms across
 rounds. Worth watching on a quieter machine.
 EOF
+cat <<'EOF'
+
+## Queue time's cost on the request path (issue 16)
+
+Not part of `make bench` (it needs a build of an earlier revision). With queue time measured
+(issue 16), the bundled worker's listening sockets have `SO_TIMESTAMPNS` (the kernel stamps
+every segment it receives, and Linux turns receive stamping on for every socket once any asks)
+and every read is a `recvmsg` that also copies the stamp out. Against the revision before
+issue 16 (b949973), 2026-12-02 22:27 UTC, 15 rounds:
+
+```
+BASE_BUILD_DIR=<a build of b949973> tests/bench/bench_compare.sh b949973 15 10
+```
+
+| bundled worker, /healthz, 2 workers, wrk -t2 -c64 -d10s | median req/s | p50 ms | p99 ms |
+| --- | ---: | ---: | ---: |
+| this checkout (2fbeaaa + docs) | 80974 | 0.59 | 4.73 |
+| b949973 (before queue time) | 78743 | 0.59 | 4.75 |
+| **ratio** | **1.03×** | 0.99× | 1.00× |
+
+Within the issue's 3% (here, ahead): the per-round ratio ranged from 0.93× to 1.19× on this
+shared machine, so read it as "no cost measured". How it got there: at 7db2adc (stamps on,
+responses written from the write's completion handler) 10 rounds gave 0.96× and 0.94×, and the
+same binary without the `setsockopt` 1.01×: the stamps cost about 4%. 2fbeaaa writes each
+response at once when the socket takes it (one trip through the event loop less per request,
+and the worker's latency no longer includes the wait of that trip), which wins it back.
+
+<details><summary>raw output</summary>
+
+```
+using b949973 as built in /tmp/base-b949973
+machine: 2 CPUs, Intel(R) Xeon(R) Processor, kernel 6.18.44-fc-v1045
+
+== this checkout vs b949973, bundled worker, /healthz, 2 workers each: wrk -t2 -c64 -d10s --latency, 15 rounds
+  round 1 workerd (this checkout)       77929 req/s  p50    0.68 ms  p99    4.21 ms  conns/worker 32/32 
+  round 1 workerd (b949973)             73734 req/s  p50    0.66 ms  p99    4.37 ms  conns/worker 32/32 
+  round 2 workerd (this checkout)       79236 req/s  p50    0.59 ms  p99    4.33 ms  conns/worker 30/34 
+  round 2 workerd (b949973)             71409 req/s  p50    0.69 ms  p99    6.23 ms  conns/worker 32/32 
+  round 3 workerd (this checkout)       77434 req/s  p50    0.63 ms  p99    4.28 ms  conns/worker 31/33 
+  round 3 workerd (b949973)             82000 req/s  p50    0.59 ms  p99    3.88 ms  conns/worker 32/32 
+  round 4 workerd (this checkout)       80974 req/s  p50    0.62 ms  p99    4.01 ms  conns/worker 32/32 
+  round 4 workerd (b949973)             78743 req/s  p50    0.59 ms  p99    4.58 ms  conns/worker 33/31 
+  round 5 workerd (this checkout)       79428 req/s  p50    0.59 ms  p99    8.00 ms  conns/worker 32/32 
+  round 5 workerd (b949973)             71124 req/s  p50    0.65 ms  p99    6.78 ms  conns/worker 32/32 
+  round 6 workerd (this checkout)       78948 req/s  p50    0.64 ms  p99    5.33 ms  conns/worker 32/32 
+  round 6 workerd (b949973)             75046 req/s  p50    0.64 ms  p99    4.48 ms  conns/worker 32/32 
+  round 7 workerd (this checkout)       79850 req/s  p50    0.58 ms  p99    5.58 ms  conns/worker 32/32 
+  round 7 workerd (b949973)             75382 req/s  p50    0.63 ms  p99    4.21 ms  conns/worker 32/32 
+  round 8 workerd (this checkout)       77583 req/s  p50    0.61 ms  p99    4.33 ms  conns/worker 31/33 
+  round 8 workerd (b949973)             75245 req/s  p50    0.63 ms  p99    4.21 ms  conns/worker 32/32 
+  round 9 workerd (this checkout)       83687 req/s  p50    0.53 ms  p99    4.92 ms  conns/worker 31/33 
+  round 9 workerd (b949973)             82790 req/s  p50    0.56 ms  p99    4.75 ms  conns/worker 33/31 
+  round 10 workerd (this checkout)      104898 req/s  p50    0.36 ms  p99    6.01 ms  conns/worker 31/33 
+  round 10 workerd (b949973)             88283 req/s  p50    0.52 ms  p99    6.13 ms  conns/worker 32/32 
+  round 11 workerd (this checkout)       82141 req/s  p50    0.65 ms  p99    3.60 ms  conns/worker 32/32 
+  round 11 workerd (b949973)             78320 req/s  p50    0.59 ms  p99    4.32 ms  conns/worker 32/32 
+  round 12 workerd (this checkout)       90702 req/s  p50    0.42 ms  p99    6.75 ms  conns/worker 32/32 
+  round 12 workerd (b949973)             95742 req/s  p50    0.41 ms  p99    7.29 ms  conns/worker 32/32 
+  round 13 workerd (this checkout)       90854 req/s  p50    0.50 ms  p99    3.81 ms  conns/worker 32/32 
+  round 13 workerd (b949973)             96917 req/s  p50    0.40 ms  p99    6.71 ms  conns/worker 33/31 
+  round 14 workerd (this checkout)       93176 req/s  p50    0.45 ms  p99    4.73 ms  conns/worker 31/33 
+  round 14 workerd (b949973)             94575 req/s  p50    0.46 ms  p99    6.42 ms  conns/worker 33/31 
+  round 15 workerd (this checkout)       86929 req/s  p50    0.52 ms  p99    4.77 ms  conns/worker 31/33 
+  round 15 workerd (b949973)             93534 req/s  p50    0.43 ms  p99    7.20 ms  conns/worker 31/33 
+  median workerd (this checkout)      80974 req/s  p50    0.59 ms  p99    4.73 ms
+  median workerd (b949973)            78743 req/s  p50    0.59 ms  p99    4.75 ms
+  ratio workerd (this checkout) / workerd (b949973): throughput 1.03x, p50 0.99x, p99 1.00x; evenly split rounds only: throughput 1.03x (15 and 15 of 15 rounds)
+```
+
+</details>
+EOF
 if [ -f "$RESULTS/compare_scale.md" ]; then cat "$RESULTS/compare_scale.md"; else cat <<'EOF'
 ## The daemon's loop at scale against c76ff4b (the fleet core's redesign)
 
