@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
+#include <optional>
+#include <thread>
 #include <string>
 
 #include <fmt/format.h>
@@ -206,4 +209,50 @@ TEST_CASE("max_concurrency: past it, requests get 503 with Retry-After at once")
     CHECK(r["ok"].get<long>() >= 4);  // 2 at a time for 1 s of 300 ms requests
     CHECK(http_status(port, "/demo/io?ms=1") == 200);  // one at a time is served
     CHECK(daemon.wait_status([&](const json& s) { return s["queue"]["shed"] == r["http_errors"]; }, 5s));
+}
+
+namespace {
+
+// workerd_listen_queue_wait_estimate_seconds in one scrape; nullopt when it is not there.
+std::optional<double> wait_estimate(int metrics_port) {
+    const auto r = http_get(metrics_port, "/metrics");
+    if (!r || r->status != 200) return std::nullopt;
+    const std::string name = "\nworkerd_listen_queue_wait_estimate_seconds ";
+    const auto at = r->body.find(name);
+    if (at == std::string::npos) return std::nullopt;
+    return std::stod(r->body.substr(at + name.size()));
+}
+
+}  // namespace
+
+// For workers that do not report queue time, Little's law over the listen queue: connections
+// waiting there, over the rate they arrive. A worker whose loop blocks 20 ms per request, asked
+// for twice what it serves by new connections: they pile up in the listen queue, and the
+// estimate says they wait; once they are served, it says nothing waits.
+TEST_CASE("the listen queue's wait estimate rises while connections pile up, and is 0 once they are served") {
+    TempDir dir;
+    const int port = free_tcp_port(), metrics_port = free_tcp_port();
+    Daemon daemon(dir, SpecBuilder(port).workers(1).builtin().metrics(metrics_port));
+    REQUIRE(daemon.wait_ready(1, 15s));
+    REQUIRE(answers_within(metrics_port, 5s));
+    CHECK(wait_estimate(metrics_port) == 0.0);
+    auto load = std::async(std::launch::async, [port] {
+        return workerd_load({fmt::format("http://127.0.0.1:{}/demo/block?ms=20", port), "--rate", "100", "--duration",
+                             "4s", "-c", "400", "--timeout", "60s"},
+                            120s);
+    });
+    double highest = 0;
+    for (int i = 0; i < 12; ++i) {
+        std::this_thread::sleep_for(300ms);
+        if (const auto e = wait_estimate(metrics_port)) {
+            MESSAGE("estimate " << *e << " s");
+            CHECK(std::isfinite(*e));
+            highest = std::max(highest, *e);
+        }
+    }
+    CHECK(highest > 0.05);  // more than two requests' worth of waiting
+    const json r = load.get();
+    INFO(r.dump());
+    CHECK(r["errors"] == 0);
+    CHECK(eventually([&] { return wait_estimate(metrics_port) == 0.0; }, 10s));
 }
