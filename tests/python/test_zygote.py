@@ -113,6 +113,65 @@ class ZygoteTest(unittest.TestCase):
         os.close(b_r)
 
 
+class PreloadedFastAPITest(unittest.TestCase):
+    """python3 -m workerd_uvicorn in zygote mode, with the FastAPI example: it imports the app
+    once and the worker forked from it serves HTTP on the inherited listener."""
+
+    def test_a_forked_worker_serves_the_app(self):
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        become_subreaper()
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        daemon_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ, WORKERD_ZYGOTE_FD=str(zygote_end.fileno()),
+                   PYTHONPATH=os.path.join(root, "packaging", "python"))
+        env.pop("WORKERD_NOTIFY_FD", None)
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "workerd_uvicorn", "app:app", "--fd", str(listener.fileno())],
+            cwd=os.path.join(root, "examples", "fastapi"), env=env,
+            pass_fds=(listener.fileno(), zygote_end.fileno()))
+        zygote_end.close()
+        worker = None
+        try:
+            daemon_end.settimeout(60)
+            ready = json.loads(daemon_end.recv(65536))
+            self.assertEqual(ready.get("ready"), proc.pid, ready)
+            notify_r, notify_w = os.pipe()
+            socket.send_fds(daemon_end, [json.dumps({
+                "env": {"WORKERD_SLOT": "5", "WORKERD_NOTIFY_FD": "9", "PATH": os.environ.get("PATH", "")},
+                "fds": [9], "parent": os.getpid()}).encode()], [notify_w])
+            os.close(notify_w)
+            worker = json.loads(daemon_end.recv(65536))["pid"]
+            # It says READY on its own pipe, then serves.
+            said = b""
+            deadline = time.monotonic() + 30
+            while b"READY=1" not in said and time.monotonic() < deadline:
+                said += os.read(notify_r, 4096)
+            self.assertIn(b"READY=1", said)
+            port = listener.getsockname()[1]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                body = json.loads(r.read())
+            self.assertEqual(body["slot"], "5")
+            self.assertEqual(body["pid"], worker)
+            os.kill(worker, 15)
+            self.assertEqual(os.waitstatus_to_exitcode(os.waitpid(worker, 0)[1]), 0)
+            worker = None
+            os.close(notify_r)
+        finally:
+            if worker is not None:
+                os.kill(worker, 9)
+                os.waitpid(worker, 0)
+            daemon_end.close()  # the zygote exits
+            self.assertEqual(proc.wait(timeout=30), 0)
+            listener.close()
+
+
 def _open(fd):
     try:
         os.fstat(fd)

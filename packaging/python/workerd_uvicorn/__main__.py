@@ -10,6 +10,7 @@ NOTIFIER.send("STATUS", "starting")
 
 # pylint: disable=wrong-import-position,wrong-import-order
 import asyncio  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
@@ -18,7 +19,7 @@ import click  # noqa: E402
 import uvicorn  # noqa: E402
 from uvicorn.config import LOGGING_CONFIG  # noqa: E402
 
-from workerd_uvicorn import hang_dump, timestamps  # noqa: E402
+from workerd_uvicorn import hang_dump, timestamps, zygote  # noqa: E402
 
 
 # How long idle keep-alive connections stay open once draining starts (as the bundled worker).
@@ -174,11 +175,18 @@ def main(args=None):
     # A hung worker may get `timeout_signal: SIGABRT` first: print the stacks then, the event
     # loop's first.
     hang_dump.install()
+    zygote_fd = os.environ.get("WORKERD_ZYGOTE_FD")
+    if zygote_fd is not None:
+        return run_zygote(config, fd, int(zygote_fd))
     sock = inherited_socket(fd)
-    notifier = NOTIFIER
-    notifier.send("STATUS", "loading the app")
-    stats = RequestStats.from_environment()
+    NOTIFIER.send("STATUS", "loading the app")
     config.load()
+    return serve(config, sock, NOTIFIER)
+
+
+def serve(config, sock, notifier):
+    """Runs the loaded app on `sock` until the worker stops: 0, or 3 when it never started."""
+    stats = RequestStats.from_environment()
     config.loaded_app = StatsMiddleware(config.loaded_app, stats)
     # Queue time: the kernel stamps what arrives, each read hands the stamp on (timestamps.py).
     # On unless WORKERD_UVICORN_QUEUE_TIME=0 (and no queue_timeout: shedding needs it).
@@ -188,6 +196,24 @@ def main(args=None):
     server = WorkerdServer(config, notifier, stats)
     server.run(sockets=[sock])
     return 0 if server.started else 3
+
+
+def run_zygote(config, fd, zygote_fd):
+    """Preload (zygote.py): imports the app once, says so on the zygote socket, and forks a
+    worker for each request from the daemon. Each worker runs the app's lifespan startup itself,
+    after the fork, and speaks the worker protocol with its own pipe."""
+    zygote_sock = socket.socket(fileno=zygote_fd)
+    config.load()  # the import, not the lifespan: connections made there must not be shared
+    gc.collect()
+    gc.freeze()  # what the import made stays out of the collector's reach: its pages stay shared
+    zygote.reply(zygote_sock, ready=os.getpid())
+
+    def run_worker():
+        notifier = Notifier()  # this worker's WORKERD_NOTIFY_FD, from the environment it was given
+        notifier.send("STATUS", "forked from the zygote")
+        return serve(config, inherited_socket(fd), notifier)
+
+    return zygote.serve(zygote_sock, run_worker)
 
 
 if __name__ == "__main__":
