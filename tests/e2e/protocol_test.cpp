@@ -228,10 +228,12 @@ time.sleep(600)
 TEST_CASE("a hang dump puts the event loop first and sums up the idle thread pool") {
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, python_spec(port, "hang_app:app", "timeout: 1s\ntimeout_signal: SIGABRT\nkill_timeout: 1s\n"));
-    REQUIRE_MESSAGE(daemon.wait_ready(2, 30s), daemon.log());
-    // 80 `def` requests at once over the 2 workers: anyio's pools grow to dozens of threads,
-    // idle after.
+    // One worker: the one whose pool the naps grow is the one /block hangs (with two, one of
+    // them could take nearly every nap, and the other hang with a pool of 1).
+    Daemon daemon(dir, SpecBuilder(port).workers(1).uvicorn("hang_app:app", /*unbuffered=*/true)
+                           .set("graceful_timeout", "3s").extra("timeout: 1s\ntimeout_signal: SIGABRT\nkill_timeout: 1s\n"));
+    REQUIRE_MESSAGE(daemon.wait_ready(1, 30s), daemon.log());
+    // 80 `def` requests at once: anyio's pool grows to dozens of threads, idle after.
     std::vector<std::future<std::optional<HttpResponse>>> naps;
     for (int i = 0; i < 80; ++i) naps.push_back(std::async(std::launch::async, [port] { return http_get(port, "/nap", 20s); }));
     for (auto& n : naps) REQUIRE(n.get());

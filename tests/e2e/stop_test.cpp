@@ -4,13 +4,14 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <future>
 #include <map>
-#include <numeric>
-#include <thread>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -190,25 +191,73 @@ TEST_CASE("a graceful stop refuses new connections at once, and the request in f
         daemon.process().signal(SIGTERM);
         // Every connection made from now on is refused (or, in the moment before a worker has
         // taken in the signal, served): never left to nobody and reset later.
-        std::map<std::string, int> outcomes;
-        std::string last;
+        std::vector<std::string> sequence;
         const auto t0 = std::chrono::steady_clock::now();
         while (std::chrono::steady_clock::now() - t0 < 1s) {
-            last = attempt(port);
-            ++outcomes[last];
+            sequence.push_back(attempt(port));
             std::this_thread::sleep_for(20ms);
         }
+        const std::string last = sequence.back();
+        // One reset is the kernel's, not the server's, when it is the last attempt before the
+        // refusals begin: on loopback the client's connect() returns before the server's side
+        // has taken the handshake's final ACK, and if the last copy of the listening socket
+        // closes in between, that ACK finds no listener. (What was in the listen queue when the
+        // workers stopped is served: the next test case checks that, deterministically.)
+        const auto first_refused = std::find(sequence.begin(), sequence.end(), "refused");
+        if (first_refused != sequence.begin() && first_refused != sequence.end() && *(first_refused - 1) == "reset") {
+            MESSAGE("a reset at the moment the socket closed (the handshake race), tolerated");
+            *(first_refused - 1) = "refused";
+        }
+        std::map<std::string, int> outcomes;
+        for (const auto& o : sequence) ++outcomes[o];
         std::string seen;
         for (const auto& [what, n] : outcomes) seen += fmt::format("{}: {}; ", what, n);
         MESSAGE(seen);
-        CHECK_MESSAGE(outcomes["refused"] + outcomes["served"] == static_cast<int>(
-                          std::accumulate(outcomes.begin(), outcomes.end(), 0, [](int n, const auto& o) { return n + o.second; })),
+        CHECK_MESSAGE(outcomes["refused"] + outcomes["served"] == static_cast<int>(sequence.size()),
                       seen);  // no reset, no timeout
         CHECK_MESSAGE(outcomes["served"] <= 2, seen);
         CHECK(last == "refused");
         const auto response = pending.get();
         REQUIRE_MESSAGE(response, daemon.log());
         CHECK(response->status == 200);
+        const auto status = daemon.process().wait_exit(15s);
+        REQUIRE_MESSAGE(status, daemon.log());
+        CHECK(WEXITSTATUS(*status) == 0);
+    }
+}
+
+TEST_CASE("connections queued when a graceful stop begins are served, not reset") {
+    // The worker is busy (its loop blocked for a second), connections queue behind it, and the
+    // stop begins: the daemon closes its copy of the listening socket at once, so the worker's
+    // is the last, and closing it would reset what waits in its queue. Once free, the worker
+    // takes in what is queued first, and answers it. (The bundled worker accepts one connection
+    // a turn and sees the signal first: without that step this fails. workerd_uvicorn's loop may
+    // accept them all itself in the turn it sees the signal; the answers are checked the same.)
+    for (const bool bundled : {true, false}) {
+        CAPTURE(bundled);
+        TempDir dir;
+        const int port = free_tcp_port();
+        Daemon daemon(dir, bundled ? builtin_spec(port, 1, "10s")
+                                   : SpecBuilder(port).workers(1).uvicorn("tune_app:app").set("boot_timeout", "60s")
+                                         .set("graceful_timeout", "10s").str());
+        REQUIRE_MESSAGE(daemon.wait_ready(1, 60s), daemon.log());
+        auto busy = request_in_flight(daemon, port, bundled ? "/demo/block?ms=1500" : "/spin?ms=1500");
+        std::vector<std::future<std::optional<HttpResponse>>> queued;
+        for (int i = 0; i < 5; ++i) {
+            queued.push_back(std::async(std::launch::async, [port, bundled] {
+                return http_get(port, bundled ? "/healthz" : "/spin?ms=1", 20s);
+            }));
+        }
+        std::this_thread::sleep_for(300ms);  // connected (the kernel's queue), not yet accepted
+        daemon.process().signal(SIGTERM);
+        const auto answer = busy.get();
+        REQUIRE_MESSAGE(answer, daemon.log());
+        CHECK(answer->status == 200);
+        for (auto& q : queued) {
+            const auto r = q.get();
+            CHECK_MESSAGE(r.has_value(), "a queued connection got no answer (reset?)\n" << daemon.log());
+            if (r) CHECK(r->status == 200);
+        }
         const auto status = daemon.process().wait_exit(15s);
         REQUIRE_MESSAGE(status, daemon.log());
         CHECK(WEXITSTATUS(*status) == 0);
