@@ -115,10 +115,16 @@ void Server::accept(Listener& listener) {
 }
 
 void Server::accept_next(Listener& listener) {
-    // One connection per turn: handlers already queued run before this process asks for the
-    // next connection. And when a live peer holds clearly fewer connections (the load board),
-    // wait a moment so it takes the next one: a shared accept queue otherwise hands a burst
-    // of keep-alive connections to whichever process happens to be awake.
+    // What else waits in the queue is taken now, up to kAcceptBurst, while no live peer holds
+    // clearly fewer connections (the load board): one connection per turn of a busy loop kept
+    // a burst of new connections waiting in the kernel for as many turns (a second, for the
+    // last of 200 behind one worker). When a peer has room, wait a moment so it takes the next
+    // one: a shared accept queue otherwise hands a burst of keep-alive connections to
+    // whichever process happens to be awake.
+    for (int i = 0; i < kAcceptBurst && !draining_; ++i) {
+        if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms())) break;
+        if (!accept_one_now(listener)) break;
+    }
     if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms())) {
         auto wait = std::make_shared<asio::steady_timer>(io_, kYieldToPeer);
         wait->async_wait([this, &listener, wait](const boost::system::error_code&) {
@@ -143,15 +149,15 @@ void Server::on_accepted(Listener& listener, Socket socket) {
     std::make_shared<Connection>(*this, std::move(socket))->start();
 }
 
-void Server::take_queued(Listener& listener) {
+bool Server::accept_one_now(Listener& listener) {
     boost::system::error_code ec;
     const auto endpoint = listener.acceptor.local_endpoint(ec);
-    if (ec) return;
+    if (ec) return false;
     listener.acceptor.native_non_blocking(true, ec);  // as Asio's own accepts have it already
-    if (ec) return;
+    if (ec) return false;
     while (true) {
         const int fd = ::accept4(listener.acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) return;  // EAGAIN: nothing more is queued (or nothing can be taken)
+        if (fd < 0) return false;  // EAGAIN: nothing is queued (or nothing can be taken)
         Socket socket(io_);
         socket.assign(endpoint.protocol(), fd, ec);
         if (ec) {
@@ -159,6 +165,12 @@ void Server::take_queued(Listener& listener) {
             continue;
         }
         on_accepted(listener, std::move(socket));
+        return true;
+    }
+}
+
+void Server::take_queued(Listener& listener) {
+    while (accept_one_now(listener)) {
     }
 }
 

@@ -34,6 +34,8 @@ public:
     /// How long a worker holding clearly more connections than a live peer waits before
     /// accepting again, so the peer takes the next one (see LoadBoard).
     static constexpr std::chrono::milliseconds kYieldToPeer{1};
+    /// The most connections taken from the queue in one turn (while no peer has room).
+    static constexpr int kAcceptBurst = 16;
 
     Server(boost::asio::io_context& io, const BuiltinWorkerOptions& options);
 
@@ -91,6 +93,8 @@ private:
     void on_accepted(Listener& listener, Socket socket);
     /// Takes in every connection the kernel has queued on `listener` (served while draining).
     void take_queued(Listener& listener);
+    /// Accepts one connection the kernel has queued, without waiting; false when none is.
+    bool accept_one_now(Listener& listener);
     void reject_busy(Socket socket);
     void sweep();
     void heartbeat();
