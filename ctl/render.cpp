@@ -74,6 +74,18 @@ std::string header(const json& s) {
                            ms_text(queue.value("p50_ms", json())), ms_text(queue.value("p99_ms", json())),
                            queue.value("measured", 0), queue.value("shed", 0));
     }
+    for (const auto& z : s.value("zygotes", json::array())) {
+        out += fmt::format("zygote: generation {}, pid {}, {}, up {}, RSS {}, PSS {}\n", z.value("generation", 0),
+                           z.value("pid", 0), z.value("state", "?"), human_duration(z.value("uptime_s", 0.0)),
+                           human_bytes(z.value("rss_bytes", 0.0)), human_bytes(z.value("pss_bytes", 0.0)));
+    }
+    const json memory = s.value("memory", json());
+    if (memory.is_object() && memory.value("pss_bytes", 0.0) > 0) {
+        const json budget = memory.value("budget_workers", json());
+        out += fmt::format("memory: {} PSS in all (shared pages counted once), {} private{}\n",
+                           human_bytes(memory.value("pss_bytes", 0.0)), human_bytes(memory.value("private_bytes", 0.0)),
+                           budget.is_number() ? fmt::format("; the budget fits {} workers", budget.get<int>()) : "");
+    }
     for (const auto& w : s.value("waiting", json::array())) {
         out += fmt::format("slot {}: no worker, restarting in {} (last exit: {}){}\n", w.value("slot", 0),
                            human_duration(w.value("restart_in_s", 0.0)), text_or_dash(w.value("last_exit", json())),
@@ -84,7 +96,7 @@ std::string header(const json& s) {
 
 std::string worker_table(const json& s) {
     std::vector<std::vector<std::string>> rows{{"SLOT", "PID", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT",
-                                                "RSS", "CPU%", "REQUESTS", "INFLIGHT", "BEAT", "P50", "P99", "QUEUE P99", "SHED"}};
+                                                "RSS", "PRIVATE", "CPU%", "REQUESTS", "INFLIGHT", "BEAT", "P50", "P99", "QUEUE P99", "SHED"}};
     auto workers = s.value("workers", json::array());
     std::sort(workers.begin(), workers.end(), [](const json& a, const json& b) {
         return std::make_pair(a.value("slot", 0), a.value("pid", 0)) < std::make_pair(b.value("slot", 0), b.value("pid", 0));
@@ -95,6 +107,7 @@ std::string worker_table(const json& s) {
                         std::to_string(w.value("generation", 0)), w.value("state", "?"),
                         human_duration(w.value("uptime_s", 0.0)), std::to_string(w.value("restarts", 0)),
                         text_or_dash(w.value("last_exit", json())), human_bytes(w.value("rss_bytes", 0.0)),
+                        w.value("private_bytes", 0.0) > 0 ? human_bytes(w.value("private_bytes", 0.0)) : "-",
                         fmt::format("{:.1f}", w.value("cpu_percent", 0.0)), text_or_dash(w.value("requests", json())),
                         text_or_dash(w.value("inflight", json())),
                         beat.is_number() ? human_duration(beat.get<double>()) : "-",

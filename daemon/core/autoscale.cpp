@@ -67,9 +67,9 @@ AutoscaleDecision autoscale_decide(const AutoscaleSpec& spec, AutoscaleState& st
     return change(in.current - 1, "idle: " + seen);
 }
 
-int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker) {
+int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker, std::uint64_t shared) {
     if (per_worker == 0) return 1 << 20;
-    const double usable = static_cast<double>(limit) * (1.0 - margin);
+    const double usable = static_cast<double>(limit) * (1.0 - margin) - static_cast<double>(shared);
     return std::max(1, static_cast<int>(usable / static_cast<double>(per_worker)));
 }
 

@@ -55,7 +55,7 @@ AutoscaleDecision autoscale_decide(const AutoscaleSpec& spec, AutoscaleState& st
                                    std::chrono::steady_clock::time_point now);
 
 /// The memory budget: how many workers of `per_worker` bytes fit in `limit` less the margin
-/// (at least one).
-int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker);
+/// and less `shared` (what preloaded workers share with their zygote, counted once); at least one.
+int memory_budget(std::uint64_t limit, double margin, std::uint64_t per_worker, std::uint64_t shared = 0);
 
 }  // namespace workerd

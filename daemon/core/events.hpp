@@ -43,24 +43,39 @@ struct Exited { pid_t pid = 0; int status = 0; double cpu_seconds = 0; };
 struct Message { pid_t pid = 0; NotifyMessage message; };
 /// A malformed or over-long protocol line.
 struct BadLine { pid_t pid = 0; std::string what; };
-/// Resident memory of workers, and connections waiting in the listen queues, sampled by the
-/// shell when sample_due() says so (recycling by memory, the autoscaler).
+/// One process's memory (/proc/PID/smaps_rollup); 0 where unknown.
+struct MemorySample {
+    pid_t pid = 0;
+    long rss_bytes = 0;      ///< resident, shared pages counted in full
+    long pss_bytes = 0;      ///< each shared page divided among the processes that map it
+    long private_bytes = 0;  ///< pages only this process maps (USS): what a leak grows
+};
+/// Memory of the workers (and preload's zygotes), and connections waiting in the listen
+/// queues, sampled by the shell when sample_due() says so (recycling by memory, the
+/// autoscaler, the memory budget).
 struct Samples {
-    std::vector<std::pair<pid_t, long>> rss_bytes;
+    std::vector<MemorySample> memory;
     int queue_depth = 0;
 };
 /// The loop could not read the workers' pipes for `by` (a long turn, a late timer).
 struct Late { Duration by{0}; std::string why; };
+/// Preload (app.preload): the shell started a StartZygote action's zygote, or could not
+/// (answered at once); later, the zygote said it has imported the app and takes fork requests.
+/// Its exit comes as Exited, like a worker's.
+struct ZygoteStarted { long generation = 0; pid_t pid = 0; };
+struct ZygoteFailed { long generation = 0; std::string error; };
+struct ZygoteReady { long generation = 0; };
 }  // namespace event
 
 using Event = std::variant<event::Turn, event::Signal, event::Spawned, event::SpawnFailed, event::Exited,
-                           event::Message, event::BadLine, event::Samples, event::Late>;
+                           event::Message, event::BadLine, event::Samples, event::Late, event::ZygoteStarted,
+                           event::ZygoteFailed, event::ZygoteReady>;
 
 /// What a note is about: the structured log the shell prints and tests can count.
 enum class NoteKind {
     started, ready, replaced, draining, ended, restarting, hung, escalated, killed_late, spawn_failed, flapping,
     scaling, recycling, restart, rollout_started, rollout_done, rollout_failed, stopping, late, autoscale,
-    bad_line, status, reaped,
+    bad_line, status, reaped, zygote,
 };
 const char* to_string(NoteKind kind);
 
@@ -68,7 +83,16 @@ enum class Level { debug, info, warn, error };
 
 namespace action {
 /// Start a worker for `slot` in `generation`; answer with Spawned or SpawnFailed at once.
+/// With preload, the core asks only once that generation's zygote is ready: the worker is
+/// forked from it.
 struct Spawn { WorkerId id = 0; int slot = 0; long generation = 0; };
+/// Preload: start the zygote of `generation` (its spec is the fleet's now); answer with
+/// ZygoteStarted or ZygoteFailed at once.
+struct StartZygote { long generation = 0; };
+/// Preload: the zygote of `generation` is no longer needed (its generation was replaced, or
+/// the fleet stops): close its socket, which ends it, and SIGTERM it. SIGKILL comes as a
+/// Signal action if it is still there after kill_timeout.
+struct StopZygote { long generation = 0; pid_t pid = 0; };
 /// Send `sig` to a worker (to its main thread only: a stack dump, `timeout_signal`).
 struct Signal { pid_t pid = 0; int sig = 0; bool main_thread = false; };
 /// reuse_port: a slot left the fleet; its own sockets close with its last worker.
@@ -95,6 +119,6 @@ struct Note { NoteKind kind = NoteKind::started; Level level = Level::info; std:
 
 using Action = std::variant<action::Spawn, action::Signal, action::SlotRemoved, action::StopSlotSockets,
                             action::Stopping, action::Rollback, action::RolloutDone, action::ReleaseLeftovers,
-                            action::Systemd, action::Note>;
+                            action::Systemd, action::Note, action::StartZygote, action::StopZygote>;
 
 }  // namespace workerd::core

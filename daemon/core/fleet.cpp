@@ -66,6 +66,7 @@ void Fleet::on(const event::Turn& e, TimePoint now) {
     check_health(now);
     autoscale(now);
     reconcile(now);
+    tend_zygotes(now);
     notify_systemd(now);
 }
 
@@ -153,6 +154,7 @@ void Fleet::note_spawn_failure(int slot, const std::string& what, Duration delay
 
 void Fleet::on(const event::Exited& e, TimePoint now) {
     Worker* found = find(e.pid);
+    if (found == nullptr && on_zygote_exit(e, now)) return;
     if (found == nullptr) {
         note(NoteKind::reaped, Level::debug, fmt::format("reaped pid {} ({})", e.pid, describe_status(e.status)));
         return;

@@ -46,6 +46,8 @@ struct Worker {
     std::optional<std::uint64_t> request_limit;  ///< max_requests + this worker's jitter
     std::optional<TimePoint> retire_at;     ///< max_lifetime + this worker's jitter
     long rss_bytes = 0;                     ///< its last sample
+    long pss_bytes = 0;                     ///< (0: not sampled)
+    long private_bytes = 0;
     bool replaces_ended = false;            ///< spawning: it restarts a slot whose worker ended
     std::uint64_t bad_lines = 0;            ///< malformed protocol lines, and how many were logged
     std::uint64_t bad_lines_logged = 0;
@@ -83,6 +85,20 @@ struct Rollout {
     std::string reason;                 ///< why the last one failed
     std::optional<Spec> previous_spec;  ///< what a failure goes back to
     long previous_generation = 0;
+};
+
+/// Preload (app.preload): the process a generation's workers are forked from, once it has
+/// imported the app.
+struct Zygote {
+    long generation = 0;
+    pid_t pid = 0;                         ///< 0 until the shell has started it
+    bool ready = false;                    ///< it takes fork requests
+    bool stopping = false;                 ///< told to go (StopZygote)
+    TimePoint started_at;
+    std::optional<TimePoint> ready_at;
+    std::optional<TimePoint> kill_at;      ///< stopping: SIGKILL then
+    bool boot_killed = false;              ///< not ready within boot_timeout: killed
+    long pss_bytes = 0;                    ///< its last sample: the memory its workers share with it
 };
 
 /// A worker a previous image of the daemon left running (SIGUSR2 re-exec).
@@ -136,13 +152,16 @@ public:
     std::vector<pid_t> overdue(TimePoint now) const;
     /// Whether the shell should sample memory and queues (event::Samples) before the turn.
     bool sample_due(TimePoint now) const;
+    /// Whether the samples need PSS and private memory (smaps_rollup), not just RSS: with
+    /// preload (status, metrics and the budget show them) or max_private.
+    bool memory_by_sharing() const { return spec_.app.preload || spec_.recycle.max_private.has_value(); }
     /// When the next turn is due (now, when an event asked for one); nullopt: nothing pending.
     std::optional<TimePoint> next_deadline(TimePoint now) const;
     /// Whether the last events may have brought next_deadline() forward (a turn wanted at
     /// once, a worker's first message, a request in flight); reading it clears it.
     bool take_rearm() { return std::exchange(rearm_, false) || turn_due_; }
-    /// Stopping, and no worker is left.
-    bool stopped() const { return mode_ != Mode::running && workers_.empty(); }
+    /// Stopping, and no worker (nor zygote) is left.
+    bool stopped() const { return mode_ != Mode::running && workers_.empty() && zygotes_.empty(); }
 
     // The state, for status, metrics, the handover and the simulator's invariants.
     const Spec& spec() const { return spec_; }
@@ -150,6 +169,8 @@ public:
     Mode mode() const { return mode_; }
     const Rollout& rollout() const { return rollout_; }
     const std::map<WorkerId, Worker>& workers() const { return workers_; }
+    /// Preload: the zygotes alive or starting, by generation.
+    const std::map<long, Zygote>& zygotes() const { return zygotes_; }
     const Worker* by_pid(pid_t pid) const;
     const std::map<int, Slot>& slots() const { return slots_; }
     std::vector<const Worker*> workers_in(int slot) const;
@@ -177,6 +198,9 @@ private:
     void on(const event::BadLine& e, TimePoint now);
     void on(const event::Samples& e, TimePoint now);
     void on(const event::Late& e, TimePoint now);
+    void on(const event::ZygoteStarted& e, TimePoint now);
+    void on(const event::ZygoteFailed& e, TimePoint now);
+    void on(const event::ZygoteReady& e, TimePoint now);
 
     // The turn's steps.
     void expire_deadlines(TimePoint now);
@@ -189,7 +213,17 @@ private:
     void notify_systemd(TimePoint now);
 
     // What the steps do to workers and slots.
-    bool may_spawn();
+    /// Whether a worker may start now: this turn's spawns, and with preload a ready zygote of
+    /// the fleet's generation (asked for here when there is none).
+    bool may_spawn(TimePoint now);
+    // Preload (fleet_zygote.cpp).
+    bool zygote_ready(TimePoint now);
+    bool memory_sampled() const;  ///< sample_due's settings: what needs the memory samples
+    void fit_auto_to_memory();    ///< `workers: auto` down to the measured memory budget
+    bool zygote_is_ready() const;
+    bool on_zygote_exit(const event::Exited& e, TimePoint now);
+    void zygote_failed(const Zygote& z, const std::string& what, TimePoint now);
+    void tend_zygotes(TimePoint now);
     void wake_at(TimePoint t) { wake_at_ = wake_at_ ? std::min(*wake_at_, t) : t; }
     void spawn(int slot, TimePoint now);
     void drain(Worker& w, StopReason why, TimePoint now);
@@ -228,6 +262,9 @@ private:
     std::map<WorkerId, Worker> workers_;
     std::unordered_map<pid_t, Worker*> pids_;  ///< into workers_ (a map's nodes stay put)
     std::map<int, Slot> slots_;
+    std::map<long, Zygote> zygotes_;
+    Backoff zygote_backoff_;              ///< a zygote that keeps failing starts again after it
+    TimePoint zygote_not_before_{};
     WorkerId next_id_ = 1;
     bool turn_due_ = true;   ///< a turn is wanted at once
     std::optional<TimePoint> wake_at_;  ///< a turn is wanted then (a successor to try again)

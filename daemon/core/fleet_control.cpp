@@ -68,20 +68,37 @@ void Fleet::scale_to(int n, const std::string& why) {
     turn_due_ = true;
 }
 
+bool Fleet::memory_sampled() const {
+    const bool budget = spec_.workers_auto && (spec_.memory_limit || memory_limit_);
+    return spec_.recycle.max_rss || memory_by_sharing() || budget || (spec_.autoscale && !autoscale_pinned_);
+}
+
 std::optional<int> Fleet::memory_cap() const {
     const auto limit = spec_.memory_limit ? spec_.memory_limit : memory_limit_;
     if (!limit) return std::nullopt;
-    // RSS per worker: measured from serving workers once they run, else the spec's hint.
-    long total = 0;
-    int sampled = 0;
+    // Measured from serving workers once they run, else the spec's hint. Preloaded workers
+    // share the zygote's pages: each costs its private memory, and what they share (with the
+    // zygote and each other: PSS less private) is counted once.
+    long rss = 0, pss = 0, unique = 0;
+    int sampled = 0, private_sampled = 0;
     for (const auto& [id, w] : workers_) {
-        if (serving(w.phase) && w.rss_bytes > 0) {
-            total += w.rss_bytes;
-            ++sampled;
+        if (!serving(w.phase) || w.rss_bytes <= 0) continue;
+        rss += w.rss_bytes;
+        ++sampled;
+        if (w.private_bytes > 0) {
+            pss += w.pss_bytes;
+            unique += w.private_bytes;
+            ++private_sampled;
         }
     }
+    if (spec_.app.preload && private_sampled > 0 && private_sampled == sampled) {
+        long shared = pss - unique;
+        for (const auto& [generation, z] : zygotes_) shared += z.pss_bytes;
+        return memory_budget(*limit, spec_.memory_margin, static_cast<std::uint64_t>(unique / private_sampled),
+                             static_cast<std::uint64_t>(std::max(0L, shared)));
+    }
     const std::optional<std::uint64_t> per_worker =
-        sampled > 0 ? std::optional<std::uint64_t>(static_cast<std::uint64_t>(total / sampled)) : spec_.memory_per_worker;
+        sampled > 0 ? std::optional<std::uint64_t>(static_cast<std::uint64_t>(rss / sampled)) : spec_.memory_per_worker;
     if (!per_worker || *per_worker == 0) return std::nullopt;
     return memory_budget(*limit, spec_.memory_margin, *per_worker);
 }
@@ -124,6 +141,7 @@ void Fleet::begin_stop(bool fast, TimePoint now) {
     if (next == mode_) return;
     actions_.push_back(action::Stopping{next == Mode::stopping_fast, mode_ == Mode::running});
     mode_ = next;
+    tend_zygotes(now);
     if (systemd_) {
         actions_.push_back(action::Systemd{
             fmt::format("STOPPING=1\nSTATUS=stopping {}", mode_ == Mode::stopping_graceful ? "gracefully" : "now"), false});
@@ -232,7 +250,7 @@ bool Fleet::rolling() const {
 
 bool Fleet::sample_due(TimePoint now) const {
     if (mode_ != Mode::running || now < next_sample_) return false;
-    return spec_.recycle.max_rss || (spec_.autoscale && !autoscale_pinned_);
+    return memory_sampled();
 }
 
 std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
@@ -242,6 +260,10 @@ std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
     };
     if (turn_due_) return now;
     if (wake_at_) consider(std::max(now, *wake_at_));
+    for (const auto& [generation, z] : zygotes_) {
+        if (z.kill_at) consider(*z.kill_at);
+        if (!z.ready && !z.stopping && !z.boot_killed && z.pid != 0) consider(z.started_at + spec_.health.boot_timeout);
+    }
     for (const auto& [id, w] : workers_) {
         if (w.kill_at) consider(*w.kill_at);
         if (w.escalation) {
@@ -253,13 +275,18 @@ std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
     if (watchdog_interval_ && systemd_) consider(std::max(now, next_watchdog_));
     if (mode_ != Mode::running) return next;
     // Recycling by memory and the autoscaler sample once a second; by age, at each worker's time.
-    if (spec_.recycle.max_rss || (spec_.autoscale && !autoscale_pinned_)) consider(std::max(now, next_sample_));
+    if (memory_sampled()) consider(std::max(now, next_sample_));
     if (spec_.autoscale && !autoscale_pinned_) consider(std::max(now, next_autoscale_));
     for (const auto& [id, w] : workers_) {
         if (w.retire_at && w.phase == Phase::ready) consider(std::max(*w.retire_at, w.started_at + spec_.recycle.min_lifetime));
     }
+    // Empty slots to fill; with preload, once the zygote is ready (ZygoteReady asks for a turn)
+    // or, when there is none, once it may start.
+    const bool can_spawn = zygote_is_ready();
+    if (spec_.app.preload && zygotes_.count(generation_) == 0) consider(std::max(now, zygote_not_before_));
     for (const auto& [index, s] : slots_) {
-        if (s.active && holders_in(s) == 0) consider(std::max(now, s.not_before));
+        if (!s.active || holders_in(s) > 0) continue;
+        if (can_spawn) consider(std::max(now, s.not_before));
     }
     return next;
 }
@@ -289,6 +316,7 @@ const char* to_string(NoteKind kind) {
         case NoteKind::bad_line: return "bad_line";
         case NoteKind::status: return "status";
         case NoteKind::reaped: return "reaped";
+        case NoteKind::zygote: return "zygote";
     }
     return "?";
 }

@@ -81,9 +81,34 @@ void Fleet::on(const event::BadLine& e, TimePoint now) {
 void Fleet::on(const event::Samples& e, TimePoint now) {
     next_sample_ = now + std::chrono::seconds(1);
     queue_depth_ = e.queue_depth;
-    for (const auto& [pid, rss] : e.rss_bytes) {
-        if (Worker* w = find(pid)) w->rss_bytes = rss;
+    for (const auto& m : e.memory) {
+        if (Worker* w = find(m.pid)) {
+            w->rss_bytes = m.rss_bytes;
+            w->pss_bytes = m.pss_bytes;
+            w->private_bytes = m.private_bytes;
+            continue;
+        }
+        for (auto& [generation, z] : zygotes_) {
+            if (z.pid == m.pid) z.pss_bytes = m.pss_bytes;
+        }
     }
+    fit_auto_to_memory();
+}
+
+void Fleet::fit_auto_to_memory() {
+    // `workers: auto` was sized before anything ran (memory_per_worker, if given). Once the
+    // whole fleet runs and is measured, a budget that holds fewer workers wins; never more
+    // than the auto count, and not after a `workerctl scale` (the user's call) or with the
+    // autoscaler (which has the budget as its ceiling).
+    if (!spec_.workers_auto || spec_.autoscale || mode_ != Mode::running || desired_ != spec_.workers || rolling()) return;
+    int measured = 0;
+    for (const auto& [id, w] : workers_) {
+        if (serving(w.phase) && slots_.at(w.slot).active && w.rss_bytes > 0) ++measured;
+    }
+    if (measured < desired_) return;
+    const auto cap = memory_cap();
+    if (!cap || *cap >= desired_) return;
+    scale_to(*cap, fmt::format("workers: auto: the memory budget holds {} worker{} as measured", *cap, *cap == 1 ? "" : "s"));
 }
 
 void Fleet::on(const event::Late& e, TimePoint now) {

@@ -14,7 +14,7 @@ void Fleet::reconcile(TimePoint now) {
     if (mode_ != Mode::running) return;
     for (auto& [index, slot] : slots_) {
         if (slot.active && now >= slot.not_before && holders_in(slot) == 0) {
-            if (!may_spawn()) break;
+            if (!may_spawn(now)) break;
             spawn(index, now);
         }
     }
@@ -28,10 +28,12 @@ void Fleet::reconcile(TimePoint now) {
     roll(now);
 }
 
-bool Fleet::may_spawn() {
-    if (spawns_this_turn_ < spawn_limit_) return true;
-    turn_due_ = true;  // the next turn goes on, after the I/O waiting
-    return false;
+bool Fleet::may_spawn(TimePoint now) {
+    if (spawns_this_turn_ >= spawn_limit_) {
+        turn_due_ = true;  // the next turn goes on, after the I/O waiting
+        return false;
+    }
+    return zygote_ready(now);
 }
 
 void Fleet::spawn(int index, TimePoint) {
@@ -83,6 +85,9 @@ long Fleet::reload(Spec next, const std::string& why, TimePoint now) {
     rollout_.started = now;
     rollout_.failures = 0;
     rollout_.reason.clear();
+    // A new generation's zygote (preload) is a new try: no backoff left from the last one's.
+    zygote_backoff_ = {};
+    zygote_not_before_ = {};
     // The worker count follows the spec only if the spec changed it, so a `workerctl scale`
     // survives a reload of an unchanged spec.
     if (rescale) scale_to(spec_.workers, why);
@@ -127,6 +132,9 @@ void Fleet::recycle(TimePoint now) {
         } else if (r.max_rss && w.rss_bytes > static_cast<long>(*r.max_rss)) {
             detail = fmt::format("RSS {} MiB (max_rss {} MiB)", w.rss_bytes >> 20, *r.max_rss >> 20);
             why = StopReason::max_rss;
+        } else if (r.max_private && w.private_bytes > static_cast<long>(*r.max_private)) {
+            detail = fmt::format("private memory {} MiB (max_private {} MiB)", w.private_bytes >> 20, *r.max_private >> 20);
+            why = StopReason::max_private;
         } else if (w.retire_at && now >= *w.retire_at) {
             detail = fmt::format("lived {} (max_lifetime)",
                                  format_duration(std::chrono::duration_cast<Duration>(now - w.started_at)));
@@ -198,11 +206,11 @@ void Fleet::roll(TimePoint now) {
         ++slot.restarts;  // the successor took over
     }
     for (int index : step.surge) {
-        if (!may_spawn()) break;
+        if (!may_spawn(now)) break;
         spawn(index, now);
     }
     for (int index : step.in_place) {
-        if (!may_spawn()) break;
+        if (!may_spawn(now)) break;
         Worker* out = outgoing_in(slots_[index]);
         drain(*out, out->stop_reason.value_or(StopReason::reload), now);
         spawn(index, now);

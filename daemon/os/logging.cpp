@@ -45,7 +45,7 @@ std::string json_log_line(const std::string& time, const std::string& level, con
     nlohmann::json j{{"time", time}, {"level", level}, {"msg", message}};
     static const std::regex worker(R"(^worker (\d+) \(pid (\d+)(?:, gen (\d+))?\))");
     static const std::regex reason(
-        R"(\((exit|crash by signal|heartbeat timeout|boot timeout|request timeout)\)|recycled: (served|RSS|lived))");
+        R"(\((exit|crash by signal|heartbeat timeout|boot timeout|request timeout)\)|recycled: (served|RSS|private memory|lived))");
     std::smatch m;
     if (std::regex_search(message, m, worker)) {
         j["slot"] = std::stoi(m[1]);
@@ -57,7 +57,10 @@ std::string json_log_line(const std::string& time, const std::string& level, con
             j["reason"] = m[1].str();
         } else {
             const std::string kind = m[2];
-            j["reason"] = kind == "served" ? "max_requests" : kind == "RSS" ? "max_rss" : "max_lifetime";
+            j["reason"] = kind == "served"           ? "max_requests"
+                          : kind == "RSS"            ? "max_rss"
+                          : kind == "private memory" ? "max_private"
+                                                     : "max_lifetime";
         }
     }
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

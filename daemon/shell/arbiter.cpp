@@ -42,6 +42,20 @@ core::Fleet::Options fleet_options(Spec spec, const SystemdNotifier& systemd) {
     return o;
 }
 
+// One process's memory by sharing (smaps_rollup), or its RSS alone where that is unreadable.
+core::event::MemorySample memory_sample(pid_t pid) {
+    core::event::MemorySample s;
+    s.pid = pid;
+    if (const auto m = proc_memory(pid)) {
+        s.rss_bytes = m->rss_bytes;
+        s.pss_bytes = m->pss_bytes;
+        s.private_bytes = m->private_bytes;
+    } else {
+        s.rss_bytes = proc_rss_bytes(pid);
+    }
+    return s;
+}
+
 }  // namespace
 
 Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart start)
@@ -53,7 +67,11 @@ Arbiter::Arbiter(Spec initial, std::vector<Listener> listeners, DaemonStart star
       fleet_(fleet_options(std::move(initial), systemd_), Clock::now()),
       base_env_(current_environment()),
       sockets_(std::move(listeners)),
-      processes_(io_, self_exe_, [this](pid_t pid, std::string_view line, bool overlong) { on_protocol_line(pid, line, overlong); }) {
+      processes_(io_, self_exe_, [this](pid_t pid, std::string_view line, bool overlong) { on_protocol_line(pid, line, overlong); }),
+      zygotes_(io_, [this](long generation) {
+          deliver(core::event::ZygoteReady{generation});
+          if (fleet_.take_rearm()) arm_timer();  // its generation's workers can be forked now
+      }) {
     launcher_ = std::make_unique<ProcessLauncher>(self_exe_, base_env_);
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2}) signals_.add(sig);
     // A re-exec (SIGUSR2) starts with every signal blocked, so that none arriving while the
@@ -185,6 +203,7 @@ void Arbiter::reap_children() {
             processes_.guardian_lost(running);
             continue;
         }
+        zygotes_.reaped(pid);
         deliver(core::event::Exited{pid, status, cpu});
         processes_.forget(pid);
     }
@@ -257,7 +276,14 @@ void Arbiter::excuse_loop_delay(Clock::duration delay, const char* why) {
 core::event::Samples Arbiter::take_samples() {
     core::event::Samples samples;
     for (const auto& [id, w] : fleet_.workers()) {
-        if (core::serving(w.phase)) samples.rss_bytes.emplace_back(w.pid, proc_rss_bytes(w.pid));
+        if (!core::serving(w.phase)) continue;
+        // smaps_rollup walks the process's page tables: only when PSS and private memory are
+        // wanted; RSS alone is one read of /proc/PID/stat.
+        if (fleet_.memory_by_sharing()) samples.memory.push_back(memory_sample(w.pid));
+        else samples.memory.push_back({w.pid, proc_rss_bytes(w.pid), 0, 0});
+    }
+    for (const auto& [generation, z] : fleet_.zygotes()) {
+        if (z.pid > 0) samples.memory.push_back(memory_sample(z.pid));
     }
     samples.queue_depth = sockets_.queued();
     return samples;

@@ -31,6 +31,7 @@
 #include "daemon/shell/launcher.hpp"
 #include "daemon/shell/metrics_server.hpp"
 #include "daemon/shell/worker_processes.hpp"
+#include "daemon/shell/zygote_processes.hpp"
 #include "daemon/wire/handover.hpp"
 #include "daemon/wire/spec.hpp"
 
@@ -78,6 +79,8 @@ private:
     // Carrying out the core's actions (arbiter_actions.cpp).
     void carry_out(std::vector<core::Action> actions);
     void launch(const core::action::Spawn& spawn);
+    /// Preload: starts a generation's zygote; answers the core with ZygoteStarted or ZygoteFailed.
+    void start_zygote(long generation);
     void on_protocol_line(pid_t pid, std::string_view line, bool overlong);
     /// Stopping: the daemon's copies of the listening sockets close, so that new connections
     /// are refused once the workers close theirs. Sockets systemd holds stay open.
@@ -107,10 +110,11 @@ private:
     std::vector<std::string> base_env_;
     FleetSockets sockets_;
     WorkerProcesses processes_;
+    ZygoteProcesses zygotes_;
     Clock::time_point last_turn_end_{};           ///< when the previous one ended
     std::optional<Clock::time_point> timer_due_;  ///< what the timer is armed for
     Clock::duration spawn_cost_{std::chrono::milliseconds(1)};  ///< a spawn's recent duration
-    std::map<pid_t, std::pair<Clock::time_point, long>> cpu_samples_;  ///< for CPU% in status
+    std::map<pid_t, std::pair<Clock::time_point, double>> cpu_samples_;  ///< for CPU% in status
     std::unique_ptr<ControlServer> control_;
     std::unique_ptr<MetricsServer> metrics_;
     UniqueFd board_;     ///< the bundled workers' LoadBoard; empty for external commands

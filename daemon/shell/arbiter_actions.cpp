@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/os/zygote_client.hpp"
 #include "daemon/shell/arbiter.hpp"
 
 namespace workerd {
@@ -39,6 +40,10 @@ void Arbiter::carry_out(std::vector<core::Action> actions) {
     for (auto& action : actions) {
         if (auto* spawn = std::get_if<a::Spawn>(&action)) {
             launch(*spawn);
+        } else if (auto* start = std::get_if<a::StartZygote>(&action)) {
+            start_zygote(start->generation);
+        } else if (auto* stop_zygote = std::get_if<a::StopZygote>(&action)) {
+            zygotes_.stop(stop_zygote->generation, stop_zygote->pid);
         } else if (auto* s = std::get_if<a::Signal>(&action)) {
             // timeout_signal goes to the worker's main thread, where an event loop usually runs
             // (and is stuck): a stack dump handler then prints the loop's stack first.
@@ -59,7 +64,9 @@ void Arbiter::carry_out(std::vector<core::Action> actions) {
                                       static_cast<long long>(mono.tv_sec) * 1000000 + mono.tv_nsec / 1000,
                                       sd->message.substr(sd->message.find('\n') + 1)));
         } else if (auto* left = std::get_if<a::ReleaseLeftovers>(&action)) {
-            processes_.release_leftovers(*left, spec().graceful_timeout);
+            std::set<pid_t> zygotes;
+            for (const auto& [generation, z] : fleet_.zygotes()) zygotes.insert(z.pid);
+            processes_.release_leftovers(*left, spec().graceful_timeout, zygotes);
         } else if (auto* stop = std::get_if<a::Stopping>(&action)) {
             if (stop->first) stop_listening();
             if (stop->fast) processes_.kill_leftovers(Clock::now());
@@ -84,6 +91,13 @@ void Arbiter::launch(const core::action::Spawn& spawn) {
     // With a socket per slot the kernel spreads connections; the board's holding back would
     // only delay a worker's own queue.
     if (board_ && !spec().reuse_port) request.board_fd = board_.get();
+    if (spec().app.preload) {
+        request.zygote_fd = zygotes_.socket_of(spawn.generation);
+        if (request.zygote_fd < 0) {
+            deliver(core::event::SpawnFailed{spawn.id, fmt::format("the zygote of generation {} is not ready", spawn.generation)});
+            return;
+        }
+    }
     const auto began = Clock::now();
     Launched launched;
     try {
@@ -98,6 +112,25 @@ void Arbiter::launch(const core::action::Spawn& spawn) {
     deliver(core::event::Spawned{spawn.id, launched.pid, launched.program});
     processes_.add(launched.pid, spawn.slot, std::move(request.listeners), std::move(launched.out),
                    std::move(launched.err), std::move(launched.notify));
+}
+
+void Arbiter::start_zygote(long generation) {
+    LaunchRequest request;
+    request.slot = -1;
+    request.generation = generation;
+    request.spec = &spec();
+    request.listeners = sockets_.for_slot(0, spec().reuse_port);  // for {fd} in the command
+    try {
+        // Its workers are forked from it and reparented here: this process reaps them.
+        become_child_subreaper();
+        ZygotePair pair = make_zygote_pair();
+        Launched launched = launcher_->launch_zygote(request, pair.zygote_end.get());
+        pair.zygote_end.reset();
+        deliver(core::event::ZygoteStarted{generation, launched.pid});
+        zygotes_.add(generation, launched.pid, std::move(pair.daemon_end), std::move(launched.out), std::move(launched.err));
+    } catch (const std::exception& e) {
+        deliver(core::event::ZygoteFailed{generation, e.what()});
+    }
 }
 
 void Arbiter::on_protocol_line(pid_t pid, std::string_view line, bool overlong) {

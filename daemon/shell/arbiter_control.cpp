@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/shell/arbiter.hpp"
+#include "daemon/shell/metrics_endpoint.hpp"
 #include "daemon/shell/render.hpp"
 #include "daemon/shell/upgrade.hpp"
 #include "daemon/wire/control_request.hpp"
@@ -78,21 +79,19 @@ json Arbiter::status_json(Clock::time_point now) {
     facts.daemon_pid = ::getpid();
     facts.version = kVersion;
     // CPU% since the previous status request (or since the worker started).
-    const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
-    std::map<pid_t, std::pair<Clock::time_point, long>> samples;
+    std::map<pid_t, std::pair<Clock::time_point, double>> samples;
     for (const auto& [id, w] : fleet_.workers()) {
         if (w.pid <= 0) continue;
-        const ProcSample sample = proc_sample(w.pid);
-        const auto [then, then_ticks] = cpu_samples_.count(w.pid) ? cpu_samples_[w.pid] : std::make_pair(w.started_at, 0L);
-        samples[w.pid] = {now, sample.cpu_ticks};
+        ProcessFacts& p = facts.processes[w.pid] = sample_process(w.pid);
+        const auto [then, then_cpu] = cpu_samples_.count(w.pid) ? cpu_samples_[w.pid] : std::make_pair(w.started_at, 0.0);
+        samples[w.pid] = {now, p.cpu_seconds};
         const double wall = std::chrono::duration<double>(now - then).count();
-        ProcessFacts& p = facts.processes[w.pid];
-        p.rss_bytes = sample.rss_bytes;
-        if (sample.cpu_ticks >= 0 && wall > 0) {
-            p.cpu_percent = 100.0 * static_cast<double>(sample.cpu_ticks - then_ticks) / static_cast<double>(ticks_per_second) / wall;
-        }
+        if (p.cpu_seconds >= 0 && wall > 0) p.cpu_percent = 100.0 * (p.cpu_seconds - then_cpu) / wall;
     }
     cpu_samples_ = std::move(samples);
+    for (const auto& [generation, z] : fleet_.zygotes()) {
+        if (z.pid > 0) facts.processes[z.pid] = sample_process(z.pid, true);
+    }
     return render_status(fleet_, facts);
 }
 

@@ -24,6 +24,9 @@ struct LaunchRequest {
     const Spec* spec = nullptr;
     std::vector<std::shared_ptr<Listener>> listeners;  ///< the sockets it accepts on
     int board_fd = -1;                                 ///< the bundled workers' LoadBoard, or -1
+    /// Preload: the daemon's end of its generation's zygote socket; the worker is forked from
+    /// it instead of started (-1: start the program).
+    int zygote_fd = -1;
 };
 
 /// A started worker: its pid and the read ends of its stdout, stderr and protocol pipes.
@@ -39,6 +42,10 @@ public:
     /// Starts the worker and returns once its program runs. Throws (std::exception, with a
     /// plain one-line what()) when it cannot be started.
     virtual Launched launch(const LaunchRequest& request) = 0;
+    /// Preload: starts the zygote of `request.generation` (the app's command, environment and
+    /// identity; no listeners, no protocol pipe) with `zygote_end` as its fd 3
+    /// (WORKERD_ZYGOTE_FD=3). Its stdout and stderr come back as `out` and `err`.
+    virtual Launched launch_zygote(const LaunchRequest& request, int zygote_end) = 0;
 };
 
 /// The real one: pipes, the worker's command line and environment (docs/worker-protocol.md),
@@ -48,6 +55,7 @@ public:
     ProcessLauncher(std::string self_exe, std::vector<std::string> base_env)
         : self_exe_(std::move(self_exe)), base_env_(std::move(base_env)) {}
     Launched launch(const LaunchRequest& request) override;
+    Launched launch_zygote(const LaunchRequest& request, int zygote_end) override;
     const std::vector<std::string>& base_env() const { return base_env_; }
 
 private:

@@ -122,17 +122,29 @@ MetricsResponse metrics_endpoint(const std::string& path, const core::Fleet& fle
     return {404, "text/plain; charset=utf-8", "not found: try /metrics, /healthz or /readyz\n"};
 }
 
+ProcessFacts sample_process(pid_t pid, bool by_sharing) {
+    static const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+    ProcessFacts p;
+    const ProcSample sample = proc_sample(pid);
+    p.rss_bytes = sample.rss_bytes;
+    if (sample.cpu_ticks >= 0) p.cpu_seconds = static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
+    if (!by_sharing) return p;
+    if (const auto m = proc_memory(pid)) {
+        p.pss_bytes = m->pss_bytes;
+        p.private_bytes = m->private_bytes;
+    }
+    return p;
+}
+
 std::string metrics_text(const core::Fleet& fleet, const std::vector<QueueFacts>& queues, core::TimePoint now) {
     MetricsFacts facts;
     facts.now = now;
     facts.version = kVersion;
-    const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
     for (const auto& [id, w] : fleet.workers()) {
-        if (w.pid <= 0) continue;
-        const ProcSample sample = proc_sample(w.pid);
-        ProcessFacts& p = facts.processes[w.pid];
-        p.rss_bytes = sample.rss_bytes;
-        if (sample.cpu_ticks >= 0) p.cpu_seconds = static_cast<double>(sample.cpu_ticks) / static_cast<double>(ticks_per_second);
+        if (w.pid > 0) facts.processes[w.pid] = sample_process(w.pid);
+    }
+    for (const auto& [generation, z] : fleet.zygotes()) {
+        if (z.pid > 0) facts.processes[z.pid] = sample_process(z.pid, true);
     }
     facts.queues = queues;
     facts.queue_wait_estimate = queue_wait_estimate(queues, now);

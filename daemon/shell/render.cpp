@@ -51,6 +51,8 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
             {"replacing", w.phase == core::Phase::retiring && !w.retire_detail.empty() ? json(w.retire_detail) : json(nullptr)},
             {"last_exit", slot.last_end ? json(slot.last_end->to_string()) : json(nullptr)},
             {"rss_bytes", process.rss_bytes},
+            {"pss_bytes", w.pss_bytes},  // the last sample (memory_by_sharing), 0 without
+            {"private_bytes", w.private_bytes},
             {"cpu_percent", process.cpu_percent},
             {"status", w.status.empty() ? json(nullptr) : json(w.status)},
         };
@@ -85,6 +87,30 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
                                {"flapping", s.exits_before_ready >= 3}});
         }
     }
+    // Preload: each generation's zygote, and its memory (what its workers share with it).
+    json zygotes = json::array();
+    for (const auto& [generation, z] : fleet.zygotes()) {
+        if (z.pid <= 0) continue;
+        const auto found = facts.processes.find(z.pid);
+        const ProcessFacts process = found != facts.processes.end() ? found->second : ProcessFacts{};
+        zygotes.push_back({{"generation", generation},
+                           {"pid", z.pid},
+                           {"state", z.stopping ? "stopping" : z.ready ? "ready" : "importing"},
+                           {"uptime_s", seconds(now - z.started_at)},
+                           {"rss_bytes", process.rss_bytes},
+                           {"pss_bytes", process.pss_bytes},
+                           {"private_bytes", process.private_bytes}});
+    }
+    // The fleet's memory, shared pages counted once: PSS adds up to what the processes cost.
+    long pss = 0, private_bytes = 0;
+    for (const auto& [pid, p] : facts.processes) {  // the zygotes
+        pss += p.pss_bytes;
+        private_bytes += p.private_bytes;
+    }
+    for (const auto& [id, w] : fleet.workers()) {
+        pss += w.pss_bytes;
+        private_bytes += w.private_bytes;
+    }
     const auto& rollout = fleet.rollout();
     const auto& autoscale = fleet.spec().autoscale;
     const auto cap = fleet.memory_cap();
@@ -107,6 +133,9 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
         {"desired", fleet.desired()},
         {"ready", fleet.ready()},
         {"rolling", fleet.rolling()},
+        {"memory", {{"pss_bytes", pss},
+                    {"private_bytes", private_bytes},
+                    {"budget_workers", cap ? json(*cap) : json(nullptr)}}},
         {"autoscale", autoscale ? json{{"pinned", fleet.autoscale_pinned()},
                                        {"min", autoscale->min},
                                        {"max", autoscale->max},
@@ -121,6 +150,7 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
                                {"reason", rollout.reason.empty() ? json(nullptr) : json(rollout.reason)}}},
         {"queue", std::move(queue)},
         {"workers", std::move(workers)},
+        {"zygotes", std::move(zygotes)},
         {"waiting", std::move(waiting)},
     };
 }
@@ -137,6 +167,7 @@ json render_config(const core::Fleet& fleet, const std::string& control_socket) 
                           {"max_header_size", b.max_header_size}, {"max_body_size", b.max_body_size}};
     } else {
         app["command"] = fleet.spec().app.command;
+        app["preload"] = fleet.spec().app.preload;
     }
     app["cwd"] = fleet.spec().app.cwd;
     app["env"] = fleet.spec().app.env;
@@ -193,13 +224,15 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
     // Per slot: the slot's current workers (two during a replacement), and what its gone
     // workers did, so counters never go backwards.
     for (const auto& [slot, s] : fleet.slots()) {
-        double rss = 0, cpu = s.retired_cpu_seconds, inflight = 0;
+        double rss = 0, pss = 0, unique = 0, cpu = s.retired_cpu_seconds, inflight = 0;
         double requests = static_cast<double>(s.retired_requests);
         std::optional<core::TimePoint> started, beat;
         bool any = false;
         for (const core::Worker* w : fleet.workers_in(slot)) {
             if (w->pid <= 0) continue;
             any = true;
+            pss += static_cast<double>(w->pss_bytes);
+            unique += static_cast<double>(w->private_bytes);
             if (auto p = facts.processes.find(w->pid); p != facts.processes.end()) {
                 rss += static_cast<double>(p->second.rss_bytes);
                 if (p->second.cpu_seconds >= 0) cpu += p->second.cpu_seconds;
@@ -214,6 +247,9 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
         if (!any && !s.active) continue;
         const std::vector<ClientMetric::Label> labels{{"slot", std::to_string(slot)}};
         f.gauge("workerd_worker_resident_memory_bytes", "Resident memory of the slot's worker processes.", rss, labels);
+        f.gauge("workerd_worker_proportional_memory_bytes",
+                "PSS of the slot's worker processes: each shared page divided among the processes sharing it.", pss, labels);
+        f.gauge("workerd_worker_private_memory_bytes", "Private memory (USS) of the slot's worker processes.", unique, labels);
         f.counter("workerd_worker_cpu_seconds_total", "CPU time of the slot's workers, past ones included.", cpu, labels);
         f.counter("workerd_worker_requests_total", "Requests served by the slot's workers (from STATS), past ones included.",
                   requests, labels);
@@ -224,6 +260,26 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
                 beat ? seconds(now - *beat) : -1.0, labels);
     }
 
+    // Preload: each generation's zygote (the memory its workers share with it).
+    for (const auto& [generation, z] : fleet.zygotes()) {
+        if (z.pid <= 0) continue;
+        const auto p = facts.processes.find(z.pid);
+        if (p == facts.processes.end()) continue;
+        const std::vector<ClientMetric::Label> labels{{"generation", std::to_string(generation)}};
+        f.gauge("workerd_zygote_resident_memory_bytes", "Resident memory of the generation's zygote (app.preload).",
+                static_cast<double>(p->second.rss_bytes), labels);
+        f.gauge("workerd_zygote_proportional_memory_bytes", "PSS of the generation's zygote (app.preload).",
+                static_cast<double>(p->second.pss_bytes), labels);
+        f.gauge("workerd_zygote_ready", "1 once the generation's zygote has imported the app and forks workers.",
+                z.ready ? 1 : 0, labels);
+    }
+
+    double fleet_pss = 0;
+    for (const auto& [pid, p] : facts.processes) fleet_pss += static_cast<double>(p.pss_bytes);  // the zygotes
+    for (const auto& [id, w] : fleet.workers()) fleet_pss += static_cast<double>(w.pss_bytes);
+    f.gauge("workerd_fleet_proportional_memory_bytes",
+            "PSS of every worker and zygote together: what the fleet costs, shared pages counted once.", fleet_pss);
+
     if (fleet.spec().autoscale) {
         for (const char* direction : {"up", "down"}) {
             f.counter("workerd_autoscale_decisions_total", "Autoscaler decisions that changed the fleet's size.",
@@ -232,12 +288,12 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
         }
     }
     if (auto cap = fleet.memory_cap()) {
-        f.gauge("workerd_memory_budget_workers", "Workers that fit in the memory budget (limit less margin, by RSS per worker).", *cap);
+        f.gauge("workerd_memory_budget_workers", "Workers that fit in the memory budget (limit less margin, by RSS per worker; with preload by private memory per worker, shared memory once).", *cap);
     }
 
     // Restarts by reason; every reason is present from the start, at 0.
     for (const char* reason : {"exit", "signal", "heartbeat_timeout", "boot_timeout", "request_timeout", "max_requests",
-                               "max_rss", "max_lifetime", "reload", "restart", "scale_down"}) {
+                               "max_rss", "max_private", "max_lifetime", "reload", "restart", "scale_down"}) {
         f.counter("workerd_worker_restarts_total", "Workers that ended while the fleet was running, by reason.",
                   static_cast<double>(fleet.restarts_by_reason().count(reason) ? fleet.restarts_by_reason().at(reason) : 0),
                   {{"reason", reason}});

@@ -21,6 +21,8 @@ struct ProcessFacts {
     long rss_bytes = 0;
     double cpu_percent = 0;  ///< since the previous status request (or the worker's start)
     double cpu_seconds = -1; ///< so far; -1 when unknown
+    long pss_bytes = 0;      ///< from smaps_rollup; 0 when unreadable
+    long private_bytes = 0;
 };
 
 struct StatusFacts {

@@ -81,7 +81,8 @@ void WorkerProcesses::guardian_lost(bool restart) {
     if (restart) start_guardian();
 }
 
-void WorkerProcesses::release_leftovers(const core::action::ReleaseLeftovers& gone, Duration grace) {
+void WorkerProcesses::release_leftovers(const core::action::ReleaseLeftovers& gone, Duration grace,
+                                        const std::set<pid_t>& spare) {
     const pid_t pid = gone.pid;
     const bool at_once = gone.at_once;
     const int sig = at_once ? SIGKILL : SIGTERM;
@@ -92,7 +93,7 @@ void WorkerProcesses::release_leftovers(const core::action::ReleaseLeftovers& go
     // group being stopped, or of a live worker's group, go with their group.
     int outside = 0;
     for (pid_t child : children_of_this_process()) {
-        if (processes_.count(child) || (guardian_.running() && child == guardian_.pid())) continue;
+        if (processes_.count(child) || spare.count(child) || (guardian_.running() && child == guardian_.pid())) continue;
         const pid_t group = ::getpgid(child);
         if (group < 0 || (group != pid && processes_.count(group)) || orphans_.tracks(-group) || orphans_.tracks(child)) {
             continue;

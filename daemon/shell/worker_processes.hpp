@@ -65,7 +65,8 @@ public:
 
     /// What a gone worker left behind gets SIGTERM (SIGKILL `at_once`), and SIGKILL after
     /// `grace`; logged.
-    void release_leftovers(const core::action::ReleaseLeftovers& gone, Duration grace);
+    /// `spare`: children of the daemon that are no orphans though no worker (preload's zygotes).
+    void release_leftovers(const core::action::ReleaseLeftovers& gone, Duration grace, const std::set<pid_t>& spare);
     /// A fast stop: SIGKILL to all of it now.
     void kill_leftovers(Clock::time_point now) { orphans_.kill_all(now); }
     /// SIGKILLs what is due; the guardian forgets groups that are gone.

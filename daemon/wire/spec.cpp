@@ -318,7 +318,12 @@ void SpecReader::read_app(const YAML::Node& n, AppSpec& app, bool& app_seen) {
     app_seen = true;
     bool has_builtin = false;
     bool has_command = false;
+    YAML::Node preload_node;
     for_each_key(n, "app", {
+        {"preload", [&](auto& k, auto& v) {
+             preload_node = v;
+             if (auto x = boolean(v, k)) app.preload = *x;
+         }},
         {"builtin", [&](auto&, auto& v) {
              has_builtin = true;
              app.builtin.emplace();
@@ -351,6 +356,10 @@ void SpecReader::read_app(const YAML::Node& n, AppSpec& app, bool& app_seen) {
         error(n, "app", "needs either 'builtin' (the bundled worker) or 'command' (an argv list)");
     }
     if (has_builtin && has_command) app.builtin.reset();
+    if (app.preload && has_builtin) {
+        error(preload_node, "app.preload", "is for a command that forks its workers from a zygote (workerd_uvicorn); "
+                                           "the bundled worker starts in milliseconds without it");
+    }
 }
 
 void SpecReader::check_command_fds(const Spec& spec) {
@@ -464,6 +473,7 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
         {"max_requests", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1LL << 50)) spec.recycle.max_requests = static_cast<std::uint64_t>(*x); }},
         {"max_requests_jitter", [&](auto& k, auto& v) { if (auto x = integer(v, k, 0, 1LL << 50)) spec.recycle.max_requests_jitter = static_cast<std::uint64_t>(*x); }},
         {"max_rss", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.recycle.max_rss = *x; }},
+        {"max_private", [&](auto& k, auto& v) { if (auto x = size(v, k)) spec.recycle.max_private = *x; }},
         {"max_lifetime", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.recycle.max_lifetime = *x; }},
         {"max_lifetime_jitter", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.max_lifetime_jitter = *x; }},
         {"min_lifetime", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.min_lifetime = *x; }},

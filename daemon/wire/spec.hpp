@@ -32,6 +32,9 @@ struct AppSpec {
     std::vector<std::string> command;    ///< argv; {fd} and {fd:NAME} are substituted per worker
     std::string cwd;                     ///< absolute after loading (defaults to the spec's dir)
     std::map<std::string, std::string> env;  ///< added to the daemon's environment
+    /// Preloaded workers: a zygote per generation imports the app once and forks each worker
+    /// (command apps that speak the zygote protocol: workerd_uvicorn; docs/python.md).
+    bool preload = false;
 };
 
 /// `backoff`: delays before restarting a slot whose worker keeps exiting.
@@ -65,6 +68,7 @@ struct RecycleSpec {
     std::optional<std::uint64_t> max_requests;   ///< per STATS `served`
     std::uint64_t max_requests_jitter = 0;       ///< + random 0..jitter per worker
     std::optional<std::uint64_t> max_rss;        ///< bytes (RSS from /proc)
+    std::optional<std::uint64_t> max_private;    ///< bytes (private memory, USS: smaps_rollup)
     std::optional<Duration> max_lifetime;
     Duration max_lifetime_jitter{0};
     Duration min_lifetime{std::chrono::seconds(10)};  ///< never recycled younger than this

@@ -38,9 +38,10 @@ run 600 bench_balance.sh "$R" "$S"
 run 600 bench_reload.sh "$R" $((S * 3 / 2))
 run 400 bench_hang.sh "$R"
 run 300 bench_stop.sh "$R"
-run 300 bench_footprint.sh "$R" "$S"
+run 900 bench_footprint.sh "$R" "$S"   # and the fleets' memory with app.preload: 4 fleets of 8, two apps
 run 900 bench_scale.sh "$R" "$S"
-run 200 bench_ctl.sh
+run 600 bench_ctl.sh
+run 300 bench_preload.sh
 run 300 bench_load.sh "$((R + 2))" 5   # rounds of 5 s are cheap, and the ratio swings from round to round
 run 2700 bench_tune.sh                 # 3 routes, each a tune and a sweep of 8 counts: about 20 minutes
 run 900 bench_shed.sh                  # 2x overload, 10 s and 30 s, three servers: about 5 minutes

@@ -9,16 +9,21 @@
 #   3. workerd + bundled worker
 #   4. gunicorn -k uvicorn.workers.UvicornWorker -w 4: the arbiter
 #   5. uvicorn --workers 4: the parent process
+# Then the fleets' memory with preloaded workers (issue 17, second section): 8 workers of the
+# FastAPI example and of an import-heavy app (tests/bench/apps/heavy_app.py), each served by
+# workerd with `app.preload`, workerd without it, gunicorn --preload and gunicorn; total PSS
+# of the fleet (workers and zygote, or workers and arbiter) after each has served requests.
 #
-# Usage: tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS]
+# Usage: tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS] [FLEET_WORKERS]
 set -euo pipefail
 
 ROUNDS=${1:-3}
 IDLE=${2:-10}
+FLEET=${3:-8}
 DURATION=0
 WORKERS=4
 source "$(dirname "$0")/lib.sh"
-require gunicorn curl "$WORKERD" "$WORKERCTL"
+require gunicorn curl wrk "$WORKERD" "$WORKERCTL"
 machine
 md_begin footprint "Supervisor footprint, idle" "$ROUNDS" "$IDLE"
 
@@ -104,4 +109,106 @@ for i in $(seq 0 $((n - 1))); do
     "$(div "${MRSS[$i]}" "${MRSS[4]}")" "$(div "${MCPU[$i]}" "${MCPU[4]}")")"
   md "| ${NAMES[$i]} | $(div "${MRSS[$i]}" 1024 %.1f) | $(div "${MPSS[$i]}" 1024 %.1f) | $(printf '%.3f' "${MCPU[$i]}") | ${MTK[$i]} | **$(div "${MRSS[$i]}" "${MRSS[$REF]}")×** | $(div "${MCPU[$i]}" "${MCPU[$REF]}")× | $(div "${MRSS[$i]}" "${MRSS[4]}")× | $(div "${MCPU[$i]}" "${MCPU[4]}")× | $(div "${MW[$i]}" 1024 %.0f) |"
 done
+md_servers_end
+
+stop "${PIDS[@]}"
+
+# --- the fleets' memory, preloaded or not -------------------------------------------------------
+md_begin footprint_preload "Fleet memory with preloaded workers (app.preload)" "$ROUNDS" "$IDLE" "$FLEET"
+private_kib() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s + 0}' /proc/"$1"/smaps_rollup 2>/dev/null || echo 0; }
+comm_of() { cat /proc/"$1"/comm 2>/dev/null; }
+# fleet_of SUPERVISOR KIND: the fleet's processes, one pid a line: for workerd its workers and
+# zygote (not the daemon nor its guardian), for gunicorn the arbiter and its workers.
+fleet_of() {
+  local p
+  if [ "$2" = workerd ]; then
+    for p in $(descendants "$1"); do [ "$(comm_of "$p")" = workerd ] || echo "$p"; done
+  else
+    echo "$1"; descendants "$1"
+  fi
+}
+fleet_pss() { local t=0 p; for p in $(fleet_of "$1" "$2"); do t=$((t + $(pss_kib "$p"))); done; echo "$t"; }
+# the median private memory of the fleet's workers (not the zygote or arbiter)
+worker_private() {
+  local p out=()
+  for p in $(workers_of "$3" "$1"); do [ "$(comm_of "$p")" = workerd-zygote ] || out+=("$(private_kib "$p")"); done
+  medianof "${out[@]}"
+}
+
+APPS=("FastAPI example (examples/fastapi)" "import-heavy app (tests/bench/apps/heavy_app.py, ~45 MiB table)")
+APP_DIRS=("$APP_DIR" "$BENCH_DIR/apps")
+APP_MODS=("app:app" "heavy_app:app")
+FNAMES=("workerd, app.preload" "workerd" "gunicorn --preload" "gunicorn")
+md "$FLEET workers of each server, all running at once; each fleet first serves 5 s of wrk (16"
+md "connections, \`/\`), so that its workers have run the app's code (and copied the pages"
+md "they wrote). Fleet PSS is the sum of \`Pss\` (\`/proc/PID/smaps_rollup\`) over the fleet's"
+md "processes: for workerd its workers and the zygote (the daemon itself, a few MiB, is on its own"
+md "line), for gunicorn its workers and the arbiter, which holds the preloaded app. PSS divides"
+md "each shared page among the processes sharing it, so these sums are what the fleets cost."
+md "Medians of $ROUNDS samples ${IDLE} s apart."
+md ""
+md "| app | server | fleet PSS MiB | private MiB per worker (median) | vs workerd without preload | vs gunicorn --preload |"
+md "| --- | --- | ---: | ---: | ---: | ---: |"
+for a in 0 1; do
+  dir=${APP_DIRS[$a]}; mod=${APP_MODS[$a]}
+  read -r F0 Q0 < <(start_workerd "pre$a" "workers: $FLEET
+app:
+  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"$mod\", $UV_OPTS]
+  preload: true
+  cwd: $dir
+  env: {PYTHONPATH: $ROOT/packaging/python}"); PIDS+=("$F0")
+  read -r F1 Q1 < <(start_workerd "spawn$a" "workers: $FLEET
+app:
+  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"$mod\", $UV_OPTS]
+  cwd: $dir
+  env: {PYTHONPATH: $ROOT/packaging/python}"); PIDS+=("$F1")
+  Q2=$(free_port)
+  "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w "$FLEET" --preload -b "127.0.0.1:$Q2" --chdir "$dir" \
+    --log-level warning "$mod" 2>"$WORK/gunicorn-preload$a.log" &
+  F2=$!; PIDS+=("$F2")
+  Q3=$(free_port)
+  "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w "$FLEET" -b "127.0.0.1:$Q3" --chdir "$dir" \
+    --log-level warning "$mod" 2>"$WORK/gunicorn$a.log" &
+  F3=$!; PIDS+=("$F3")
+  FP=("$F0" "$F1" "$F2" "$F3"); FQ=("$Q0" "$Q1" "$Q2" "$Q3"); FK=(workerd workerd gunicorn gunicorn)
+  for q in "${FQ[@]}"; do wait_http "http://127.0.0.1:$q/healthz"; done
+  for s in "pre$a" "spawn$a"; do "$WORKERCTL" -s "$WORK/$s.sock" --timeout 120 scale "$FLEET" --wait >/dev/null; done
+  for _ in $(seq 300); do
+    ok=1; for i in 0 1 2 3; do [ "$(workers_of "${FQ[$i]}" "${FP[$i]}" | grep -c .)" -ge "$FLEET" ] || ok=0; done
+    ((ok)) && break; sleep 0.2
+  done
+  for i in 0 1 2 3; do timeout 20 wrk -t1 -c16 -d5s "http://127.0.0.1:${FQ[$i]}/" >/dev/null; done
+  sleep 2
+  declare -A FPSS FPRIV
+  for r in $(seq "$ROUNDS"); do
+    for i in 0 1 2 3; do
+      FPSS[$i,$r]=$(fleet_pss "${FP[$i]}" "${FK[$i]}")
+      FPRIV[$i,$r]=$(worker_private "${FP[$i]}" "${FK[$i]}" "${FQ[$i]}")
+    done
+    [ "$r" -lt "$ROUNDS" ] && sleep "$IDLE"
+  done
+  declare -a MP MV
+  for i in 0 1 2 3; do
+    v=(); w=(); for r in $(seq "$ROUNDS"); do v+=("${FPSS[$i,$r]}"); w+=("${FPRIV[$i,$r]}"); done
+    MP[$i]=$(medianof "${v[@]}"); MV[$i]=$(medianof "${w[@]}")
+  done
+  DAEMON_PSS=$(pss_kib "$F0")
+  say "== ${APPS[$a]}: $FLEET workers"
+  for i in 0 1 2 3; do
+    say "$(printf '  %-22s fleet PSS %8.1f MiB  private per worker %6.1f MiB  vs workerd: %sx  vs gunicorn --preload: %sx' \
+      "${FNAMES[$i]}" "$(div "${MP[$i]}" 1024 %.1f)" "$(div "${MV[$i]}" 1024 %.1f)" "$(div "${MP[$i]}" "${MP[1]}")" "$(div "${MP[$i]}" "${MP[2]}")")"
+    md "| ${APPS[$a]} | ${FNAMES[$i]} | $(div "${MP[$i]}" 1024 %.1f) | $(div "${MV[$i]}" 1024 %.1f) | **$(div "${MP[$i]}" "${MP[1]}")×** | $(div "${MP[$i]}" "${MP[2]}")× |"
+  done
+  say "  (the workerd daemon itself: PSS $(div "$DAEMON_PSS" 1024 %.1f) MiB)"
+  stop "${FP[@]}"
+done
+md ""
+md "The workerd daemon's own PSS (not in the fleet's sum) is in the first section. Target: with"
+md "\`app.preload\` the fleet's PSS is at most 60% of the same fleet without it, and no more than"
+md "gunicorn --preload's."
+NAMES=("${FNAMES[@]}")
+CMDS=("\`workerd start SPEC\`: \`workers: $FLEET\`, \`app: {command: [python3, -m, workerd_uvicorn, APP, --no-access-log, --log-level, warning], preload: true}\`"
+      "the same without \`preload\`"
+      "\`python3 -m gunicorn -k uvicorn.workers.UvicornWorker -w $FLEET --preload -b 127.0.0.1:PORT --chdir DIR --log-level warning APP\`"
+      "the same without \`--preload\`")
 md_servers_end

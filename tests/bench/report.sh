@@ -35,9 +35,10 @@ tests/bench/bench_balance.sh [ROUNDS] [SECONDS] [WORKERS]
 tests/bench/bench_reload.sh [ROUNDS] [SECONDS]
 tests/bench/bench_hang.sh [ROUNDS]
 tests/bench/bench_stop.sh [ROUNDS] [SECONDS]
-tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS]
+tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS] [FLEET_WORKERS]
 tests/bench/bench_scale.sh [ROUNDS] [IDLE_SECONDS] [SIZES]
 tests/bench/bench_ctl.sh [ROUNDS]
+tests/bench/bench_preload.sh [SECONDS] [WORKERS]
 tests/bench/bench_load.sh [ROUNDS] [SECONDS]
 tests/bench/bench_tune.sh [STEP_SECONDS] [ROUTE...]          # about 18 minutes
 tests/bench/bench_shed.sh [SECONDS] [QUEUE_TIMEOUT_MS]        # about 5 minutes
@@ -210,6 +211,20 @@ Reading it:
   nothing.
 
 EOF
+section footprint_preload "Fleet memory with preloaded workers (app.preload)"
+cat <<'EOF'
+Reading it:
+
+- Without preload each worker is a new interpreter that imports the app: the same modules (and
+  the heavy app's table) in every worker's private memory. With `app.preload` the zygote
+  imports them once and the workers are forked from it: they share those pages until they
+  write to them. Python writes to an object when it touches its reference count, so the pages
+  a request's code runs through are copied into the worker over time; `gc.freeze()` in the
+  zygote keeps the collector from writing to every object it imported.
+- gunicorn `--preload` shares the same way (its arbiter is the preloaded copy), without
+  `gc.freeze()`, and cannot load new code on HUP (the next section).
+
+EOF
 section scale "The daemon at scale"
 cat <<'EOF'
 Reading it:
@@ -233,6 +248,7 @@ Reading it:
 
 EOF
 section ctl "workerctl"
+section preload "Preloaded workers under load: reload and a killed zygote"
 section load "The load generator: workerd load vs wrk"
 section tune "Tuning: workerd tune vs a brute-force sweep"
 section shed "Load shedding under overload: queue_timeout"

@@ -26,8 +26,19 @@ public:
         turn();
     }
 
-    void give(const Event& e) { apply(fleet->handle(e, now)); }
-    void turn() { give(event::Turn{}); }
+    /// An event, then the turns the core asks for now (as the shell's timer would run them).
+    void give(const Event& e) {
+        apply(fleet->handle(e, now));
+        for (int i = 0; i < 8; ++i) {
+            auto t = fleet->next_deadline(now);
+            if (!t || *t > now) break;
+            take_turn();
+        }
+    }
+    void turn() {
+        if (fleet->sample_due(now)) apply(fleet->handle(event::Samples{}, now));
+        give(event::Turn{});
+    }
     void advance(Duration d) {
         now += d;
         if (auto t = fleet->next_deadline(now); t && *t <= now) turn();
@@ -60,9 +71,15 @@ public:
     std::optional<Fleet> fleet;
     std::vector<std::pair<int, pid_t>> spawned;  ///< (slot, pid), in order
     std::vector<std::pair<pid_t, int>> signals;
+    std::vector<std::pair<long, pid_t>> zygotes_started, zygotes_stopped;  ///< (generation, pid)
     pid_t next_pid = 100;
 
 private:
+    // As the shell's turn: the samples first when they are due (none measured here).
+    void take_turn() {
+        if (fleet->sample_due(now)) apply(fleet->handle(event::Samples{}, now));
+        apply(fleet->handle(event::Turn{}, now));
+    }
     void apply(std::vector<Action> actions) {
         for (auto& a : actions) {
             if (auto* s = std::get_if<action::Spawn>(&a)) {
@@ -71,6 +88,12 @@ private:
                 apply(fleet->handle(event::Spawned{s->id, pid, "app"}, now));
             } else if (auto* sig = std::get_if<action::Signal>(&a)) {
                 signals.emplace_back(sig->pid, sig->sig);
+            } else if (auto* z = std::get_if<action::StartZygote>(&a)) {
+                const pid_t pid = next_pid++;
+                zygotes_started.emplace_back(z->generation, pid);
+                apply(fleet->handle(event::ZygoteStarted{z->generation, pid}, now));
+            } else if (auto* z = std::get_if<action::StopZygote>(&a)) {
+                zygotes_stopped.emplace_back(z->generation, z->pid);
             }
         }
     }
@@ -236,4 +259,209 @@ TEST_CASE("a graceful stop: SIGTERM to all, SIGKILL at graceful_timeout, then st
     CHECK(fast.fleet->mode() == Mode::stopping_fast);
     CHECK(fast.signals_to(100, SIGKILL) == 1);
     CHECK(fast.signals_to(101, SIGKILL) == 1);
+}
+
+namespace {
+
+Spec preload_spec(int workers) {
+    Spec s = spec(workers);
+    s.app.command = {"/usr/bin/python3", "-m", "workerd_uvicorn", "app:app"};
+    s.app.preload = true;
+    s.health.mode = HeartbeatMode::off;  // these cases are about the zygote, not the workers' heartbeats
+    return s;
+}
+
+bool idle_until_ready(const Harness& h) {
+    const auto t = h.fleet->next_deadline(h.now);
+    return !t || *t > h.now;  // nothing to do while the zygote imports: no busy turns
+}
+
+}  // namespace
+
+TEST_CASE("preload: a generation's workers are forked once its zygote is ready, not before") {
+    Harness h(preload_spec(2));
+    REQUIRE(h.zygotes_started.size() == 1);
+    CHECK(h.zygotes_started[0] == std::make_pair(1L, 100));
+    CHECK(h.spawned.empty());
+    CHECK(idle_until_ready(h));
+    h.advance(seconds(3));
+    CHECK(h.spawned.empty());
+    CHECK(h.zygotes_started.size() == 1);  // one at a time
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    REQUIRE(h.spawned.size() == 2);
+    CHECK(h.fleet->zygotes().at(1).ready);
+}
+
+TEST_CASE("preload: a zygote that dies is started again after the backoff, and its workers serve on") {
+    Harness h(preload_spec(1));
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    REQUIRE(h.spawned.size() == 1);
+    const pid_t worker = h.spawned[0].second;
+    h.ready(worker);
+    h.advance(seconds(20));           // the zygote was up long enough: its first death restarts it at once
+    h.exit(100, SIGKILL);             // the zygote
+    CHECK(h.phase(worker) == Phase::ready);
+    REQUIRE(h.zygotes_started.size() == 2);  // at once: a later scale-up need not wait for it
+    h.exit(worker, SIGSEGV);          // a worker to replace waits for the new zygote
+    CHECK(idle_until_ready(h));
+    CHECK(h.spawned.size() == 1);
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    CHECK(h.spawned.size() == 2);
+}
+
+TEST_CASE("preload: a reload's zygote that cannot import fails the rollout; the old generation and its zygote stay") {
+    Spec s = preload_spec(1);
+    s.rollout.failure_threshold = 2;
+    Harness h(s);
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    h.ready(h.spawned[0].second);
+    h.fleet->reload(s, "SIGHUP", h.now);
+    h.calls();
+    h.turn();
+    REQUIRE(h.zygotes_started.size() == 2);
+    CHECK(h.zygotes_started[1].first == 2);
+    h.exit(h.zygotes_started[1].second, 1 << 8);  // an ImportError
+    CHECK(h.fleet->rollout().state == RolloutState::running);
+    h.advance(seconds(2));                        // the backoff
+    REQUIRE(h.zygotes_started.size() == 3);
+    h.exit(h.zygotes_started[2].second, 1 << 8);
+    CHECK(h.fleet->rollout().state == RolloutState::failed);
+    CHECK(h.fleet->generation() == 1);
+    CHECK(h.phase(h.spawned[0].second) == Phase::ready);
+    CHECK(h.spawned.size() == 1);  // no worker of generation 2 was ever forked
+    CHECK(h.fleet->zygotes().count(1) == 1);
+    CHECK(h.zygotes_stopped.empty());
+}
+
+TEST_CASE("preload: a finished rollout stops the old zygote; a stop stops the last, and waits for it") {
+    Spec s = preload_spec(1);
+    Harness h(s);
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    h.ready(h.spawned[0].second);
+    h.fleet->reload(s, "SIGHUP", h.now);
+    h.calls();
+    h.turn();
+    REQUIRE(h.zygotes_started.size() == 2);
+    h.give(event::ZygoteReady{2});
+    h.turn();
+    REQUIRE(h.spawned.size() == 2);
+    CHECK(h.zygotes_stopped.empty());  // the rollout may still fall back to generation 1
+    h.ready(h.spawned[1].second);
+    CHECK(h.fleet->rollout().state == RolloutState::done);
+    h.turn();
+    REQUIRE(h.zygotes_stopped.size() == 1);
+    CHECK(h.zygotes_stopped[0] == h.zygotes_started[0]);
+    h.exit(h.zygotes_started[0].second, 0);
+    h.exit(h.spawned[0].second, 0);
+    h.give(event::Signal{SIGTERM});
+    REQUIRE(h.zygotes_stopped.size() == 2);
+    CHECK(h.zygotes_stopped[1] == h.zygotes_started[1]);
+    h.exit(h.spawned[1].second, 0);
+    CHECK_FALSE(h.fleet->stopped());  // its zygote is still there
+    h.advance(seconds(6));
+    CHECK(h.signals_to(h.zygotes_started[1].second, SIGKILL) == 1);
+    h.exit(h.zygotes_started[1].second, SIGKILL);
+    CHECK(h.fleet->stopped());
+}
+
+TEST_CASE("max_private recycles on private memory; RSS that counts the zygote's shared pages does not") {
+    Spec s = preload_spec(2);
+    s.recycle.max_private = 64ULL << 20;
+    s.recycle.min_lifetime = seconds(0);
+    Harness h(s);
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    REQUIRE(h.spawned.size() == 2);
+    const pid_t a = h.spawned[0].second, b = h.spawned[1].second;
+    h.ready(a);
+    h.ready(b);
+    event::Samples samples;
+    samples.memory.push_back({a, 300L << 20, 70L << 20, 40L << 20});  // big RSS, mostly shared
+    samples.memory.push_back({b, 310L << 20, 95L << 20, 65L << 20});  // a leak: private over the limit
+    h.give(samples);
+    h.turn();
+    CHECK(h.phase(a) == Phase::ready);
+    CHECK(h.phase(b) == Phase::retiring);
+    CHECK(h.fleet->by_pid(b)->retire_detail == "recycled: private memory 65 MiB (max_private 64 MiB)");
+}
+
+TEST_CASE("with preload the memory budget counts each worker's private memory, and the shared part once") {
+    Spec s = preload_spec(2);
+    s.memory_limit = 1000ULL << 20;
+    s.memory_margin = 0;
+    Harness h(s);
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    const pid_t zygote = h.zygotes_started[0].second;
+    const pid_t a = h.spawned[0].second, b = h.spawned[1].second;
+    h.ready(a);
+    h.ready(b);
+    event::Samples samples;
+    // Each worker: RSS 200 MiB, of which 40 MiB private; 60 MiB of PSS each, so 20 MiB each
+    // of the shared pages is theirs; the zygote's PSS (its share) is 60 MiB.
+    samples.memory.push_back({a, 200L << 20, 60L << 20, 40L << 20});
+    samples.memory.push_back({b, 200L << 20, 60L << 20, 40L << 20});
+    samples.memory.push_back({zygote, 200L << 20, 60L << 20, 20L << 20});
+    h.give(samples);
+    CHECK(h.fleet->zygotes().at(1).pss_bytes == 60L << 20);
+    // Shared once: 60 + 2 x 20 = 100 MiB; (1000 - 100) / 40 = 22 workers. By RSS it was 5.
+    REQUIRE(h.fleet->memory_cap());
+    CHECK(*h.fleet->memory_cap() == 22);
+
+    Spec plain = spec(2);
+    plain.memory_limit = 1000ULL << 20;
+    plain.memory_margin = 0;
+    Harness p(plain);
+    p.ready(100);
+    p.ready(101);
+    event::Samples rss;
+    rss.memory.push_back({100, 200L << 20, 60L << 20, 40L << 20});
+    rss.memory.push_back({101, 200L << 20, 60L << 20, 40L << 20});
+    p.give(rss);
+    REQUIRE(p.fleet->memory_cap());
+    CHECK(*p.fleet->memory_cap() == 5);  // without preload: RSS per worker, as before
+}
+
+TEST_CASE("workers: auto comes down to the memory budget once the whole fleet is measured, never up") {
+    Spec s = preload_spec(4);
+    s.workers_auto = true;
+    s.memory_limit = 300ULL << 20;
+    s.memory_margin = 0;
+    Harness h(s);
+    h.give(event::ZygoteReady{1});
+    h.turn();
+    REQUIRE(h.spawned.size() == 4);
+    const pid_t zygote = h.zygotes_started[0].second;
+    auto sample = [&] {
+        event::Samples samples;
+        for (const auto& [slot, pid] : h.spawned) {
+            if (h.fleet->by_pid(pid) != nullptr) samples.memory.push_back({pid, 200L << 20, 60L << 20, 40L << 20});
+        }
+        samples.memory.push_back({zygote, 200L << 20, 60L << 20, 20L << 20});
+        h.give(samples);
+    };
+    for (int i = 0; i < 3; ++i) h.ready(h.spawned[static_cast<std::size_t>(i)].second);
+    sample();
+    CHECK(h.fleet->desired() == 4);  // one is not serving yet: not the whole fleet
+    h.ready(h.spawned[3].second);
+    sample();
+    // Shared once: 60 + 4 x 20 = 140 MiB; (300 - 140) / 40 = 4: it fits.
+    CHECK(h.fleet->desired() == 4);
+    s.memory_limit = 260ULL << 20;  // (260 - 140) / 40 = 3
+    Harness tight(s);
+    tight.give(event::ZygoteReady{1});
+    tight.turn();
+    for (const auto& [slot, pid] : tight.spawned) tight.ready(pid);
+    event::Samples samples;
+    for (const auto& [slot, pid] : tight.spawned) samples.memory.push_back({pid, 200L << 20, 60L << 20, 40L << 20});
+    samples.memory.push_back({tight.zygotes_started[0].second, 200L << 20, 60L << 20, 20L << 20});
+    tight.give(samples);
+    CHECK(tight.fleet->desired() == 3);
+    tight.give(samples);
+    CHECK(tight.fleet->desired() == 3);  // once: it does not go on shrinking
 }

@@ -50,6 +50,9 @@ int main(int argc, char** argv) {
         total.exits += out.exits;
         total.faults += out.faults;
         total.reloads += out.reloads;
+        total.zygotes += out.zygotes;
+        total.zygote_deaths += out.zygote_deaths;
+        total.forks_lost += out.forks_lost;
         stopped += out.stopped ? 1 : 0;
         if (verbose || one || !out.ok) {
             fmt::print("{}: {} ({} events, {} faults, {:.2f}s)\n", scenario.describe(), out.ok ? "ok" : "FAILED",
@@ -63,9 +66,9 @@ int main(int argc, char** argv) {
         }
     }
     fmt::print("workerd-sim: {} seed(s) from {}, {} failed, {} ended in a stop; {} events, {} turns, {} spawns, {} exits, "
-               "{} faults ({} reloads), {} invariant checks; {:.1f}s\n",
+               "{} faults ({} reloads), {} invariant checks; preload: {} zygotes, {} died unasked, {} forks lost; {:.1f}s\n",
                seeds, first, failed, stopped, total.events, total.turns, total.spawns, total.exits, total.faults,
-               total.reloads, total.checks,
+               total.reloads, total.checks, total.zygotes, total.zygote_deaths, total.forks_lost,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     return failed == 0 ? 0 : 1;
 }

@@ -49,6 +49,9 @@ struct Proc {
     std::uint64_t served = 0;
     std::uint64_t exit_after = 0;
     long rss = 50L << 20;
+    Duration beat{0};                  ///< its heartbeat interval, from the spec it was started with
+    bool zygote = false;               ///< preload: a zygote, not a worker
+    long generation = 0;               ///< a zygote's
 };
 
 Duration ms(long n) { return Duration(n); }
@@ -76,6 +79,8 @@ private:
     void give(const core::Event& e);
     void apply(std::vector<core::Action> actions);
     void launch(const core::action::Spawn& spawn);
+    void launch_zygote(long generation);
+    void act_zygote(Proc& p);
     void deliver_signal(pid_t pid, int sig);
     void step_proc(Proc& p);
     void act(Proc& p);  ///< what a live worker does when its time comes
@@ -158,6 +163,11 @@ Spec Sim::make_spec() {
         spec.recycle.max_lifetime_jitter = ms(between(0, 60) * 1000);
     }
     spec.recycle.min_lifetime = ms(between(0, 10) * 1000);
+    if (s_.preload) {
+        spec.app.command = {"/sim/app"};
+        spec.app.preload = true;
+        if (chance(0.5)) spec.recycle.max_private = static_cast<std::uint64_t>(between(20, 60)) << 20;
+    }
     return spec;
 }
 
@@ -187,6 +197,10 @@ void Sim::apply(std::vector<core::Action> actions) {
             deliver_signal(sig->pid, sig->sig);
         } else if (auto* note = std::get_if<a::Note>(&action)) {
             trace(fmt::format("[{}] {}", core::to_string(note->kind), note->text));
+        } else if (auto* start = std::get_if<a::StartZygote>(&action)) {
+            launch_zygote(start->generation);
+        } else if (auto* stop = std::get_if<a::StopZygote>(&action)) {
+            deliver_signal(stop->pid, SIGTERM);  // its socket closes: it ends
         }
     }
 }
@@ -198,6 +212,20 @@ void Sim::launch(const core::action::Spawn& spawn) {
         return w->phase != Phase::spawning && core::holds_slot(*w);
     });
     check_spawn(spawn.slot, empty);
+    if (fleet_->spec().app.preload) {
+        // Forked from the generation's zygote: the core asks only once it is ready. One the core
+        // does not know is gone yet (killed a moment ago, not reaped) cannot answer.
+        const auto zygote = std::find_if(procs_.begin(), procs_.end(), [&](const auto& e) {
+            return e.second.zygote && e.second.generation == spawn.generation && e.second.ready;
+        });
+        if (zygote == procs_.end()) return fail(fmt::format("a worker of generation {} asked for with no ready zygote", spawn.generation));
+        if (zygote->second.exit_at) {
+            trace(fmt::format("launcher: the zygote of generation {} is gone", spawn.generation));
+            ++out_.forks_lost;
+            give(core::event::SpawnFailed{spawn.id, "the zygote is gone"});
+            return;
+        }
+    }
     if (faults_on_ && spawn_failures_until_ && now_ < *spawn_failures_until_) {
         trace(fmt::format("launcher: slot {} cannot start", spawn.slot));
         note_quick_exit(spawn.slot, true);
@@ -208,6 +236,9 @@ void Sim::launch(const core::action::Spawn& spawn) {
     p.pid = next_pid_++;
     p.slot = spawn.slot;
     p.started = now_;
+    // A worker beats as the spec it was started with says (its environment), whatever the
+    // fleet's spec is later (a reload, or a failed one's restore).
+    p.beat = std::max(ms(100), Duration(fleet_->spec().health.timeout.count() / 3));
     const bool bad = bad_specs_.count(fleet_->spec().text) > 0;
     if (bad) {
         // A generation that cannot boot: its workers die booting, or (held to the protocol)
@@ -236,15 +267,55 @@ void Sim::launch(const core::action::Spawn& spawn) {
     give(core::event::Spawned{spawn.id, p.pid, "/sim/app"});
 }
 
+void Sim::launch_zygote(long generation) {
+    if (faults_on_ && spawn_failures_until_ && now_ < *spawn_failures_until_) {
+        trace(fmt::format("launcher: the zygote of generation {} cannot start", generation));
+        give(core::event::ZygoteFailed{generation, "cannot execute /sim/app: Resource temporarily unavailable"});
+        return;
+    }
+    ++out_.zygotes;
+    Proc p;
+    p.pid = next_pid_++;
+    p.slot = -1;
+    p.zygote = true;
+    p.generation = generation;
+    p.started = now_;
+    // A generation that cannot boot cannot import either.
+    p.model = bad_specs_.count(fleet_->spec().text) > 0 ? Model::crash_boot : Model::good;
+    p.boot = ms(between(100, 5000));
+    p.next = now_ + p.boot;
+    procs_[p.pid] = p;
+    trace(fmt::format("launcher: the zygote of generation {} is pid {}{}", generation, p.pid,
+                      p.model == Model::good ? "" : " (cannot import)"));
+    give(core::event::ZygoteStarted{generation, p.pid});
+}
+
+void Sim::act_zygote(Proc& p) {
+    p.next = now_ + std::chrono::hours(48);  // idle once ready: it only forks
+    if (p.ready) return;
+    if (p.hang_at && now_ >= *p.hang_at) return;  // stuck importing: boot_timeout kills it
+    if (p.model == Model::crash_boot) {
+        p.exit_at = now_;
+        p.exit_status = exited_with(1);
+        return reap(p);
+    }
+    p.ready = true;
+    give(core::event::ZygoteReady{p.generation});
+}
+
 void Sim::deliver_signal(pid_t pid, int sig) {
     trace(fmt::format("signal {} to pid {}", signal_name(sig), pid));
     if (reaped_.count(pid)) return fail(fmt::format("{} sent to pid {}, which was already reaped", signal_name(sig), pid));
     auto it = procs_.find(pid);
     if (it == procs_.end()) return fail(fmt::format("{} sent to pid {}, which the fleet never started", signal_name(sig), pid));
-    if (in_turn_ && sig == SIGTERM) check_drain(pid);
     Proc& p = it->second;
+    if (in_turn_ && sig == SIGTERM && !p.zygote) check_drain(pid);
     if (p.exit_at && *p.exit_at <= now_) return;  // already gone, not reaped yet
-    if (sig == SIGKILL) {
+    if (p.zygote && sig == SIGTERM) {
+        // Its socket closed: it ends at once (it runs no requests).
+        p.exit_at = now_ + ms(between(0, 200));
+        p.exit_status = killed_by(SIGTERM);
+    } else if (sig == SIGKILL) {
         p.exit_at = now_;
         p.exit_status = killed_by(SIGKILL);
     } else if (sig == SIGTERM) {
@@ -288,6 +359,11 @@ void Sim::reap(Proc& p) {
         if (!replaced) counted_slot = w->slot;
     }
     trace(fmt::format("pid {} exits ({}) after {}", pid, core::describe_status(p.exit_status), format_duration(uptime)));
+    if (p.zygote) {
+        const auto z = std::find_if(fleet_->zygotes().begin(), fleet_->zygotes().end(),
+                                    [&](const auto& e) { return e.second.pid == pid; });
+        if (z != fleet_->zygotes().end() && !z->second.stopping) ++out_.zygote_deaths;
+    }
     const int status = p.exit_status;
     procs_.erase(pid);
     give(core::event::Exited{pid, status, 0.01});
@@ -306,8 +382,8 @@ void Sim::step_proc(Proc& p) {
 }
 
 void Sim::act(Proc& p) {
-    const HealthPolicy& h = fleet_->spec().health;
-    const Duration beat = std::max(ms(100), Duration(h.timeout.count() / 3));
+    if (p.zygote) return act_zygote(p);
+    const Duration beat = p.beat;
     if (!p.ready) {
         if (p.model == Model::crash_boot) {
             p.exit_at = now_;
@@ -348,7 +424,7 @@ void Sim::act(Proc& p) {
 void Sim::turn() {
     if (fleet_->sample_due(now_)) {
         core::event::Samples samples;
-        for (const auto& [pid, p] : procs_) samples.rss_bytes.emplace_back(pid, p.rss);
+        for (const auto& [pid, p] : procs_) samples.memory.push_back({pid, p.rss, p.rss / 2, p.rss / 4});
         samples.queue_depth = static_cast<int>(between(0, 3));
         give(samples);
     }
@@ -396,6 +472,20 @@ void Sim::inject_fault() {
             p->exit_at = now_;
             p->exit_status = killed_by(SIGKILL);
             p->next = now_;
+            if (p->zygote && chance(0.5)) {
+                // The daemon reaps a little later; a worker that dies meanwhile is replaced at
+                // once, by a fork request to the zygote that is no longer there.
+                p->next = now_ + ms(between(5, 100));
+                for (const pid_t pid : live) {
+                    Proc& w = procs_.at(pid);
+                    if (w.zygote || w.slot < 0) continue;
+                    trace(fmt::format("fault: pid {} crashes as well", w.pid));
+                    w.exit_at = now_;
+                    w.exit_status = killed_by(SIGSEGV);
+                    w.next = now_;
+                    break;
+                }
+            }
         }
     } else if (r < 0.35) {
         if (Proc* p = any_live()) {
@@ -532,6 +622,17 @@ void Sim::check() {
         // (A reaped pid leaving the fleet is checked at each reap; pids are never reused.)
         if (w.pid > 0 && !procs_.count(w.pid)) fail(fmt::format("the fleet has pid {}, which is not running", w.pid));
     }
+    // Preload: the zygotes the core knows run; besides those stopping, the fleet's generation's
+    // and, during a rollout, the one it may fall back to: two at most.
+    int wanted_zygotes = 0;
+    for (const auto& [generation, z] : f.zygotes()) {
+        if (z.pid > 0 && !procs_.count(z.pid)) fail(fmt::format("the fleet has zygote pid {}, which is not running", z.pid));
+        if (!z.stopping) ++wanted_zygotes;
+    }
+    if (wanted_zygotes > 2) fail(fmt::format("{} zygotes are kept (at most 2: the generation's and a rollout's fallback)", wanted_zygotes));
+    if (!f.spec().app.preload && !f.zygotes().empty() && f.mode() == core::Mode::running && !f.zygotes().begin()->second.stopping) {
+        fail("a zygote without preload");
+    }
     // Counters never go backwards.
     for (const auto& [reason, n] : f.restarts_by_reason()) {
         if (n < restarts_seen_[reason]) fail("restarts{reason=" + reason + "} went backwards");
@@ -580,6 +681,11 @@ bool Sim::converged() const {
     for (const auto& [id, w] : f.workers()) {
         if (core::serving(w.phase) && w.generation != f.generation()) return false;
         if (core::holds_slot(w) && !f.slots().at(w.slot).active) return false;
+    }
+    if (f.spec().app.preload) {
+        // The generation's zygote is back too (a later scale-up forks at once).
+        auto z = f.zygotes().find(f.generation());
+        if (z == f.zygotes().end() || !z->second.ready) return false;
     }
     return f.ready() == f.desired();
 }
@@ -665,12 +771,14 @@ Scenario Scenario::from_seed(std::uint64_t seed) {
     s.fault_every = std::chrono::seconds(between(2, 60));
     s.grid = Duration(10);
     s.may_stop = between(0, 3) == 0;
+    s.preload = seed % 4 == 3;  // (not from r: the other seeds keep their scenarios)
     return s;
 }
 
 std::string Scenario::describe() const {
-    return fmt::format("seed {}: {} workers, faults for {} (one every {} on average){}", seed, workers,
-                       format_duration(faults_for), format_duration(fault_every), may_stop ? ", may stop" : "");
+    return fmt::format("seed {}: {} workers{}, faults for {} (one every {} on average){}", seed, workers,
+                       preload ? " (preload)" : "", format_duration(faults_for), format_duration(fault_every),
+                       may_stop ? ", may stop" : "");
 }
 
 Outcome run(const Scenario& scenario) { return Sim(scenario).run(); }

@@ -34,6 +34,7 @@ struct Scenario {
     Duration settle_within{std::chrono::minutes(10)};  ///< liveness: converged by then
     Duration grid{Ms(10)};           ///< worker events happen on this grid (coarser: faster)
     bool may_stop = true;            ///< a stop may come in the middle of everything
+    bool preload = false;            ///< app.preload: workers are forked from zygotes
     std::size_t trace_lines = 60;    ///< the last events kept for a failure's report
 
     /// The scenario a seed stands for in the default run: sizes, durations and settings vary.
@@ -50,6 +51,8 @@ struct Outcome {
     std::uint64_t turns = 0;
     std::uint64_t checks = 0;        ///< invariant checks passed
     std::uint64_t spawns = 0, exits = 0, faults = 0, reloads = 0;
+    /// Preload: zygotes started, zygotes that ended unasked, forks asked of a zygote already gone.
+    std::uint64_t zygotes = 0, zygote_deaths = 0, forks_lost = 0;
     bool stopped = false;            ///< the run ended in a stop
 };
 

@@ -94,6 +94,7 @@ std::string SpecBuilder::str() const {
         std::string env;
         for (const auto& [name, value] : env_) env += fmt::format("{}{}: {}", env.empty() ? "" : ", ", name, quoted(value));
         if (!env.empty()) out += "  env: {" + env + "}\n";
+        if (preload_) out += "  preload: true\n";
     }
     for (const auto& [key, value] : keys_) out += fmt::format("{}: {}\n", key, value);
     return out + extra_;

@@ -44,6 +44,11 @@ public:
     /// A Python ASGI app (tests/data/apps MODULE:APP) under workerd_uvicorn from this tree, with
     /// Debian's /usr/bin/python3; `unbuffered`: PYTHONUNBUFFERED=1 (prints reach the log at once).
     SpecBuilder& uvicorn(const std::string& app, bool unbuffered = false);
+    /// app.preload: true (the workers are forked from a zygote per generation).
+    SpecBuilder& preload() {
+        preload_ = true;
+        return *this;
+    }
     /// The metrics endpoint on 127.0.0.1:PORT, with more of its keys as YAML ("min_ready: 2").
     SpecBuilder& metrics(int port, const std::string& options = "");
     /// A top-level key, its value as YAML ("5s", "{initial: 100ms}"); set again, replaced.
@@ -61,6 +66,7 @@ private:
     std::string command_;
     std::string cwd_;
     std::vector<std::pair<std::string, std::string>> env_;
+    bool preload_ = false;
     std::vector<std::pair<std::string, std::string>> keys_;
     std::string extra_;
 };

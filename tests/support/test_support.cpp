@@ -159,11 +159,19 @@ bool is_guardian(pid_t pid) {
     const auto argv = command_line_of(pid);
     return argv.size() == 2 && argv[1] == "guard";
 }
+
+// Preload's zygote (workerd_uvicorn names it so): a child of the daemon, not a worker.
+bool is_zygote(pid_t pid) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    return name == "workerd-zygote";
+}
 }  // namespace
 
 std::vector<pid_t> workers_of(pid_t daemon) {
     auto pids = children_of(daemon);
-    std::erase_if(pids, is_guardian);
+    std::erase_if(pids, [](pid_t pid) { return is_guardian(pid) || is_zygote(pid); });
     return pids;
 }
 

@@ -203,6 +203,7 @@ def run_zygote(config, fd, zygote_fd):
     worker for each request from the daemon. Each worker runs the app's lifespan startup itself,
     after the fork, and speaks the worker protocol with its own pipe."""
     zygote_sock = socket.socket(fileno=zygote_fd)
+    zygote.become_zygote()
     config.load()  # the import, not the lifespan: connections made there must not be shared
     gc.collect()
     gc.freeze()  # what the import made stays out of the collector's reach: its pages stay shared

@@ -14,9 +14,11 @@ A worker is forked twice (zygote -> intermediate -> worker; the intermediate exi
 that it is reparented to the daemon, which is a child subreaper (PR_SET_CHILD_SUBREAPER): the
 daemon reaps it, signals it and reads its memory as it does a worker it spawned itself. Once
 reparented, the worker asks to be killed with the daemon (PR_SET_PDEATHSIG), as spawned
-workers do from the start. The listening sockets need no passing: the zygote inherited them.
+workers do from the start. The listening sockets come with each request too (the zygote opens
+none, so a reload's new listeners and reuse_port's per-slot sockets work the same).
 
-When the daemon closes its end, the zygote exits.
+The zygote names itself "workerd-zygote" (what ps and top show); each worker takes back the
+name it started with. When the daemon closes its end, the zygote exits.
 """
 
 import ctypes
@@ -27,8 +29,10 @@ import socket
 import time
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+ZYGOTE_NAME = b"workerd-zygote"
 _MAX_MESSAGE = 256 * 1024
-_MAX_FDS = 16
+_MAX_FDS = 64  # stdout, stderr, the listeners, the protocol pipe, the load board
 # How long a new worker waits to be reparented to the daemon before it gives up.
 REPARENT_TIMEOUT = 5.0
 
@@ -39,7 +43,11 @@ class ForkError(Exception):
 
 def receive(sock):
     """One fork request: (request dict, [fds]); None when the daemon closed its end."""
-    data, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, _MAX_FDS)
+    data, fds, flags, _ = socket.recv_fds(sock, _MAX_MESSAGE, _MAX_FDS)
+    if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise ForkError(f"bad fork request: more than {_MAX_FDS} descriptors or {_MAX_MESSAGE} bytes")
     if not data:
         for fd in fds:
             os.close(fd)
@@ -89,9 +97,31 @@ def wait_for_parent(parent, timeout=REPARENT_TIMEOUT):
     return os.getppid() == parent  # not gone between the check and prctl
 
 
+def set_name(name):
+    """This process's name as ps, top and /proc/PID/comm show it (at most 15 bytes)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+
+
+def process_name():
+    with open("/proc/self/comm", "rb") as f:
+        return f.read().rstrip(b"\n")
+
+
+_started_as = None
+
+
+def become_zygote():
+    """Names this process as the zygote; workers forked from it take back the name it had."""
+    global _started_as
+    _started_as = process_name()
+    set_name(ZYGOTE_NAME)
+
+
 def become_worker(request, fds, zygote_sock):
     """In the new worker: its own process group, descriptors, environment and signals."""
     zygote_sock.close()
+    if _started_as is not None:
+        set_name(_started_as)
     os.setpgid(0, 0)
     place_fds(fds, request["fds"])
     os.environ.clear()
