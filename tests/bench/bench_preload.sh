@@ -45,7 +45,7 @@ errors_of() {
 }
 answers() {  # answers PORT N: the versions of N answers, counted
   local i
-  for i in $(seq "$2"); do curl -fsS "http://127.0.0.1:$1/" | sed -n 's/.*"version":"\([^"]*\)".*/\1/p'; done | sort | uniq -c | awk '{printf "%s%s=%s", (NR > 1 ? " " : ""), $2, $1} END {print ""}'
+  for i in $(seq "$2"); do { curl -fsS "http://127.0.0.1:$1/"; echo; } | sed -n 's/.*"version":"\([^"]*\)".*/\1/p'; done | sort | uniq -c | awk '{printf "%s%s=%s", (NR > 1 ? " " : ""), $2, $1} END {print ""}'
 }
 UV_OPTS='"--no-access-log", "--log-level", "warning"'
 
@@ -119,6 +119,8 @@ md ""
 md "gunicorn \`--preload\` imports the app in the arbiter, and a HUP forks new workers from that"
 md "same arbiter: they run the old code until the arbiter itself is restarted. workerd's reload"
 md "starts a new zygote, which imports the new code, and rolls the new generation out from it."
+md "gunicorn's failed requests, if any, are the kept-alive connections its old workers closed at"
+md "the HUP (wrk counts them as read errors); workerd's workers finish theirs before they exit."
 md ""
 md "Then, under the same load, the zygote is SIGKILLed at 3 s: **$KILL_ERR failed requests** (of"
 md "$(awk '/requests in/ {print $1}' "$WORK/wrk-kill.out")); the workers forked from it serve on, a new zygote was ready ${BACK_MS} ms"

@@ -186,3 +186,19 @@ TEST_CASE("preload: a reload forks from a zygote of the new code; one that canno
     CHECK(daemon.status()["generation"] == 2);
     for (int i = 0; i < 10; ++i) CHECK(answer(port)["version"] == "v2");
 }
+
+TEST_CASE("preload: the daemon SIGKILLed: its forked workers and the zygote die with it") {
+    TempDir dir;
+    dir.write("app.py", app_source("v1"));
+    const int port = free_tcp_port();
+    Daemon daemon(dir, preload_spec(dir, port, 2));
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 60s), daemon.log());
+    const pid_t zygote = zygotes(daemon)[0]["pid"].get<pid_t>();
+    const auto workers = daemon.workers();
+    REQUIRE(workers.size() == 2);
+    daemon.process().signal(SIGKILL);
+    REQUIRE(daemon.process().wait_exit(10s));
+    // Reparented to the daemon, each worker asked for PDEATHSIG once it was: none survives it.
+    for (const pid_t pid : workers) CHECK(eventually([&] { return !process_alive(pid); }, 5s));
+    CHECK(eventually([&] { return !process_alive(zygote); }, 5s));
+}
