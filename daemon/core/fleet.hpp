@@ -46,6 +46,9 @@ struct Worker {
     std::optional<std::uint64_t> request_limit;  ///< max_requests + this worker's jitter
     std::optional<TimePoint> retire_at;     ///< max_lifetime + this worker's jitter
     long rss_bytes = 0;                     ///< its last sample
+    /// The heartbeat timeout it was started with (WORKERD_WATCHDOG_USEC): it beats by that,
+    /// whatever a later reload sets.
+    Duration heartbeat_timeout{0};
     long pss_bytes = 0;                     ///< (0: not sampled)
     long private_bytes = 0;
     bool replaces_ended = false;            ///< spawning: it restarts a slot whose worker ended
@@ -219,6 +222,10 @@ private:
     // Preload (fleet_zygote.cpp).
     bool zygote_ready(TimePoint now);
     bool memory_sampled() const;  ///< sample_due's settings: what needs the memory samples
+    /// The health policy `w` is held to: the spec's, with the longer of the spec's heartbeat
+    /// timeout and the one `w` was started with (a reload to a shorter timeout must not find
+    /// the workers that still beat by the longer one hung).
+    HealthPolicy policy_for(const Worker& w) const;
     void fit_auto_to_memory();    ///< `workers: auto` down to the measured memory budget
     bool zygote_is_ready() const;
     bool on_zygote_exit(const event::Exited& e, TimePoint now);

@@ -269,7 +269,7 @@ std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
         if (w.escalation) {
             if (w.escalation->step < 3) consider(w.escalation->next);
         } else if (w.phase == Phase::booting || serving(w.phase)) {
-            if (auto t = next_check(spec_.health, w.health)) consider(*t);
+            if (auto t = next_check(policy_for(w), w.health)) consider(*t);
         }
     }
     if (watchdog_interval_ && systemd_) consider(std::max(now, next_watchdog_));

@@ -131,9 +131,15 @@ void Fleet::expire_deadlines(TimePoint now) {
     }
 }
 
+HealthPolicy Fleet::policy_for(const Worker& w) const {
+    HealthPolicy policy = spec_.health;
+    policy.timeout = std::max(policy.timeout, w.heartbeat_timeout);
+    return policy;
+}
+
 void Fleet::check_health(TimePoint now) {
-    const HealthPolicy& policy = spec_.health;
     for (auto& [id, w] : workers_) {
+        const HealthPolicy policy = policy_for(w);
         if (w.escalation) {
             const Escalation before = *w.escalation;
             if (auto sig = escalate(policy, *w.escalation, now)) {
@@ -162,7 +168,7 @@ void Fleet::check_health(TimePoint now) {
 std::vector<pid_t> Fleet::overdue(TimePoint now) const {
     std::vector<pid_t> out;
     for (const auto& [id, w] : workers_) {
-        if (!w.escalation && (w.phase == Phase::booting || serving(w.phase)) && judge(spec_.health, w.health, now)) {
+        if (!w.escalation && (w.phase == Phase::booting || serving(w.phase)) && judge(policy_for(w), w.health, now)) {
             out.push_back(w.pid);
         }
     }

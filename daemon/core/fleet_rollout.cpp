@@ -43,6 +43,7 @@ void Fleet::spawn(int index, TimePoint) {
     w.id = next_id_++;
     w.slot = index;
     w.generation = generation_;
+    w.heartbeat_timeout = spec_.health.timeout;
     w.replaces_ended = slot.started_once && holders_in(slot) == 0;
     slot.workers.push_back(w.id);
     workers_.emplace(w.id, w);

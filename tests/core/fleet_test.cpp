@@ -465,3 +465,26 @@ TEST_CASE("workers: auto comes down to the memory budget once the whole fleet is
     tight.give(samples);
     CHECK(tight.fleet->desired() == 3);  // once: it does not go on shrinking
 }
+
+TEST_CASE("a reload to a shorter heartbeat timeout holds the old workers to the timeout they were started with") {
+    Spec s = spec(2);
+    s.health.timeout = seconds(30);  // the workers beat every 10 s
+    Harness h(s);
+    h.ready(100);
+    h.ready(101);
+    Spec shorter = s;
+    shorter.health.timeout = seconds(4);
+    shorter.backoff.initial = seconds(60);  // the new generation's workers do not boot in this test
+    h.fleet->reload(shorter, "SIGHUP", h.now);
+    h.calls();
+    h.turn();
+    for (int i = 0; i < 3; ++i) {
+        h.advance(seconds(10));
+        h.message(100, "WATCHDOG=1");
+        h.message(101, "WATCHDOG=1");
+    }
+    CHECK(h.phase(100) == Phase::retiring);  // beating every 10 s is not hung by their 30 s
+    CHECK(h.phase(101) == Phase::retiring);
+    h.advance(seconds(31));                   // silent past their own timeout: hung after all
+    CHECK(h.phase(100) == Phase::hung);
+}

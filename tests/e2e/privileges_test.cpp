@@ -85,7 +85,13 @@ TEST_CASE("workers run as the spec's user and group, with the user's groups; the
         const auto now = daemon.workers();
         return now.size() == 2 && now[0] != workers[0] && now[1] != workers[0];
     }, 10s));
-    for (pid_t w : daemon.workers()) CHECK(credentials(w).at("Uid:").at(1) == uid);
+    // (A child just forked is root until it drops to the user, before its exec.)
+    CHECK(eventually([&] {
+        for (pid_t w : daemon.workers()) {
+            if (credentials(w).at("Uid:").at(1) != uid) return false;
+        }
+        return true;
+    }, 5s));
 }
 
 TEST_CASE("as root, a spec without `user` is refused; `user: root` or --allow-root runs root workers") {
