@@ -147,7 +147,7 @@ std::vector<std::string> protect_negative_numbers(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"workerctl: see and steer a running workerd (status, scale, reload, restart, stop, top)", "workerctl"};
+    CLI::App app{"workerctl: see and steer a running workerd (status, scale, reload, restart, rollout, stop, top)", "workerctl"};
     app.set_version_flag("--version", std::string("workerctl ") + workerd::kVersion);
     Options o;
     app.add_option("-s,--socket", o.socket, "the daemon's control socket (default: $WORKERD_SOCKET, else the daemon's default)");
@@ -175,6 +175,12 @@ int main(int argc, char** argv) {
     auto* all_flag = restart->add_flag("--all", all, "restart every worker, one at a time");
     slot_opt->excludes(all_flag);
     restart->add_flag("--wait", wait, "return once the restarted workers are ready");
+
+    std::string rollout_action;
+    auto* rollout = app.add_subcommand("rollout", "end a reload's canary analysis by hand: promote or abort");
+    rollout->add_option("action", rollout_action, "promote (roll out without waiting for the verdict) or abort (roll back)")
+        ->required()
+        ->check(CLI::IsMember({"promote", "abort"}));
 
     bool now = false;
     auto* stop = app.add_subcommand("stop", "stop the daemon gracefully (as SIGTERM)");
@@ -258,6 +264,10 @@ int main(int argc, char** argv) {
             const json r = client.call("restart", args_json);
             if (wait) wait_until(client, wait_timeout, settled, fleet_text);
             std::printf("restarting %s%s\n", r.value("restarting", json::array()).dump().c_str(), wait ? ": done" : "");
+        } else if (*rollout) {
+            const json r = client.call("rollout", json{{"action", rollout_action}});
+            std::printf("generation %ld %s\n", r.value("generation", 0L),
+                        rollout_action == "promote" ? "promoted: rolling out" : "aborted: rolled back");
         } else if (*stop) {
             client.call_allowing_close("stop", json{{"now", now}});
             std::printf("stopping%s\n", now ? " now" : " gracefully");

@@ -75,7 +75,7 @@ using Event = std::variant<event::Turn, event::Signal, event::Spawned, event::Sp
 enum class NoteKind {
     started, ready, replaced, draining, ended, restarting, hung, escalated, killed_late, spawn_failed, flapping,
     scaling, recycling, restart, rollout_started, rollout_done, rollout_failed, stopping, late, autoscale,
-    bad_line, status, reaped, zygote,
+    bad_line, status, reaped, zygote, canary,
 };
 const char* to_string(NoteKind kind);
 

@@ -172,6 +172,10 @@ void Fleet::on(const event::Exited& e, TimePoint now) {
     slot.retired_requests += w.stats.served;
     slot.retired_cpu_seconds += e.cpu_seconds;
     retired_stats_.add_counts(w.stats);
+    retired_by_generation_[w.generation].add_counts(w.stats);
+    while (static_cast<long>(retired_by_generation_.size()) > kGenerationsKept) {
+        retired_by_generation_.erase(retired_by_generation_.begin());
+    }
     // How it ended: the hang that got it killed; as asked, when it was told to stop; else an
     // exit or a crash. Counted by reason, unless the whole fleet is stopping.
     Ending end;
@@ -302,6 +306,20 @@ const Worker* Fleet::current_in(int slot) const {
         if (const Worker& w = workers_.at(id); w.phase != Phase::draining) return &w;
     }
     return nullptr;
+}
+
+std::map<long, ResponseCounts> Fleet::responses_by_generation() const {
+    std::map<long, ResponseCounts> out;
+    for (const auto& [generation, stats] : retired_by_generation_) {
+        if (stats.has_responses()) out[generation] = stats.responses;
+    }
+    for (const auto& [id, w] : workers_) {
+        if (!w.stats.has_responses()) continue;
+        ResponseCounts& counts = out[w.generation];
+        for (int k = 0; k < kResponseClasses; ++k) counts[k] += w.stats.responses[k];
+    }
+    while (static_cast<long>(out.size()) > kGenerationsKept) out.erase(out.begin());
+    return out;
 }
 
 }  // namespace workerd::core

@@ -80,6 +80,10 @@ struct Slot {
 };
 
 /// The latest rollout: a reload's new generation replacing the old one.
+/// Canary analysis of a rollout (rollout.analysis): its first workers start, then are judged.
+enum class CanaryPhase { none, starting, judging, passed };
+const char* to_string(CanaryPhase phase);
+
 struct Rollout {
     RolloutState state = RolloutState::none;
     long generation = 0;
@@ -88,6 +92,11 @@ struct Rollout {
     std::string reason;                 ///< why the last one failed
     std::optional<Spec> previous_spec;  ///< what a failure goes back to
     long previous_generation = 0;
+    CanaryPhase canary = CanaryPhase::none;
+    std::optional<TimePoint> judging_since;  ///< the canaries all took over their slots
+    RequestStats canaries_at_start, old_at_start;  ///< each side's totals then
+    std::string analysis;                    ///< the verdict's numbers, once judged
+    bool waiting_logged = false;             ///< "not enough requests yet" said
 };
 
 /// Preload (app.preload): the process a generation's workers are forked from, once it has
@@ -140,6 +149,12 @@ public:
     /// A reload prepared by the shell: `next` is valid (workers resolved) and its listeners
     /// are open. Starts a new generation, rolled out by the next turns; returns its number.
     long reload(Spec next, const std::string& why, TimePoint now);
+    /// `workerctl rollout promote`: a rollout under canary analysis goes on without waiting for
+    /// the verdict. False when there is none.
+    bool promote(TimePoint now);
+    /// `workerctl rollout abort`: the running rollout fails now, as a bad canary would; the
+    /// previous generation serves. False when none runs.
+    bool abort_rollout(TimePoint now);
     /// Sets the fleet's size (1 .. kMaxWorkers); `pin`: the autoscaler leaves it alone until
     /// scale_auto().
     void scale(int target, const std::string& why, bool pin, TimePoint now);
@@ -183,6 +198,10 @@ public:
     /// The slot's worker as status shows it: the first that is not draining.
     const Worker* current_in(int slot) const;
     const RequestStats& retired_stats() const { return retired_stats_; }
+    /// Answers by class per generation, gone workers' and live ones' (monotonic, for
+    /// workerd_responses_total): the last kGenerationsKept generations that served.
+    std::map<long, ResponseCounts> responses_by_generation() const;
+    static constexpr long kGenerationsKept = 16;
     const std::map<std::string, std::uint64_t>& restarts_by_reason() const { return restarts_by_reason_; }
     bool autoscale_pinned() const { return autoscale_pinned_; }
     const std::string& autoscale_view() const { return autoscale_view_; }
@@ -241,7 +260,12 @@ private:
     void note(NoteKind kind, Level level, std::string text);
     void scale_to(int n, const std::string& why);
     void begin_stop(bool fast, TimePoint now);
-    void fail_rollout(TimePoint now);
+    /// `why`: the reason logged and shown; empty: new workers failed before READY.
+    void fail_rollout(TimePoint now, const std::string& why = "");
+    // Canary analysis (fleet_canary.cpp).
+    bool canary_holds(int slot) const;  ///< the rollout must not touch this slot yet
+    void analyse(TimePoint now);
+    RequestStats generation_totals(long generation) const;
     void note_spawn_failure(int slot, const std::string& what, Duration delay, TimePoint now);
     /// A worker the fleet wanted running ended: its slot restarts after the backoff, or not.
     void after_exit(const Worker& w, const std::string& ended, int status, TimePoint now);
@@ -294,6 +318,7 @@ private:
     TimePoint next_watchdog_{};
     // The totals of gone workers, and why they went.
     RequestStats retired_stats_;
+    std::map<long, RequestStats> retired_by_generation_;  ///< gone workers' counts (the last kGenerationsKept)
     QueueBuckets queue_seen_{};  ///< the fleet's queue-time counts at the last autoscale tick
 
     std::map<std::string, std::uint64_t> restarts_by_reason_;

@@ -274,6 +274,10 @@ std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
     }
     if (watchdog_interval_ && systemd_) consider(std::max(now, next_watchdog_));
     if (mode_ != Mode::running) return next;
+    // Canary analysis: the verdict at the window's end, then each second until enough requests.
+    if (rollout_.state == RolloutState::running && rollout_.canary == CanaryPhase::judging && spec_.rollout.analysis) {
+        consider(std::max(now, std::max(*rollout_.judging_since + spec_.rollout.analysis->window, now + std::chrono::seconds(rollout_.waiting_logged ? 1 : 0))));
+    }
     // Recycling by memory and the autoscaler sample once a second; by age, at each worker's time.
     if (memory_sampled()) consider(std::max(now, next_sample_));
     if (spec_.autoscale && !autoscale_pinned_) consider(std::max(now, next_autoscale_));
@@ -317,6 +321,7 @@ const char* to_string(NoteKind kind) {
         case NoteKind::status: return "status";
         case NoteKind::reaped: return "reaped";
         case NoteKind::zygote: return "zygote";
+        case NoteKind::canary: return "canary";
     }
     return "?";
 }

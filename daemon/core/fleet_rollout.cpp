@@ -86,6 +86,10 @@ long Fleet::reload(Spec next, const std::string& why, TimePoint now) {
     rollout_.started = now;
     rollout_.failures = 0;
     rollout_.reason.clear();
+    rollout_.canary = spec_.rollout.analysis ? CanaryPhase::starting : CanaryPhase::none;
+    rollout_.judging_since.reset();
+    rollout_.analysis.clear();
+    rollout_.waiting_logged = false;
     // A new generation's zygote (preload) is a new try: no backoff left from the last one's.
     zygote_backoff_ = {};
     zygote_not_before_ = {};
@@ -172,10 +176,15 @@ void Fleet::roll(TimePoint now) {
         std::none_of(workers_.begin(), workers_.end(), [](const auto& e) { return e.second.phase == Phase::retiring; })) {
         return;
     }
+    analyse(now);
+    if (rollout_.state != RolloutState::running &&
+        std::none_of(workers_.begin(), workers_.end(), [](const auto& e) { return e.second.phase == Phase::retiring; })) {
+        return;
+    }
     // Each slot as a rollout sees it: its outgoing worker (retiring) and its successor.
     std::vector<SlotView> views;
     for (auto& [index, slot] : slots_) {
-        if (!slot.active) continue;
+        if (!slot.active || canary_holds(index)) continue;
         // Two outgoing workers in a slot (a failed rollout retired a successor that was about to
         // take over): the newer one serves on until its own successor; the older one goes.
         Worker* out = outgoing_in(slot);
@@ -235,12 +244,15 @@ void Fleet::finish_rollout(TimePoint now) {
                      format_duration(std::chrono::duration_cast<Duration>(now - rollout_.started))));
 }
 
-void Fleet::fail_rollout(TimePoint now) {
+void Fleet::fail_rollout(TimePoint now, const std::string& why) {
     const long failed = generation_;
+    if (!why.empty()) rollout_.reason = why;
     note(NoteKind::rollout_failed, Level::error,
-         fmt::format("rollout of generation {} failed: {} new workers failed before READY (last: {}); "
-                     "generation {} keeps serving",
-                     failed, rollout_.failures, rollout_.reason, rollout_.previous_generation));
+         why.empty() ? fmt::format("rollout of generation {} failed: {} new workers failed before READY (last: {}); "
+                                   "generation {} keeps serving",
+                                   failed, rollout_.failures, rollout_.reason, rollout_.previous_generation)
+                     : fmt::format("rollout of generation {} failed: {}; generation {} keeps serving", failed, why,
+                                   rollout_.previous_generation));
     rollout_.state = RolloutState::failed;
     if (rollout_.previous_spec) spec_ = std::move(*rollout_.previous_spec);
     rollout_.previous_spec.reset();

@@ -24,13 +24,19 @@ constexpr long kMaxDemoMs = 60'000;
 constexpr std::uint64_t kMaxRangeBytes = 16 * 1024 * 1024;
 
 // ms=N for the demo endpoints; nullopt when absent or not a number.
-std::optional<long> demo_ms(const Target& target) {
-    auto text = query_param(target.query, "ms");
+// A whole number query parameter (at most 9 digits); nullopt when absent or not one.
+std::optional<long> whole_param(const Target& target, const char* name) {
+    auto text = query_param(target.query, name);
     if (!text || text->empty() || text->size() > 9 ||
         text->find_first_not_of("0123456789") != std::string::npos) {
         return std::nullopt;
     }
-    return std::min(std::stol(*text), kMaxDemoMs);
+    return std::stol(*text);
+}
+
+std::optional<long> demo_ms(const Target& target) {
+    const auto ms = whole_param(target, "ms");
+    return ms ? std::optional<long>(std::min(*ms, kMaxDemoMs)) : std::nullopt;
 }
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
@@ -43,8 +49,8 @@ Connection::Connection(Server& server, Socket socket)
 }
 
 Connection::~Connection() {
-    // A request cut short (the client went away mid-request) still counts as finished.
-    if (request_started_) server_.request_finished(*request_started_, shed_);
+    // A request cut short (the client went away mid-request) still counts as finished: failed.
+    if (request_started_) server_.request_finished(*request_started_, shed_, 0);
     server_.remove(this);
 }
 
@@ -186,6 +192,17 @@ void Connection::serve_demo(const Request& req, const Target& target) {
                          fmt::format("{{\"pid\":{},\"slot\":{},\"generation\":{}}}\n", ::getpid(),
                                      o.slot, o.generation),
                          "application/json");
+    }
+    if (target.path == "/demo/status") {
+        // Answers with the status asked for (200..599): a failing route, for the response
+        // classes in STATS and what watches them.
+        const auto code = whole_param(target, "code");
+        if (!code || *code < 200 || *code > 599 || *code == 204 || *code == 304) {  // (those have no body)
+            return send_text(bhttp::status::bad_request,
+                             "code must be an HTTP status from 200 to 599 (not 204 or 304), e.g. ?code=500\n",
+                             "text/plain; charset=utf-8");
+        }
+        return send_text(static_cast<bhttp::status>(*code), fmt::format("{{\"status\":{}}}\n", *code), "application/json");
     }
     const bool io = target.path == "/demo/io";
     const bool block = target.path == "/demo/block";
@@ -357,6 +374,7 @@ void Connection::send(bhttp::response<Body>&& res) {
     };
     auto out = std::make_shared<Outgoing>(std::move(res));
     response_ = out;
+    status_ = static_cast<int>(out->message.result_int());
     const bool close_after = !keep_alive_ || out->message.need_eof();
     beast::error_code ec;
     while (!ec && !out->serializer.is_done()) bhttp::write_some(socket_, out->serializer, ec);
@@ -369,19 +387,20 @@ void Connection::send(bhttp::response<Body>&& res) {
     }
     // Written (or failed) here: the next read starts from the loop, so that a client pipelining
     // many requests takes turns with the others and does not deepen this stack.
-    finish_request();
+    finish_request(static_cast<bool>(ec));
     asio::post(socket_.get_executor(), [self = shared_from_this(), ec, close_after] { self->after_write(ec, close_after); });
 }
 
-void Connection::finish_request() {
+void Connection::finish_request(bool failed) {
     if (!request_started_) return;
-    server_.request_finished(*request_started_, shed_);
+    server_.request_finished(*request_started_, shed_, failed ? 0 : status_);
     request_started_.reset();
     shed_ = false;
+    status_ = 0;
 }
 
 void Connection::on_write(const beast::error_code& ec, bool close_after) {
-    finish_request();
+    finish_request(static_cast<bool>(ec));
     after_write(ec, close_after);
 }
 

@@ -58,8 +58,9 @@ private:
     void send(bhttp::response<Body>&& res);
     template <class Body>
     void finish_headers(bhttp::response<Body>& res);
-    /// The request is answered (its last byte is with the kernel): counted in the server's stats.
-    void finish_request();
+    /// The request is answered (its last byte is with the kernel), or the write `failed`:
+    /// counted in the server's stats, by the response's class.
+    void finish_request(bool failed = false);
     void on_write(const beast::error_code& ec, bool close);
     /// Closes, or reads the next request.
     void after_write(const beast::error_code& ec, bool close);
@@ -76,6 +77,7 @@ private:
     std::optional<Clock::time_point> request_started_;
     std::int64_t received_ns_ = 0;  ///< CLOCK_REALTIME of the last read's data in the kernel; 0: none
     bool shed_ = false;             ///< the request being answered is shed (503 at once)
+    int status_ = 0;                ///< the status of the response being written; 0 before one
     unsigned version_ = 11;
     bool keep_alive_ = true;
     bool head_ = false;

@@ -66,13 +66,15 @@ public:
         return options_.max_concurrency > 0 && stats_.inflight > options_.max_concurrency;
     }
     /// `shed`: answered 503 without running the request; counted apart from the served ones.
-    void request_finished(Clock::time_point started, bool shed) {
+    /// `status`: the response's (by class in STATS); 0 when none was written (failed).
+    void request_finished(Clock::time_point started, bool shed, int status) {
         --stats_.inflight;
         if (shed) {
             ++stats_.shed;
             return;
         }
         ++stats_.served;
+        ++stats_.responses[static_cast<std::size_t>(response_class(status))];
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
         ++stats_.buckets[latency_bucket(us.count())];
         stats_.sum_us += static_cast<std::uint64_t>(us.count());

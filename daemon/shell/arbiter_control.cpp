@@ -128,6 +128,16 @@ json Arbiter::control(const std::string& command, const json& args) {
             result = {{"restarting", slots}};
             break;
         }
+        case Command::rollout: {
+            const bool done = request.action == "promote" ? fleet_.promote(now) : fleet_.abort_rollout(now);
+            if (!done) {
+                throw ControlError("no_rollout", request.action == "promote"
+                                                     ? "no rollout is waiting on canary analysis (rollout.analysis)"
+                                                     : "no rollout is running");
+            }
+            result = {{"rollout", request.action}, {"generation", fleet_.generation()}};
+            break;
+        }
         case Command::stop:
             fleet_.stop(request.now, now);
             result = {{"stopping", request.now ? "now" : "gracefully"}};

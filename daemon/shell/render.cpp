@@ -30,6 +30,17 @@ const char* state_word(const core::Worker& w) {
     return "?";
 }
 
+// {"2xx": N, "3xx": N, "4xx": N, "5xx": N, "failed": N}; null from a worker that does not
+// count them (protocol version 2 or older).
+json responses_json(const RequestStats& stats) {
+    if (!stats.has_responses()) return nullptr;
+    json out = json::object();
+    for (int k = 0; k < kResponseClasses; ++k) {
+        out[to_string(static_cast<ResponseClass>(k))] = stats.responses[static_cast<std::size_t>(k)];
+    }
+    return out;
+}
+
 }  // namespace
 
 json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
@@ -72,9 +83,11 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
             row["queue_p50_ms"] = q50 ? json(*q50) : json(nullptr);
             row["queue_p99_ms"] = q99 ? json(*q99) : json(nullptr);
             row["shed"] = w.stats.shed;
+            row["responses"] = responses_json(w.stats);
         } else {
             row["requests"] = row["inflight"] = row["p50_ms"] = row["p99_ms"] = nullptr;
             row["queue_p50_ms"] = row["queue_p99_ms"] = row["shed"] = row["mean_ms"] = nullptr;
+            row["responses"] = nullptr;
         }
         workers.push_back(std::move(row));
     }
@@ -147,7 +160,10 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
                         : json{{"generation", rollout.generation},
                                {"state", core::to_string(rollout.state)},
                                {"failures", rollout.failures},
-                               {"reason", rollout.reason.empty() ? json(nullptr) : json(rollout.reason)}}},
+                               {"reason", rollout.reason.empty() ? json(nullptr) : json(rollout.reason)},
+                               {"canary", rollout.canary == core::CanaryPhase::none ? json(nullptr)
+                                                                                    : json(core::to_string(rollout.canary))},
+                               {"analysis", rollout.analysis.empty() ? json(nullptr) : json(rollout.analysis)}}},
         {"queue", std::move(queue)},
         {"workers", std::move(workers)},
         {"zygotes", std::move(zygotes)},
@@ -328,6 +344,16 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
     f.counter("workerd_requests_shed_total",
               "Requests answered 503 at once, without running them (queue_timeout, max_concurrency), past workers included.",
               static_cast<double>(total.shed));
+    // By class and generation (protocol version 3): a reload's new code against the old.
+    for (const auto& [generation, counts] : fleet.responses_by_generation()) {
+        for (int k = 0; k < kResponseClasses; ++k) {
+            f.counter("workerd_responses_total",
+                      "Requests answered, by class (2xx also counts 1xx; failed: no answer written) and generation, "
+                      "from the workers' STATS (protocol version 3), past workers included.",
+                      static_cast<double>(counts[static_cast<std::size_t>(k)]),
+                      {{"class", to_string(static_cast<ResponseClass>(k))}, {"generation", std::to_string(generation)}});
+        }
+    }
 
     return f.text();
 }

@@ -78,9 +78,17 @@ ControlRequest parse_control_request(const std::string& command, const json& arg
     } else if (command == "stop") {
         r.command = ControlRequest::Command::stop;
         r.now = bool_arg(args, "now");
+    } else if (command == "rollout") {
+        r.command = ControlRequest::Command::rollout;
+        if (!args.contains("action") || !args["action"].is_string() ||
+            (args["action"] != "promote" && args["action"] != "abort")) {
+            throw ControlError("bad_argument", "rollout needs 'action': \"promote\" or \"abort\"");
+        }
+        r.action = args["action"].get<std::string>();
     } else {
         throw ControlError("unknown_command",
-                           fmt::format("unknown command '{}'; try status, scale, reload, restart, stop, config, version", command));
+                           fmt::format("unknown command '{}'; try status, scale, reload, restart, rollout, stop, config, version",
+                                       command));
     }
     return r;
 }

@@ -20,7 +20,7 @@ struct ControlError : std::runtime_error {
 /// needs no daemon state, so it is a plain function the tests and the fuzzer call directly;
 /// the arbiter then carries the request out.
 struct ControlRequest {
-    enum class Command { status, version, config, scale, reload, restart, stop };
+    enum class Command { status, version, config, scale, reload, restart, stop, rollout };
     Command command = Command::status;
     // scale: exactly one of these three.
     std::optional<int> workers;  ///< an absolute size
@@ -31,10 +31,13 @@ struct ControlRequest {
     bool all = false;
     // stop: at once instead of gracefully.
     bool now = false;
+    // rollout: "promote" (a canary rollout goes on without its verdict) or "abort" (it fails).
+    std::string action;
 
-    /// scale, reload and restart change the fleet: a stopping daemon refuses them.
+    /// scale, reload, restart and rollout change the fleet: a stopping daemon refuses them.
     bool changes_fleet() const {
-        return command == Command::scale || command == Command::reload || command == Command::restart;
+        return command == Command::scale || command == Command::reload || command == Command::restart ||
+               command == Command::rollout;
     }
 };
 

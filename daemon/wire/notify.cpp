@@ -116,6 +116,8 @@ std::optional<RequestStats> parse_stats(std::string_view text) {
             if (!parse_counts(value, s.queue)) return std::nullopt;
         } else if (name == "shed") {
             if (!parse_int(value, s.shed)) return std::nullopt;
+        } else if (name == "responses") {
+            if (!parse_counts(value, s.responses)) return std::nullopt;
         }
         // Unknown fields: ignored.
     }
@@ -157,6 +159,46 @@ void RequestStats::add_counts(const RequestStats& other) {
     queue_sum_us += other.queue_sum_us;
     for (int k = 0; k < kQueueBuckets; ++k) queue[k] += other.queue[k];
     shed += other.shed;
+    for (int k = 0; k < kResponseClasses; ++k) responses[k] += other.responses[k];
+}
+
+RequestStats RequestStats::since(const RequestStats& earlier) const {
+    auto minus = [](std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; };
+    RequestStats d;
+    d.served = minus(served, earlier.served);
+    d.sum_us = minus(sum_us, earlier.sum_us);
+    for (int k = 0; k < kLatencyBuckets; ++k) d.buckets[k] = minus(buckets[k], earlier.buckets[k]);
+    d.queue_sum_us = minus(queue_sum_us, earlier.queue_sum_us);
+    for (int k = 0; k < kQueueBuckets; ++k) d.queue[k] = minus(queue[k], earlier.queue[k]);
+    d.shed = minus(shed, earlier.shed);
+    for (int k = 0; k < kResponseClasses; ++k) d.responses[k] = minus(responses[k], earlier.responses[k]);
+    return d;
+}
+
+bool RequestStats::has_responses() const {
+    for (auto n : responses) {
+        if (n > 0) return true;
+    }
+    return false;
+}
+
+ResponseClass response_class(int status) {
+    if (status >= 100 && status < 300) return ResponseClass::informational_or_success;
+    if (status >= 300 && status < 400) return ResponseClass::redirect;
+    if (status >= 400 && status < 500) return ResponseClass::client_error;
+    if (status >= 500 && status < 600) return ResponseClass::server_error;
+    return ResponseClass::failed;
+}
+
+const char* to_string(ResponseClass c) {
+    switch (c) {
+        case ResponseClass::informational_or_success: return "2xx";
+        case ResponseClass::redirect: return "3xx";
+        case ResponseClass::client_error: return "4xx";
+        case ResponseClass::server_error: return "5xx";
+        case ResponseClass::failed: return "failed";
+    }
+    return "?";
 }
 
 std::string RequestStats::format() const {
@@ -168,6 +210,10 @@ std::string RequestStats::format() const {
         format_counts(out, queue);
     }
     if (shed > 0) fmt::format_to(std::back_inserter(out), " shed={}", shed);
+    if (has_responses()) {
+        out += " responses=";
+        format_counts(out, responses);
+    }
     return out;
 }
 

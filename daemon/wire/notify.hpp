@@ -8,10 +8,10 @@
 
 namespace workerd {
 
-/// The worker protocol, version 2 (docs/worker-protocol.md): one KEY=VALUE message per line on
+/// The worker protocol, version 3 (docs/worker-protocol.md): one KEY=VALUE message per line on
 /// a pipe from each worker to the daemon. Version 2 added STATS' queue-time histogram and shed
-/// count (optional fields: a version-1 worker's STATS still parse).
-inline constexpr int kProtocolVersion = 2;
+/// count, version 3 the answers by class (optional fields: older workers' STATS still parse).
+inline constexpr int kProtocolVersion = 3;
 inline constexpr std::size_t kMaxNotifyLine = 4096;  ///< including the newline
 
 /// Latency buckets fixed by the protocol: bucket k counts requests with latency in
@@ -34,6 +34,16 @@ int queue_bucket(std::int64_t micros);
 using LatencyBuckets = std::array<std::uint64_t, kLatencyBuckets>;
 using QueueBuckets = std::array<std::uint64_t, kQueueBuckets>;
 
+/// Version 3: the served requests by how they were answered. `failed`: the worker gave up on
+/// the request without a status line (the client went away, a write failed or timed out).
+enum class ResponseClass { informational_or_success, redirect, client_error, server_error, failed };
+inline constexpr int kResponseClasses = 5;
+using ResponseCounts = std::array<std::uint64_t, kResponseClasses>;
+/// The class of an HTTP status code (1xx and 2xx together, 3xx, 4xx, 5xx; others: failed).
+ResponseClass response_class(int status);
+/// "2xx", "3xx", "4xx", "5xx", "failed": the `class` label of workerd_responses_total.
+const char* to_string(ResponseClass c);
+
 struct RequestStats {
     std::uint64_t served = 0;
     std::int64_t inflight = 0;
@@ -45,9 +55,13 @@ struct RequestStats {
     std::uint64_t queue_sum_us = 0;
     QueueBuckets queue{};
     std::uint64_t shed = 0;  ///< answered 503 at once (queue_timeout, max_concurrency): not in served
+    /// Version 3, optional: `served` by class (all zero from an older worker).
+    ResponseCounts responses{};
+    bool has_responses() const;
 
     /// "served=... inflight=... oldest_ms=... sum_us=... buckets=..." then, when any was
-    /// counted, "queue_sum_us=... queue=..." and "shed=..." (trailing zero buckets left out).
+    /// counted, "queue_sum_us=... queue=...", "shed=..." and "responses=..." (trailing zero
+    /// buckets left out).
     std::string format() const;
     /// The q-quantile (0..1) of the latencies in ms, interpolated inside its bucket; nullopt
     /// when no request was counted. Within ~20% of the truth (buckets are sqrt(2) apart).
@@ -57,6 +71,8 @@ struct RequestStats {
     std::uint64_t queued() const;  ///< requests with a queue time
     /// Adds `other`'s counts (served, sums, buckets, shed) to these: a fleet's totals.
     void add_counts(const RequestStats& other);
+    /// The counts added since `earlier` (a snapshot of the same totals), none below zero.
+    RequestStats since(const RequestStats& earlier) const;
 };
 
 struct NotifyMessage {

@@ -1,6 +1,7 @@
 #include "daemon/wire/spec.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <functional>
@@ -68,6 +69,9 @@ private:
     std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& key);
     std::optional<ListenAddress> address(const YAML::Node& n, const std::string& key);
 
+    std::optional<double> ratio(const YAML::Node& n, const std::string& key, double min, double max);
+    std::optional<double> percentage(const YAML::Node& n, const std::string& key);
+    AnalysisSpec read_analysis(const YAML::Node& n, const std::string& key);
     void read_listen(const YAML::Node& n, std::vector<ListenAddress>& out);
     void read_workers(const YAML::Node& n, int cpu_count, Spec& spec);
     void read_app(const YAML::Node& n, AppSpec& app, bool& app_seen);
@@ -122,6 +126,43 @@ std::optional<std::string> SpecReader::scalar(const YAML::Node& n, const std::st
         return std::nullopt;
     }
     return n.Scalar();
+}
+
+std::optional<double> SpecReader::ratio(const YAML::Node& n, const std::string& key, double min, double max) {
+    auto text = scalar(n, key, "a number such as 1.5");
+    if (!text) return std::nullopt;
+    char* end = nullptr;
+    const double value = std::strtod(text->c_str(), &end);
+    if (text->empty() || end != text->c_str() + text->size() || !(value >= min && value <= max)) {
+        error(n, key, fmt::format("'{}' is not a number from {} to {}", *text, min, max));
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<double> SpecReader::percentage(const YAML::Node& n, const std::string& key) {
+    auto text = scalar(n, key, "a percentage such as 1% or 0.5%");
+    if (!text) return std::nullopt;
+    char* end = nullptr;
+    const double value = std::strtod(text->c_str(), &end);
+    if (text->size() < 2 || text->back() != '%' || end != text->c_str() + text->size() - 1 || !(value >= 0 && value <= 100)) {
+        error(n, key, fmt::format("'{}' is not a percentage from 0% to 100% (e.g. 1% or 0.5%)", *text));
+        return std::nullopt;
+    }
+    return value / 100.0;
+}
+
+AnalysisSpec SpecReader::read_analysis(const YAML::Node& n, const std::string& key) {
+    AnalysisSpec a;
+    for_each_key(n, key, {
+        {"canaries", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, kMaxWorkers)) a.canaries = static_cast<int>(*x); }},
+        {"window", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) a.window = *x; }},
+        {"min_requests", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1LL << 40)) a.min_requests = static_cast<std::uint64_t>(*x); }},
+        {"max_error_increase", [&](auto& k, auto& v) { if (auto x = percentage(v, k)) a.max_error_increase = *x; }},
+        {"max_error_ratio", [&](auto& k, auto& v) { if (auto x = ratio(v, k, 1.0, 1000.0)) a.max_error_ratio = *x; }},
+        {"max_p99_ratio", [&](auto& k, auto& v) { if (auto x = ratio(v, k, 1.0, 1000.0)) a.max_p99_ratio = *x; }},
+    });
+    return a;
 }
 
 std::optional<long long> SpecReader::integer(const YAML::Node& n, const std::string& key,
@@ -494,6 +535,7 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
                  {"max_surge", [&](auto& kk, auto& vv) { amount(kk, vv, spec.rollout.max_surge); }},
                  {"max_unavailable", [&](auto& kk, auto& vv) { amount(kk, vv, spec.rollout.max_unavailable); }},
                  {"failure_threshold", [&](auto& kk, auto& vv) { if (auto x = integer(vv, kk, 1, 1000)) spec.rollout.failure_threshold = static_cast<int>(*x); }},
+                 {"analysis", [&](auto& kk, auto& vv) { spec.rollout.analysis = read_analysis(vv, kk); }},
              });
              if (spec.rollout.max_surge.value == 0 && spec.rollout.max_unavailable.value == 0) {
                  error(v, k, "max_surge and max_unavailable cannot both be 0: nothing could be replaced");

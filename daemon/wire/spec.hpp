@@ -57,10 +57,24 @@ struct WorkerAmount {
 };
 
 /// `rollout`: how a reload or a recycle replaces workers.
+/// `rollout.analysis`: canary analysis (docs/operations.md). The first `canaries` new workers
+/// take their slots while the rest of the fleet stays on the old generation; after `window`
+/// and at least `min_requests` answered by them, they are compared with the old workers over
+/// the same time. Worse: the rollout fails (rolled back); as good: it goes on.
+struct AnalysisSpec {
+    int canaries = 1;
+    Duration window{std::chrono::seconds(60)};
+    std::uint64_t min_requests = 100;
+    double max_error_increase = 0.01;  ///< the canaries' 5xx+failed share may exceed the old's by this...
+    double max_error_ratio = 2.0;      ///< ...or be this many times the old's, whichever is more
+    double max_p99_ratio = 2.0;        ///< the canaries' p99 against the old's
+};
+
 struct RolloutSpec {
     WorkerAmount max_surge{25, true};      ///< extra workers while replacing (rounded up)
     WorkerAmount max_unavailable{0, false};  ///< workers that may be missing (rounded down)
     int failure_threshold = 3;             ///< new workers failing before READY: the rollout stops
+    std::optional<AnalysisSpec> analysis;  ///< canary analysis; none: every slot rolls at once
 };
 
 /// Recycling: replacing a healthy worker that has served enough, grown too big, or lived long.

@@ -487,4 +487,88 @@ TEST_CASE("a reload to a shorter heartbeat timeout holds the old workers to the 
     CHECK(h.phase(101) == Phase::retiring);
     h.advance(seconds(31));                   // silent past their own timeout: hung after all
     CHECK(h.phase(100) == Phase::hung);
+
+TEST_CASE("canary analysis: only the first new worker starts; judged worse it rolls back, as good the rollout goes on") {
+    Spec s = spec(3);
+    s.health.mode = HeartbeatMode::off;
+    AnalysisSpec a;
+    a.canaries = 1;
+    a.window = seconds(10);
+    a.min_requests = 50;
+    s.rollout.analysis = a;
+    for (const bool bad : {true, false}) {
+        CAPTURE(bad);
+        Harness h(s);
+        for (pid_t pid : {100, 101, 102}) h.ready(pid);
+        h.fleet->reload(s, "SIGHUP", h.now);
+        h.calls();
+        h.turn();
+        REQUIRE(h.spawned.size() == 4);  // the canary, in slot 0; the other slots wait
+        const pid_t canary = h.spawned[3].second;
+        CHECK(h.spawned[3].first == 0);
+        CHECK(h.fleet->rollout().canary == CanaryPhase::starting);
+        h.ready(canary);
+        h.turn();
+        CHECK(h.phase(100) == Phase::draining);  // it took over its slot
+        CHECK(h.fleet->rollout().canary == CanaryPhase::judging);
+        h.advance(seconds(5));
+        CHECK(h.spawned.size() == 4);
+        h.message(101, "STATS=served=100 inflight=0 oldest_ms=0 buckets=100 responses=100");
+        h.message(102, "STATS=served=100 inflight=0 oldest_ms=0 buckets=100 responses=99,0,1");
+        h.message(canary, bad ? "STATS=served=100 inflight=0 oldest_ms=0 buckets=100 responses=70,0,0,30"
+                              : "STATS=served=100 inflight=0 oldest_ms=0 buckets=100 responses=100");
+        h.advance(seconds(5));
+        if (bad) {
+            CHECK(h.fleet->rollout().state == RolloutState::failed);
+            CHECK(h.fleet->rollout().reason.find("5xx 30.0% vs 0.0%") != std::string::npos);
+            CHECK(h.fleet->rollout().reason.find("rolled back") != std::string::npos);
+            CHECK(h.fleet->generation() == 1);
+            CHECK(h.phase(101) == Phase::ready);  // kept: it serves on
+            h.turn();
+            REQUIRE(h.spawned.size() == 5);  // slot 0 gets a worker of generation 1 back
+            CHECK(h.spawned[4].first == 0);
+        } else {
+            CHECK(h.fleet->rollout().canary == CanaryPhase::passed);
+            CHECK(h.fleet->rollout().state == RolloutState::running);
+            h.turn();
+            CHECK(h.spawned.size() >= 5);  // the rest of the fleet rolls now
+        }
+    }
+}
+
+TEST_CASE("canary analysis waits for min_requests; workerctl rollout promote and abort end it by hand") {
+    Spec s = spec(2);
+    s.health.mode = HeartbeatMode::off;
+    AnalysisSpec a;
+    a.window = seconds(10);
+    a.min_requests = 1000;
+    s.rollout.analysis = a;
+    Harness h(s);
+    h.ready(100);
+    h.ready(101);
+    CHECK_FALSE(h.fleet->promote(h.now));  // no rollout
+    h.fleet->reload(s, "SIGHUP", h.now);
+    h.calls();
+    h.turn();
+    h.ready(h.spawned.back().second);
+    h.turn();
+    h.advance(seconds(30));
+    CHECK(h.fleet->rollout().canary == CanaryPhase::judging);  // 0 of 1000 requests: still waiting
+    CHECK(h.fleet->promote(h.now));
+    h.calls();
+    h.turn();
+    CHECK(h.fleet->rollout().canary == CanaryPhase::passed);
+    CHECK(h.spawned.size() == 4);
+
+    Harness ab(s);
+    ab.ready(100);
+    ab.ready(101);
+    ab.fleet->reload(s, "SIGHUP", ab.now);
+    ab.calls();
+    ab.turn();
+    CHECK(ab.fleet->abort_rollout(ab.now));
+    ab.calls();
+    CHECK(ab.fleet->rollout().state == RolloutState::failed);
+    CHECK(ab.fleet->rollout().reason.find("aborted by hand") != std::string::npos);
+    CHECK_FALSE(ab.fleet->abort_rollout(ab.now));
 }

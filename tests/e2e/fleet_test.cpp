@@ -98,7 +98,7 @@ TEST_CASE("a worker's open fds are only 0, 1, 2 and the listeners") {
         CHECK(daemon_links.count(fds.at(5)) == 1);
         const auto env = environment_of(worker);
         CHECK(env.at("WORKERD_NOTIFY_FD") == "5");
-        CHECK(env.at("WORKERD_PROTOCOL") == "2");  // version 2: STATS queue times and shed count
+        CHECK(env.at("WORKERD_PROTOCOL") == "3");  // version 3: STATS answers by class (2: queue times, shed)
         CHECK(env.at("LISTEN_PID") == std::to_string(worker));
         CHECK(env.at("LISTEN_FDS") == "2");
         CHECK(env.at("LISTEN_FDNAMES") == "listen0:admin");

@@ -301,3 +301,32 @@ TEST_CASE("200 idle and slowloris connections on the metrics port: /healthz answ
     // A scrape still works, and the daemon still supervises.
     CHECK(fleet.scrape().find("workerd_workers_desired 1") != std::string::npos);
 }
+
+TEST_CASE("answers are counted by class and generation, and a reload's generation apart from the old one") {
+    Fleet fleet(2);
+    for (int i = 0; i < 30; ++i) REQUIRE(http_get(fleet.port, "/demo/whoami"));
+    for (int i = 0; i < 5; ++i) REQUIRE(http_get(fleet.port, "/demo/status?code=503")->status == 503);
+    for (int i = 0; i < 4; ++i) REQUIRE(http_get(fleet.port, "/nope")->status == 404);
+    const auto key = [](const char* cls, int generation) {
+        return fmt::format(R"(workerd_responses_total{{class="{}",generation="{}"}})", cls, generation);
+    };
+    REQUIRE_MESSAGE(eventually([&] { return samples(fleet.scrape())["workerd_requests_total"] == 39; }, 5s), fleet.scrape());
+    auto s = samples(fleet.scrape());
+    CHECK(s[key("2xx", 1)] == 30);
+    CHECK(s[key("3xx", 1)] == 0);
+    CHECK(s[key("4xx", 1)] == 4);
+    CHECK(s[key("5xx", 1)] == 5);
+    CHECK(s[key("failed", 1)] == 0);
+    const json status = fleet.daemon->status();
+    double fives = 0;
+    for (const json& w : status["workers"]) fives += w["responses"]["5xx"].get<double>();
+    CHECK(fives == 5);
+
+    REQUIRE(fleet.daemon->ctl({"reload", "--wait"}).exit_code == 0);
+    for (int i = 0; i < 3; ++i) REQUIRE(http_get(fleet.port, "/demo/whoami"));
+    REQUIRE(eventually([&] { return samples(fleet.scrape())[key("2xx", 2)] == 3; }, 5s));
+    s = samples(fleet.scrape());
+    CHECK(s[key("2xx", 1)] == 30);  // the old generation's, kept after its workers are gone
+    CHECK(s[key("5xx", 1)] == 5);
+    CHECK(s[key("5xx", 2)] == 0);
+}

@@ -57,6 +57,39 @@ class StatsTest(unittest.TestCase):
         self.assertTrue(stats.format().startswith("served=1 inflight=0 oldest_ms=0 sum_us="))
         self.assertEqual(sum(stats.buckets), 1)
 
+    def test_answers_are_counted_by_class(self):
+        stats = RequestStats()
+
+        def answering(status):
+            async def app(scope, receive, send):
+                await send({"type": "http.response.start", "status": status, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+            return app
+
+        async def raises(scope, receive, send):
+            raise RuntimeError("the app failed")
+
+        async def silent(scope, receive, send):
+            return None
+
+        async def gone(scope, receive, send):
+            raise ConnectionResetError("the client went away")
+
+        async def sink(message):
+            pass
+
+        for status in (200, 201, 302, 404, 500):
+            asyncio.run(StatsMiddleware(answering(status), stats)({"type": "http"}, None, sink))
+        with self.assertRaises(RuntimeError):
+            asyncio.run(StatsMiddleware(raises, stats)({"type": "http"}, None, sink))
+        asyncio.run(StatsMiddleware(silent, stats)({"type": "http"}, None, sink))
+        with self.assertRaises(ConnectionResetError):
+            asyncio.run(StatsMiddleware(gone, stats)({"type": "http"}, None, sink))
+        # 2xx, 3xx, 4xx, 5xx (500, the exception, no response), failed (the client went away)
+        self.assertEqual(stats.responses, [2, 1, 1, 3, 1])
+        self.assertEqual(stats.served, 8)
+        self.assertIn(" responses=2,1,1,3,1", stats.format())
+
 
 
 class DrainingTest(unittest.TestCase):
@@ -155,7 +188,7 @@ class QueueTest(unittest.TestCase):
         self.assertEqual(sent[1]["body"], b"Service Unavailable\n")
         self.assertEqual(sum(stats.queue), 2)
         text = stats.format()
-        self.assertRegex(text, r" queue_sum_us=\d+ queue=[0-9,]+ shed=1$")
+        self.assertRegex(text, r" queue_sum_us=\d+ queue=[0-9,]+ shed=1( responses=[0-9,]+)?$")
         # Without a timestamp (not TCP), nothing is measured and nothing shed for waiting.
         sent, ran = self.run_request(stats, 0)
         self.assertEqual((len(ran), sum(stats.queue)), (1, 2))

@@ -50,6 +50,11 @@ struct Proc {
     std::uint64_t exit_after = 0;
     long rss = 50L << 20;
     Duration beat{0};                  ///< its heartbeat interval, from the spec it was started with
+    /// Canary analysis: its code answers 20% 5xx, or 3x slower (a generation that boots fine
+    /// and serves badly); its cumulative latency buckets and answers by class.
+    enum class Quality { good, errors, slow } quality = Quality::good;
+    LatencyBuckets buckets{};
+    ResponseCounts responses{};
     bool zygote = false;               ///< preload: a zygote, not a worker
     long generation = 0;               ///< a zygote's
 };
@@ -113,6 +118,8 @@ private:
     bool faults_on_ = true;
     std::optional<TimePoint> spawn_failures_until_;
     std::set<std::string> bad_specs_;  ///< spec texts whose workers cannot boot
+    std::map<std::string, Proc::Quality> degraded_specs_;  ///< spec texts whose workers boot and serve badly
+    std::string target_text_;          ///< the latest reload's spec
     int spec_serial_ = 0;
     std::deque<std::string> trace_;
     // What the invariants remember.
@@ -167,6 +174,17 @@ Spec Sim::make_spec() {
         spec.recycle.max_lifetime_jitter = ms(between(0, 60) * 1000);
     }
     spec.recycle.min_lifetime = ms(between(0, 10) * 1000);
+    // Canary analysis on some specs, from a generator of its own (the other draws, and so the
+    // other seeds' scenarios, stay as they were).
+    std::mt19937_64 side(s_.seed * 1000003 + static_cast<std::uint64_t>(spec_serial_));
+    auto side_between = [&](long lo, long hi) { return std::uniform_int_distribution<long>(lo, hi)(side); };
+    if (side_between(0, 9) < 3) {
+        AnalysisSpec a;
+        a.canaries = static_cast<int>(side_between(1, 2));
+        a.window = ms(side_between(5, 60) * 1000);
+        a.min_requests = static_cast<std::uint64_t>(side_between(50, 500));
+        spec.rollout.analysis = a;
+    }
     if (s_.preload) {
         spec.app.command = {"/sim/app"};
         spec.app.preload = true;
@@ -243,6 +261,7 @@ void Sim::launch(const core::action::Spawn& spawn) {
     // A worker beats as the spec it was started with says (its environment), whatever the
     // fleet's spec is later (a reload, or a failed one's restore).
     p.beat = std::max(ms(100), Duration(fleet_->spec().health.timeout.count() / 3));
+    if (auto d = degraded_specs_.find(fleet_->spec().text); d != degraded_specs_.end()) p.quality = d->second;
     const bool bad = bad_specs_.count(fleet_->spec().text) > 0;
     if (bad) {
         // A generation that cannot boot: its workers die booting, or (held to the protocol)
@@ -408,13 +427,24 @@ void Sim::act(Proc& p) {
         p.next = p.exit_at ? *p.exit_at : now_ + std::chrono::hours(48);
         return;
     }
-    p.served += static_cast<std::uint64_t>(between(0, 200));
+    const auto more = static_cast<std::uint64_t>(between(0, 200));
+    p.served += more;
     if (p.model == Model::leak) p.rss += between(1, 8) << 20;
     NotifyMessage m;
     m.kind = NotifyMessage::Kind::stats;
     m.stats.served = p.served;
     m.stats.inflight = between(0, 4);
-    m.stats.buckets[static_cast<std::size_t>(between(0, 12))] = p.served;
+    // The new requests spread evenly over buckets 6..12 (4 to 32 ms), three higher when slow
+    // (2.8x); 20% of them 5xx when failing. No draw of its own: deterministic shares.
+    const std::size_t shift = p.quality == Proc::Quality::slow ? 3 : 0;
+    const auto rest = static_cast<std::size_t>(between(0, 12)) % 7;
+    for (std::size_t k = 0; k < 7; ++k) p.buckets[6 + k + shift] += more / 7;
+    p.buckets[6 + rest + shift] += more % 7;
+    const std::uint64_t errors = p.quality == Proc::Quality::errors ? more / 5 : 0;
+    p.responses[0] += more - errors;
+    p.responses[3] += errors;
+    m.stats.buckets = p.buckets;
+    m.stats.responses = p.responses;
     p.next = now_ + beat;
     if (p.exit_at) p.next = std::min(p.next, *p.exit_at);
     give(core::event::Message{p.pid, m});
@@ -447,12 +477,23 @@ void Sim::reload(bool bad) {
     Spec next = make_spec();
     next.workers = chance(0.7) ? fleet_->spec().workers : static_cast<int>(between(1, std::min(2 * s_.workers, kMaxWorkers)));
     if (bad) bad_specs_.insert(next.text);
+    if (!bad && next.rollout.analysis) {
+        std::mt19937_64 side(s_.seed * 7919 + static_cast<std::uint64_t>(spec_serial_) * 13);
+        const long pick = std::uniform_int_distribution<long>(0, 9)(side);
+        if (pick < 2) degraded_specs_[next.text] = Proc::Quality::errors;
+        else if (pick < 4) degraded_specs_[next.text] = Proc::Quality::slow;
+    }
+    target_text_ = next.text;
     // A failure goes back to the last generation that rolled out (not to a superseded target).
     if (fleet_->rollout().state != core::RolloutState::running) {
         restore_text_ = fleet_->spec().text;
         restore_generation_ = fleet_->generation();
     }
-    trace(fmt::format("fault: reload to {}{}", next.text, bad ? " (cannot boot)" : ""));
+    const auto degraded = degraded_specs_.find(next.text);
+    trace(fmt::format("fault: reload to {}{}{}", next.text, bad ? " (cannot boot)" : "",
+                      degraded == degraded_specs_.end()                     ? ""
+                      : degraded->second == Proc::Quality::errors ? " (answers 20% 5xx)"
+                                                                  : " (3x slower)"));
     fleet_->reload(std::move(next), "SIGHUP", now_);
     observe_slots();
     apply(fleet_->take_actions());
@@ -652,6 +693,20 @@ void Sim::check() {
         seen = {s.restarts, s.recycles};
     }
     observe_slots();
+    // Canary analysis: a generation that serves badly never rolls out; a good one is never
+    // rolled back on its numbers.
+    if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::failed &&
+        f.rollout().reason.find("rolled back") != std::string::npos && !degraded_specs_.count(target_text_)) {
+        fail(fmt::format("a false rollback of {}: {}", target_text_, f.rollout().reason));
+    }
+    if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::done && f.spec().rollout.analysis &&
+        degraded_specs_.count(f.spec().text)) {
+        fail(fmt::format("{}, which serves badly, rolled out past its canary analysis", f.spec().text));
+    }
+    if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::failed &&
+        f.rollout().reason.find("rolled back") != std::string::npos) {
+        ++out_.canary_rollbacks;
+    }
     // A failed rollout restores the previous generation and spec.
     if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::failed) {
         if (f.generation() != restore_generation_ || f.spec().text != restore_text_) {

@@ -53,6 +53,7 @@ struct Outcome {
     std::uint64_t spawns = 0, exits = 0, faults = 0, reloads = 0;
     /// Preload: zygotes started, zygotes that ended unasked, forks asked of a zygote already gone.
     std::uint64_t zygotes = 0, zygote_deaths = 0, forks_lost = 0;
+    std::uint64_t canary_rollbacks = 0;  ///< rollouts stopped by canary analysis
     bool stopped = false;            ///< the run ended in a stop
 };
 

@@ -133,3 +133,33 @@ TEST_CASE("queue buckets: 2^(1/8) apart from 0.125 ms; every fourth bound from 0
     CHECK(*st.queue_percentile_ms(0.5) == doctest::Approx(15.0).epsilon(0.1));
     CHECK(*st.queue_percentile_ms(0.99) == doctest::Approx(19.9).epsilon(0.1));
 }
+
+TEST_CASE("STATS version 3: answers by class round-trip, add up, and are absent from older workers") {
+    RequestStats s;
+    s.served = 12;
+    s.buckets[0] = 12;
+    CHECK(s.format().find("responses") == std::string::npos);  // none counted: not sent
+    s.responses = {9, 1, 0, 2, 0};
+    CHECK(s.format() == "served=12 inflight=0 oldest_ms=0 sum_us=0 buckets=12 responses=9,1,0,2");
+    auto m = parse_notify_line("STATS=" + s.format());
+    REQUIRE(m);
+    CHECK(m->stats.responses == s.responses);
+    CHECK(m->stats.has_responses());
+    auto v2 = parse_notify_line("STATS=served=3 inflight=0 oldest_ms=0 buckets=3 shed=1");
+    REQUIRE(v2);
+    CHECK_FALSE(v2->stats.has_responses());
+    CHECK_FALSE(parse_notify_line("STATS=responses=1,2,3,4,5,6"));  // more classes than there are
+    CHECK_FALSE(parse_notify_line("STATS=responses=1,x"));
+    RequestStats total;
+    total.add_counts(s);
+    total.add_counts(s);
+    CHECK(total.responses == ResponseCounts{18, 2, 0, 4, 0});
+    CHECK(response_class(101) == ResponseClass::informational_or_success);
+    CHECK(response_class(204) == ResponseClass::informational_or_success);
+    CHECK(response_class(304) == ResponseClass::redirect);
+    CHECK(response_class(404) == ResponseClass::client_error);
+    CHECK(response_class(503) == ResponseClass::server_error);
+    CHECK(response_class(0) == ResponseClass::failed);
+    CHECK(response_class(600) == ResponseClass::failed);
+    CHECK(std::string(to_string(ResponseClass::server_error)) == "5xx");
+}

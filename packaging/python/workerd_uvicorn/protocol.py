@@ -1,12 +1,13 @@
-"""The worker protocol, version 2: see docs/worker-protocol.md in the workerd repository."""
+"""The worker protocol, version 3: see docs/worker-protocol.md in the workerd repository."""
 
+import asyncio
 import bisect
 import contextvars
 import itertools
 import os
 import time
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 LATENCY_BUCKETS = 36
 # Upper bounds in microseconds: 500 * 2^(k/2), k = 0..34; bucket 35 is everything slower.
 _BOUNDS_US = [round(500 * 2 ** (k / 2)) for k in range(LATENCY_BUCKETS - 1)]
@@ -28,6 +29,19 @@ def latency_bucket(micros):
 def queue_bucket(micros):
     """The protocol's bucket for a queue time in microseconds."""
     return bisect.bisect_left(_QUEUE_BOUNDS_US, micros)
+
+
+# Version 3: served requests by how they were answered: 1xx-2xx, 3xx, 4xx, 5xx, and failed (no
+# status line: the client went away, the connection failed).
+RESPONSE_CLASSES = 5
+FAILED = 4
+
+
+def response_class(status):
+    """The protocol's class index for a status code (None: no response, failed)."""
+    if status is None or not 100 <= status < 600:
+        return FAILED
+    return max(0, status // 100 - 2)
 
 
 def _counts(buckets):
@@ -86,6 +100,7 @@ class RequestStats:
         self.queue = [0] * QUEUE_BUCKETS
         self.queue_sum_us = 0
         self.shed = 0
+        self.responses = [0] * RESPONSE_CLASSES  # 2xx (and 1xx), 3xx, 4xx, 5xx, failed
         self.queue_timeout_us = queue_timeout_ms * 1000
         self.max_concurrency = max_concurrency
         self._inflight = {}
@@ -112,7 +127,8 @@ class RequestStats:
             shed = True
         return token, shed
 
-    def finish(self, token, shed=False):
+    def finish(self, token, shed=False, status=None):
+        """`status`: the response's status code; None when no response was sent (failed)."""
         started = self._inflight.pop(token, None)
         if started is None:
             return
@@ -121,6 +137,7 @@ class RequestStats:
             return
         micros = int((time.monotonic() - started) * 1e6)
         self.served += 1
+        self.responses[response_class(status)] += 1
         self.sum_us += micros
         self.buckets[latency_bucket(micros)] += 1
 
@@ -133,6 +150,8 @@ class RequestStats:
             text += f" queue_sum_us={self.queue_sum_us} queue={_counts(self.queue)}"
         if self.shed:
             text += f" shed={self.shed}"
+        if any(self.responses):
+            text += f" responses={_counts(self.responses)}"
         return text
 
 
@@ -153,21 +172,33 @@ class StatsMiddleware:
         queued_us = max(0, (time.time_ns() - stamp) // 1000) if stamp else None
         token, shed = self.stats.start(queued_us)
         stats = self.stats
+        status = None
 
         async def send_closing(message):
+            nonlocal status
             # While draining, every response ends its connection, so clients move to a worker
             # that is staying instead of having an idle connection closed under them.
             if stats.draining and message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
                 message = dict(message, headers=headers + [(b"connection", b"close")])
+            if message["type"] == "http.response.start":
+                status = message.get("status", 200)
             await send(message)
 
         try:
             if shed:
                 return await send_unavailable(send_closing)
-            return await self.app(scope, receive, send_closing)
+            await self.app(scope, receive, send_closing)
+            if status is None:
+                status = 500  # the app returned without a response: uvicorn answers 500
+        except (asyncio.CancelledError, OSError):
+            raise  # the client went away, or the connection failed: no answer (failed)
+        except Exception:
+            if status is None:
+                status = 500  # uvicorn answers an exception before the response with 500
+            raise
         finally:
-            self.stats.finish(token, shed)
+            self.stats.finish(token, shed, status)
 
 
 async def send_unavailable(send):
