@@ -487,6 +487,7 @@ TEST_CASE("a reload to a shorter heartbeat timeout holds the old workers to the 
     CHECK(h.phase(101) == Phase::retiring);
     h.advance(seconds(31));                   // silent past their own timeout: hung after all
     CHECK(h.phase(100) == Phase::hung);
+}
 
 TEST_CASE("canary analysis: only the first new worker starts; judged worse it rolls back, as good the rollout goes on") {
     Spec s = spec(3);
