@@ -41,7 +41,9 @@ CanaryVerdict judge_canary(const AnalysisSpec& spec, const RequestStats& canarie
     if (new_errors && old_errors) errors_text = fmt::format("5xx {} vs {}, ", percent(*new_errors), percent(*old_errors));
     v.summary = fmt::format("{}p99 {} vs {} over {} and {} requests", errors_text, ms(new_p99), ms(old_p99),
                             format_duration(window), canaries.served);
-    v.enough = canaries.served >= spec.min_requests;
+    // Both sides answered in the window: with nothing from the old workers there is nothing to
+    // compare with (the verdict waits).
+    v.enough = canaries.served >= spec.min_requests && old.served > 0;
     if (!v.enough) return v;
     if (new_errors) {
         const double base = old_errors.value_or(0.0);

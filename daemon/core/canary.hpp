@@ -12,7 +12,7 @@
 namespace workerd::core {
 
 struct CanaryVerdict {
-    bool enough = false;  ///< the canaries answered min_requests in the window: judged
+    bool enough = false;  ///< the canaries answered min_requests in the window, the old some: judged
     bool pass = true;     ///< (when enough) as good as the old generation
     /// The numbers, for the log and the status: "5xx 4.1% vs 0.2%, p99 410 ms vs 95 ms over 60 s
     /// and 1,204 requests".

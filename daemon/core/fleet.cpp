@@ -202,7 +202,7 @@ void Fleet::on(const event::Exited& e, TimePoint now) {
         ++rollout_.failures;
         rollout_.reason = fmt::format("worker {} {} after {}{}", w.slot, describe_status(e.status), seconds_text(uptime), why);
         if (rollout_.failures >= spec_.rollout.failure_threshold) {
-            fail_rollout(now);
+            fail_rollout(now, "boot");
             rollout_failed = true;
         }
     }

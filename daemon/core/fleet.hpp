@@ -23,6 +23,7 @@
 #include "daemon/core/lifecycle.hpp"
 #include "daemon/core/rollout_plan.hpp"
 #include "daemon/core/health.hpp"
+#include "daemon/core/leak.hpp"
 #include "daemon/wire/notify.hpp"
 #include "daemon/wire/spec.hpp"
 
@@ -51,6 +52,12 @@ struct Worker {
     Duration heartbeat_timeout{0};
     long pss_bytes = 0;                     ///< (0: not sampled)
     long private_bytes = 0;
+    /// recycle.leak: its memory against its requests, and once judged leaking, since when and
+    /// the numbers (it is replaced at an idle moment, or after leak.idle_wait).
+    MemoryTrend memory_trend;
+    std::optional<TimePoint> leak_found;
+    bool leak_urgent = false;               ///< due to reach its limit within idle_wait
+    std::string leak_detail;
     bool replaces_ended = false;            ///< spawning: it restarts a slot whose worker ended
     std::uint64_t bad_lines = 0;            ///< malformed protocol lines, and how many were logged
     std::uint64_t bad_lines_logged = 0;
@@ -97,6 +104,7 @@ struct Rollout {
     RequestStats canaries_at_start, old_at_start;  ///< each side's totals then
     std::string analysis;                    ///< the verdict's numbers, once judged
     bool waiting_logged = false;             ///< "not enough requests yet" said
+    TimePoint judge_again{};                 ///< not enough yet: the next look
 };
 
 /// Preload (app.preload): the process a generation's workers are forked from, once it has
@@ -172,7 +180,9 @@ public:
     bool sample_due(TimePoint now) const;
     /// Whether the samples need PSS and private memory (smaps_rollup), not just RSS: with
     /// preload (status, metrics and the budget show them) or max_private.
-    bool memory_by_sharing() const { return spec_.app.preload || spec_.recycle.max_private.has_value(); }
+    bool memory_by_sharing() const {
+        return spec_.app.preload || spec_.recycle.max_private.has_value() || spec_.recycle.leak.has_value();
+    }
     /// When the next turn is due (now, when an event asked for one); nullopt: nothing pending.
     std::optional<TimePoint> next_deadline(TimePoint now) const;
     /// Whether the last events may have brought next_deadline() forward (a turn wanted at
@@ -203,6 +213,8 @@ public:
     std::map<long, ResponseCounts> responses_by_generation() const;
     static constexpr long kGenerationsKept = 16;
     const std::map<std::string, std::uint64_t>& restarts_by_reason() const { return restarts_by_reason_; }
+    /// Failed rollouts by cause: "boot", "canary", "aborted".
+    const std::map<std::string, std::uint64_t>& rollbacks_by_cause() const { return rollbacks_by_cause_; }
     bool autoscale_pinned() const { return autoscale_pinned_; }
     const std::string& autoscale_view() const { return autoscale_view_; }
     const std::map<std::string, std::uint64_t>& autoscale_decisions() const { return autoscale_decisions_; }
@@ -241,6 +253,11 @@ private:
     // Preload (fleet_zygote.cpp).
     bool zygote_ready(TimePoint now);
     bool memory_sampled() const;  ///< sample_due's settings: what needs the memory samples
+    /// recycle.leak: a point on `w`'s memory trend, and the verdict when it is new.
+    void watch_for_leak(Worker& w, TimePoint now);
+    /// What a leaking `w` would run into, in the measure its trend follows (private memory,
+    /// else RSS): max_private, max_rss, or its share of the memory limit; nullopt: none.
+    std::optional<std::pair<long, std::string>> leak_limit(const Worker& w) const;
     /// The health policy `w` is held to: the spec's, with the longer of the spec's heartbeat
     /// timeout and the one `w` was started with (a reload to a shorter timeout must not find
     /// the workers that still beat by the longer one hung).
@@ -261,11 +278,18 @@ private:
     void scale_to(int n, const std::string& why);
     void begin_stop(bool fast, TimePoint now);
     /// `why`: the reason logged and shown; empty: new workers failed before READY.
-    void fail_rollout(TimePoint now, const std::string& why = "");
+    /// `cause`: "boot" (new workers or their zygote failed before READY), "canary" (judged
+    /// worse), "aborted" (workerctl rollout abort): the label of workerd_rollbacks_total.
+    void fail_rollout(TimePoint now, const char* cause, const std::string& why = "");
     // Canary analysis (fleet_canary.cpp).
     bool canary_holds(int slot) const;  ///< the rollout must not touch this slot yet
     void analyse(TimePoint now);
-    RequestStats generation_totals(long generation) const;
+    /// What `generation`'s workers served, gone ones included; with `older_too`, every older
+    /// generation's as well.
+    RequestStats generation_totals(long generation, bool older_too = false) const;
+    /// rollout.analysis: the canaries a rollout starts with (fewer than the fleet: 0 for one
+    /// worker, which has nothing to be compared with).
+    int canaries_wanted() const;
     void note_spawn_failure(int slot, const std::string& what, Duration delay, TimePoint now);
     /// A worker the fleet wanted running ended: its slot restarts after the backoff, or not.
     void after_exit(const Worker& w, const std::string& ended, int status, TimePoint now);
@@ -322,6 +346,7 @@ private:
     QueueBuckets queue_seen_{};  ///< the fleet's queue-time counts at the last autoscale tick
 
     std::map<std::string, std::uint64_t> restarts_by_reason_;
+    std::map<std::string, std::uint64_t> rollbacks_by_cause_;
     // Failed starts, logged at a bounded rate.
     std::string spawn_failure_logged_;
     TimePoint spawn_failure_logged_at_{};

@@ -4,6 +4,8 @@
 // least `min_requests` of the canaries'), and judge_canary() compares them. As good: the rollout goes on at its usual pace.
 // Worse: it fails, as one whose workers cannot boot does: the canaries are replaced by the old
 // generation and the numbers are in the log, the status and reload --wait's answer.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "daemon/core/canary.hpp"
@@ -30,21 +32,37 @@ bool Fleet::canary_holds(int slot) const {
         if (index >= slot) break;
         if (s.active) ++before;
     }
-    return before >= spec_.rollout.analysis->canaries;
+    return before >= canaries_wanted();
 }
 
-RequestStats Fleet::generation_totals(long generation) const {
+RequestStats Fleet::generation_totals(long generation, bool older_too) const {
     RequestStats total;
-    if (auto it = retired_by_generation_.find(generation); it != retired_by_generation_.end()) total = it->second;
+    for (const auto& [g, stats] : retired_by_generation_) {
+        if (g == generation || (older_too && g < generation)) total.add_counts(stats);
+    }
     for (const auto& [id, w] : workers_) {
-        if (w.generation == generation) total.add_counts(w.stats);
+        if (w.generation == generation || (older_too && w.generation < generation)) total.add_counts(w.stats);
     }
     return total;
+}
+
+int Fleet::canaries_wanted() const {
+    // At least one old worker stays beside them to be compared with.
+    return spec_.rollout.analysis ? std::min(spec_.rollout.analysis->canaries, desired_ - 1) : 0;
 }
 
 void Fleet::analyse(TimePoint now) {
     if (rollout_.state != RolloutState::running || !spec_.rollout.analysis) return;
     const AnalysisSpec& a = *spec_.rollout.analysis;
+    if ((rollout_.canary == CanaryPhase::starting || rollout_.canary == CanaryPhase::judging) && canaries_wanted() == 0) {
+        // Scaled down to one worker meanwhile: nothing is left to compare a canary with.
+        rollout_.canary = CanaryPhase::passed;
+        rollout_.analysis.clear();
+        note(NoteKind::canary, Level::warn,
+             fmt::format("generation {}: canary analysis ends unjudged: the fleet is down to 1 worker; rolling out", generation_));
+        turn_due_ = true;
+        return;
+    }
     if (rollout_.canary == CanaryPhase::starting) {
         // Judging starts when every canary slot is served by a ready worker of this generation
         // and its old worker is gone (it took over).
@@ -59,34 +77,53 @@ void Fleet::analyse(TimePoint now) {
         rollout_.canary = CanaryPhase::judging;
         rollout_.judging_since = now;
         rollout_.canaries_at_start = generation_totals(generation_);
-        // The old side is the generation a failure would go back to (the last that rolled out),
-        // not the workers of a superseded rollout that may still serve.
-        rollout_.old_at_start = generation_totals(rollout_.previous_generation);
+        // The old side: every older worker that serves beside them (the last generation that
+        // rolled out, and one whose rollout this reload superseded).
+        rollout_.old_at_start = generation_totals(generation_ - 1, true);
         note(NoteKind::canary, Level::info,
              fmt::format("generation {}: {} canar{} serving; judging them against the old workers for {} and at least {} requests",
                          generation_, canaries, canaries == 1 ? "y" : "ies", format_duration(a.window), a.min_requests));
         turn_due_ = true;
         return;
     }
-    if (rollout_.canary != CanaryPhase::judging || now - *rollout_.judging_since < a.window) return;
+    if (rollout_.canary != CanaryPhase::judging || now - *rollout_.judging_since < a.window || now < rollout_.judge_again) return;
     const RequestStats canaries_now = generation_totals(generation_);
     const RequestStats canaries = canaries_now.since(rollout_.canaries_at_start);
-    const RequestStats old = generation_totals(rollout_.previous_generation).since(rollout_.old_at_start);
+    const RequestStats old = generation_totals(generation_ - 1, true).since(rollout_.old_at_start);
     const auto took = std::chrono::duration_cast<Duration>(now - *rollout_.judging_since);
     const CanaryVerdict v = judge_canary(a, canaries, old, took);
     rollout_.analysis = v.summary;
     if (!v.enough) {
+        // Nothing to judge by, whatever the wait: one side counts no answers while the other
+        // has served enough (workers that send no STATS: an app without the protocol).
+        const bool canaries_report = std::any_of(workers_.begin(), workers_.end(), [&](const auto& e) {
+            return e.second.generation == generation_ && e.second.health.stats_at.has_value();
+        });
+        std::string unjudged;
+        if (old.served == 0 && canaries.served >= a.min_requests) unjudged = "the old workers report no answers (STATS)";
+        if (!canaries_report && old.served >= a.min_requests) unjudged = "the canaries send no STATS";
+        if (!unjudged.empty()) {
+            rollout_.canary = CanaryPhase::passed;
+            rollout_.analysis.clear();
+            note(NoteKind::canary, Level::warn,
+                 fmt::format("generation {}: canary analysis ends unjudged: {}; rolling out", generation_, unjudged));
+            turn_due_ = true;
+            return;
+        }
+        rollout_.judge_again = now + std::chrono::seconds(1);
         if (!rollout_.waiting_logged) {
+            const std::string what = canaries.served < a.min_requests
+                                         ? fmt::format("the canaries answered {} of the {} requests needed to judge them",
+                                                       canaries.served, a.min_requests)
+                                         : std::string("the old workers answered none to compare the canaries with");
             note(NoteKind::canary, Level::info,
-                 fmt::format("generation {}: the canaries answered {} of the {} requests needed to judge them; waiting "
-                             "(workerctl rollout promote|abort decides by hand)",
-                             generation_, canaries.served, a.min_requests));
+                 fmt::format("generation {}: {}; waiting (workerctl rollout promote|abort decides by hand)", generation_, what));
             rollout_.waiting_logged = true;
         }
         return;
     }
     if (!v.pass) {
-        fail_rollout(now, fmt::format("generation {}: {}; rolled back", generation_, v.summary));
+        fail_rollout(now, "canary", fmt::format("generation {}: {}; rolled back", generation_, v.summary));
         return;
     }
     rollout_.canary = CanaryPhase::passed;
@@ -107,7 +144,7 @@ bool Fleet::promote(TimePoint) {
 
 bool Fleet::abort_rollout(TimePoint now) {
     if (rollout_.state != RolloutState::running) return false;
-    fail_rollout(now, fmt::format("generation {}: aborted by hand (workerctl rollout abort)", generation_));
+    fail_rollout(now, "aborted", fmt::format("generation {}: aborted by hand (workerctl rollout abort)", generation_));
     return true;
 }
 

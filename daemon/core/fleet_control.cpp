@@ -276,13 +276,17 @@ std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
     if (mode_ != Mode::running) return next;
     // Canary analysis: the verdict at the window's end, then each second until enough requests.
     if (rollout_.state == RolloutState::running && rollout_.canary == CanaryPhase::judging && spec_.rollout.analysis) {
-        consider(std::max(now, std::max(*rollout_.judging_since + spec_.rollout.analysis->window, now + std::chrono::seconds(rollout_.waiting_logged ? 1 : 0))));
+        // The window's end, then (not enough answered yet) once a second.
+        consider(std::max(*rollout_.judging_since + spec_.rollout.analysis->window, rollout_.judge_again));
     }
     // Recycling by memory and the autoscaler sample once a second; by age, at each worker's time.
     if (memory_sampled()) consider(std::max(now, next_sample_));
     if (spec_.autoscale && !autoscale_pinned_) consider(std::max(now, next_autoscale_));
     for (const auto& [id, w] : workers_) {
         if (w.retire_at && w.phase == Phase::ready) consider(std::max(*w.retire_at, w.started_at + spec_.recycle.min_lifetime));
+        if (w.leak_found && spec_.recycle.leak && w.phase == Phase::ready) {
+            consider(std::max(*w.leak_found + spec_.recycle.leak->idle_wait, w.started_at + spec_.recycle.min_lifetime));
+        }
     }
     // Empty slots to fill; with preload, once the zygote is ready (ZygoteReady asks for a turn)
     // or, when there is none, once it may start.

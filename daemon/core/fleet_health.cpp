@@ -56,6 +56,8 @@ void Fleet::on(const event::Message& e, TimePoint now) {
             if (spec_.health.request_timeout && m.stats.oldest_ms > 0) rearm_ = true;
             // A worker past max_requests is recycled in the next turn.
             if (w->request_limit && m.stats.served >= *w->request_limit && w->phase == Phase::ready) turn_due_ = true;
+            // A leaking worker waits for a moment with nothing in flight: this may be it.
+            if (w->leak_found && m.stats.inflight == 0 && w->phase == Phase::ready) turn_due_ = true;
             break;
         case Kind::status:
             w->status = m.status;
@@ -86,6 +88,7 @@ void Fleet::on(const event::Samples& e, TimePoint now) {
             w->rss_bytes = m.rss_bytes;
             w->pss_bytes = m.pss_bytes;
             w->private_bytes = m.private_bytes;
+            if (spec_.recycle.leak) watch_for_leak(*w, now);
             continue;
         }
         for (auto& [generation, z] : zygotes_) {
@@ -93,6 +96,43 @@ void Fleet::on(const event::Samples& e, TimePoint now) {
         }
     }
     fit_auto_to_memory();
+}
+
+void Fleet::watch_for_leak(Worker& w, TimePoint now) {
+    if (w.phase != Phase::ready || w.leak_found) return;
+    const LeakSpec& spec = *spec_.recycle.leak;
+    const long measure = w.private_bytes > 0 ? w.private_bytes : w.rss_bytes;
+    const std::size_t before = w.memory_trend.points().size();
+    w.memory_trend.add({now, w.stats.served, measure}, spec.warmup);
+    if (w.memory_trend.points().size() == before) return;  // no new point: nothing new to judge
+    const auto limit = leak_limit(w);
+    const auto v = judge_leak(spec, w.memory_trend, limit ? std::optional<long>(limit->first) : std::nullopt,
+                              limit ? limit->second : std::string());
+    if (!v.leaking) return;
+    w.leak_found = now;
+    w.leak_detail = v.summary;
+    w.leak_urgent = v.crosses_in && *v.crosses_in <= spec.idle_wait;
+    note(NoteKind::recycling, Level::info,
+         fmt::format("{} {}; replacing it {}", who(w), v.summary,
+                     w.leak_urgent ? "now" : fmt::format("when it is idle (within {})", format_duration(spec.idle_wait))));
+    turn_due_ = true;
+}
+
+std::optional<std::pair<long, std::string>> Fleet::leak_limit(const Worker& w) const {
+    // The trend follows private memory where sampled: an RSS limit leaves the worker the same
+    // headroom in either measure (a leak grows both).
+    const long measure = w.private_bytes > 0 ? w.private_bytes : w.rss_bytes;
+    const auto in_measure = [&](std::uint64_t rss_limit) { return static_cast<long>(rss_limit) - (w.rss_bytes - measure); };
+    const RecycleSpec& r = spec_.recycle;
+    if (r.max_private && w.private_bytes > 0) {
+        return std::pair{static_cast<long>(*r.max_private), fmt::format("max_private {} MiB", *r.max_private >> 20)};
+    }
+    if (r.max_rss) return std::pair{in_measure(*r.max_rss), fmt::format("max_rss {} MiB", *r.max_rss >> 20)};
+    const auto limit = spec_.memory_limit ? spec_.memory_limit : memory_limit_;
+    if (!limit || desired_ <= 0) return std::nullopt;
+    const auto share = static_cast<std::uint64_t>(static_cast<double>(*limit) * (1.0 - spec_.memory_margin)) /
+                       static_cast<std::uint64_t>(desired_);
+    return std::pair{in_measure(share), fmt::format("its share of the memory limit ({} MiB)", share >> 20)};
 }
 
 void Fleet::fit_auto_to_memory() {

@@ -3,6 +3,7 @@
 // only once the successor is READY, within rollout.max_surge and rollout.max_unavailable.
 #include <algorithm>
 #include <csignal>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -86,10 +87,15 @@ long Fleet::reload(Spec next, const std::string& why, TimePoint now) {
     rollout_.started = now;
     rollout_.failures = 0;
     rollout_.reason.clear();
-    rollout_.canary = spec_.rollout.analysis ? CanaryPhase::starting : CanaryPhase::none;
+    rollout_.canary = canaries_wanted() > 0 ? CanaryPhase::starting : CanaryPhase::none;
+    if (spec_.rollout.analysis && rollout_.canary == CanaryPhase::none) {
+        note(NoteKind::canary, Level::warn,
+             fmt::format("generation {}: no canary analysis with {} worker (nothing to compare a canary with)", generation_, desired_));
+    }
     rollout_.judging_since.reset();
     rollout_.analysis.clear();
     rollout_.waiting_logged = false;
+    rollout_.judge_again = {};
     // A new generation's zygote (preload) is a new try: no backoff left from the last one's.
     zygote_backoff_ = {};
     zygote_not_before_ = {};
@@ -140,6 +146,11 @@ void Fleet::recycle(TimePoint now) {
         } else if (r.max_private && w.private_bytes > static_cast<long>(*r.max_private)) {
             detail = fmt::format("private memory {} MiB (max_private {} MiB)", w.private_bytes >> 20, *r.max_private >> 20);
             why = StopReason::max_private;
+        } else if (w.leak_found && r.leak && (w.leak_urgent || w.stats.inflight == 0 || now - *w.leak_found >= r.leak->idle_wait)) {
+            // Judged leaking (watch_for_leak): replaced at a moment nothing is in flight, or
+            // once it waited idle_wait for one (the drain lets in-flight requests finish).
+            detail = w.leak_detail + " (leaking)";
+            why = StopReason::leak;
         } else if (w.retire_at && now >= *w.retire_at) {
             detail = fmt::format("lived {} (max_lifetime)",
                                  format_duration(std::chrono::duration_cast<Duration>(now - w.started_at)));
@@ -184,7 +195,7 @@ void Fleet::roll(TimePoint now) {
     // Each slot as a rollout sees it: its outgoing worker (retiring) and its successor.
     std::vector<SlotView> views;
     for (auto& [index, slot] : slots_) {
-        if (!slot.active || canary_holds(index)) continue;
+        if (!slot.active) continue;
         // Two outgoing workers in a slot (a failed rollout retired a successor that was about to
         // take over): the newer one serves on until its own successor; the older one goes.
         Worker* out = outgoing_in(slot);
@@ -194,6 +205,20 @@ void Fleet::roll(TimePoint now) {
                 note(NoteKind::replaced, Level::info, fmt::format("{} replaced by pid {} (gen {})", who(w), out->pid, out->generation));
                 drain(w, w.stop_reason.value_or(StopReason::reload), now);
             }
+        }
+        if (canary_holds(index)) {
+            // Waiting for the verdict: counted against max_unavailable, not replaced.
+            SlotView v;
+            v.slot = index;
+            v.held = true;
+            v.outgoing = out != nullptr;
+            v.successor = successor_in(slot) != nullptr;
+            for (WorkerId id : slot.workers) {
+                const Worker& w = workers_.at(id);
+                v.held_serving = v.held_serving || serving(w.phase);
+            }
+            views.push_back(v);
+            continue;
         }
         const Worker* next = successor_in(slot);
         SlotView v;
@@ -225,11 +250,17 @@ void Fleet::roll(TimePoint now) {
         drain(*out, out->stop_reason.value_or(StopReason::reload), now);
         spawn(index, now);
     }
+    // The canaries may have just taken over their slots: judging starts now, not at the next
+    // event.
+    if (rollout_.canary == CanaryPhase::starting && !step.take_over.empty()) analyse(now);
     finish_rollout(now);
 }
 
 void Fleet::finish_rollout(TimePoint now) {
     if (rollout_.state != RolloutState::running) return;
+    // Not before the verdict: slots whose old worker ended meanwhile were restarted on the new
+    // generation (they count with the canaries), and a fleet of them is judged all the same.
+    if (rollout_.canary == CanaryPhase::starting || rollout_.canary == CanaryPhase::judging) return;
     // Done when nothing is outgoing and every slot has a ready worker of this generation.
     for (auto& [index, slot] : slots_) {
         if (!slot.active) continue;
@@ -244,8 +275,9 @@ void Fleet::finish_rollout(TimePoint now) {
                      format_duration(std::chrono::duration_cast<Duration>(now - rollout_.started))));
 }
 
-void Fleet::fail_rollout(TimePoint now, const std::string& why) {
+void Fleet::fail_rollout(TimePoint now, const char* cause, const std::string& why) {
     const long failed = generation_;
+    ++rollbacks_by_cause_[cause];
     if (!why.empty()) rollout_.reason = why;
     note(NoteKind::rollout_failed, Level::error,
          why.empty() ? fmt::format("rollout of generation {} failed: {} new workers failed before READY (last: {}); "
@@ -258,11 +290,19 @@ void Fleet::fail_rollout(TimePoint now, const std::string& why) {
     rollout_.previous_spec.reset();
     generation_ = rollout_.previous_generation;
     actions_.push_back(action::Rollback{generation_});
+    // Judged worse (or aborted) while the restored generation serves elsewhere: the canaries
+    // stop serving at once rather than answer badly until their slots are taken back.
+    const bool judged = std::string_view(cause) != "boot";
+    const bool others_serve = std::any_of(workers_.begin(), workers_.end(), [&](const auto& e) {
+        return e.second.generation == generation_ && e.second.phase != Phase::draining && serving(e.second.phase) &&
+               slots_.at(e.second.slot).active;
+    });
     for (auto& [id, w] : workers_) {
         if (w.generation > generation_) {
             // The failed generation goes: booting and hung workers now, ready ones once a worker
             // of the restored generation has taken their slot back.
-            if (w.phase == Phase::booting || w.phase == Phase::hung) drain(w, StopReason::reload, now);
+            const bool at_once = judged && others_serve && w.phase == Phase::ready;
+            if (w.phase == Phase::booting || w.phase == Phase::hung || at_once) drain(w, StopReason::reload, now);
             else if (w.phase == Phase::ready) retire(w, StopReason::reload, "");
         } else if (w.generation == generation_ && w.phase == Phase::retiring && w.stop_reason == StopReason::reload) {
             change(w, Change::keep);  // it serves on

@@ -100,7 +100,7 @@ void Fleet::zygote_failed(const Zygote& z, const std::string& what, TimePoint no
         ++rollout_.failures;
         rollout_.reason = fmt::format("its zygote {} after {}", what, seconds_text(uptime));
         if (rollout_.failures >= spec_.rollout.failure_threshold) {
-            fail_rollout(now);
+            fail_rollout(now, "boot");
             rollout_failed = true;
         }
     }

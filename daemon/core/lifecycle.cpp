@@ -96,6 +96,7 @@ const char* to_string(StopReason reason) {
         case StopReason::max_requests: return "max_requests";
         case StopReason::max_rss: return "max_rss";
         case StopReason::max_private: return "max_private";
+        case StopReason::leak: return "leak";
         case StopReason::max_lifetime: return "max_lifetime";
         case StopReason::scale_down: return "scale down";
         case StopReason::stop: return "stop";

@@ -53,7 +53,7 @@ const char* to_string(Change change);
 inline bool serving(Phase p) { return p == Phase::ready || p == Phase::retiring; }
 
 /// Why the daemon tells a worker to stop, or wants it replaced.
-enum class StopReason { reload, restart, max_requests, max_rss, max_private, max_lifetime, scale_down, stop };
+enum class StopReason { reload, restart, max_requests, max_rss, max_private, leak, max_lifetime, scale_down, stop };
 const char* to_string(StopReason reason);  ///< "reload", "restart", "max_requests", "scale down", ...
 
 /// How a worker ended, for status (`last_exit`), the log and the restarts metric.

@@ -14,6 +14,11 @@ RolloutStep plan_rollout(const std::vector<SlotView>& slots, RolloutBudget budge
     int missing = 0;     // slots without a serving worker
     std::vector<int> waiting;
     for (const SlotView& s : slots) {
+        if (s.held) {
+            if (!s.held_serving) ++missing;
+            if (s.outgoing && s.successor) ++surge_used;
+            continue;
+        }
         if (s.outgoing && s.successor && s.successor_ready) {
             step.take_over.push_back(s.slot);
             continue;  // the successor serves; the outgoing one drains

@@ -28,6 +28,10 @@ struct SlotView {
     bool successor = false;         ///< holds its successor (booting or ready)
     bool successor_ready = false;
     bool may_start = true;          ///< its backoff has passed
+    /// Canary analysis: the slot waits for the verdict. It counts (serving or not) against
+    /// max_unavailable, and no successor starts in it.
+    bool held = false;
+    bool held_serving = false;      ///< (held) a ready worker serves it, of either generation
 };
 
 /// One step of a rollout.

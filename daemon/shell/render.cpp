@@ -61,6 +61,8 @@ json render_status(const core::Fleet& fleet, const StatusFacts& facts) {
             {"recycles", slot.recycles},
             {"replacing", w.phase == core::Phase::retiring && !w.retire_detail.empty() ? json(w.retire_detail) : json(nullptr)},
             {"last_exit", slot.last_end ? json(slot.last_end->to_string()) : json(nullptr)},
+            // recycle.leak: judged leaking, waiting for an idle moment to be replaced
+            {"leaking", w.leak_found && w.phase == core::Phase::ready ? json(w.leak_detail) : json(nullptr)},
             {"rss_bytes", process.rss_bytes},
             {"pss_bytes", w.pss_bytes},  // the last sample (memory_by_sharing), 0 without
             {"private_bytes", w.private_bytes},
@@ -307,9 +309,16 @@ std::string render_metrics(const core::Fleet& fleet, const MetricsFacts& facts) 
         f.gauge("workerd_memory_budget_workers", "Workers that fit in the memory budget (limit less margin, by RSS per worker; with preload by private memory per worker, shared memory once).", *cap);
     }
 
+    for (const char* cause : {"boot", "canary", "aborted"}) {
+        f.counter("workerd_rollbacks_total",
+                  "Rollouts that failed and were rolled back, by cause: boot (new workers failed before READY), "
+                  "canary (canary analysis judged them worse), aborted (workerctl rollout abort).",
+                  static_cast<double>(fleet.rollbacks_by_cause().count(cause) ? fleet.rollbacks_by_cause().at(cause) : 0),
+                  {{"cause", cause}});
+    }
     // Restarts by reason; every reason is present from the start, at 0.
     for (const char* reason : {"exit", "signal", "heartbeat_timeout", "boot_timeout", "request_timeout", "max_requests",
-                               "max_rss", "max_private", "max_lifetime", "reload", "restart", "scale_down"}) {
+                               "max_rss", "max_private", "leak", "max_lifetime", "reload", "restart", "scale_down"}) {
         f.counter("workerd_worker_restarts_total", "Workers that ended while the fleet was running, by reason.",
                   static_cast<double>(fleet.restarts_by_reason().count(reason) ? fleet.restarts_by_reason().at(reason) : 0),
                   {{"reason", reason}});

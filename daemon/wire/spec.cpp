@@ -72,6 +72,7 @@ private:
     std::optional<double> ratio(const YAML::Node& n, const std::string& key, double min, double max);
     std::optional<double> percentage(const YAML::Node& n, const std::string& key);
     AnalysisSpec read_analysis(const YAML::Node& n, const std::string& key);
+    LeakSpec read_leak(const YAML::Node& n, const std::string& key);
     void read_listen(const YAML::Node& n, std::vector<ListenAddress>& out);
     void read_workers(const YAML::Node& n, int cpu_count, Spec& spec);
     void read_app(const YAML::Node& n, AppSpec& app, bool& app_seen);
@@ -163,6 +164,18 @@ AnalysisSpec SpecReader::read_analysis(const YAML::Node& n, const std::string& k
         {"max_p99_ratio", [&](auto& k, auto& v) { if (auto x = ratio(v, k, 1.0, 1000.0)) a.max_p99_ratio = *x; }},
     });
     return a;
+}
+
+LeakSpec SpecReader::read_leak(const YAML::Node& n, const std::string& key) {
+    LeakSpec l;
+    for_each_key(n, key, {
+        {"min_growth", [&](auto& k, auto& v) { if (auto x = size(v, k)) l.min_growth = *x; }},
+        {"per_request", [&](auto& k, auto& v) { if (auto x = size(v, k)) l.per_request = *x; }},
+        {"horizon", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) l.horizon = *x; }},
+        {"warmup", [&](auto& k, auto& v) { if (auto x = integer(v, k, 0, 1LL << 40)) l.warmup = static_cast<std::uint64_t>(*x); }},
+        {"idle_wait", [&](auto& k, auto& v) { if (auto x = duration(v, k)) l.idle_wait = *x; }},
+    });
+    return l;
 }
 
 std::optional<long long> SpecReader::integer(const YAML::Node& n, const std::string& key,
@@ -518,6 +531,14 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
         {"max_lifetime", [&](auto& k, auto& v) { if (auto x = positive_duration(v, k)) spec.recycle.max_lifetime = *x; }},
         {"max_lifetime_jitter", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.max_lifetime_jitter = *x; }},
         {"min_lifetime", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.recycle.min_lifetime = *x; }},
+        {"leak", [&](auto& k, auto& v) {
+             // `leak: true` takes the defaults, `leak: false` turns it off, a mapping sets keys.
+             if (v.IsScalar()) {
+                 if (auto on = boolean(v, k)) spec.recycle.leak = *on ? std::optional<LeakSpec>(LeakSpec{}) : std::nullopt;
+                 return;
+             }
+             spec.recycle.leak = read_leak(v, k);
+         }},
         {"rollout", [&](auto& k, auto& v) {
              auto amount = [&](const std::string& kk, const YAML::Node& vv, WorkerAmount& out) {
                  auto s = scalar(vv, kk, "a number of workers or a percentage, e.g. 1 or 25%");

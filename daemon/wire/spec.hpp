@@ -78,6 +78,20 @@ struct RolloutSpec {
 };
 
 /// Recycling: replacing a healthy worker that has served enough, grown too big, or lived long.
+/// `leak`: leak-aware recycling (docs/operations.md). Each worker's private memory (USS; RSS
+/// when /proc has no smaps_rollup) is followed against the requests it served and time, from
+/// a baseline taken after `warmup` requests. A worker that grew `min_growth` past it and is
+/// still growing by `per_request` or more per request, or that would cross its limit (max_private,
+/// else max_rss, else its share of memory_limit) within `horizon` at its present pace, is
+/// replaced through the rolling path: at a moment it has nothing in flight, or after `idle_wait`.
+struct LeakSpec {
+    std::uint64_t min_growth = 32ULL << 20;
+    std::uint64_t per_request = 1024;  ///< bytes per request
+    Duration horizon{std::chrono::minutes(10)};
+    std::uint64_t warmup = 200;        ///< requests served before the baseline is taken
+    Duration idle_wait{std::chrono::seconds(30)};
+};
+
 struct RecycleSpec {
     std::optional<std::uint64_t> max_requests;   ///< per STATS `served`
     std::uint64_t max_requests_jitter = 0;       ///< + random 0..jitter per worker
@@ -86,6 +100,7 @@ struct RecycleSpec {
     std::optional<Duration> max_lifetime;
     Duration max_lifetime_jitter{0};
     Duration min_lifetime{std::chrono::seconds(10)};  ///< never recycled younger than this
+    std::optional<LeakSpec> leak;
 };
 
 /// `control`: the Unix socket workerctl talks to (docs/control-protocol.md).

@@ -42,6 +42,8 @@ run 900 bench_footprint.sh "$R" "$S"   # and the fleets' memory with app.preload
 run 900 bench_scale.sh "$R" "$S"
 run 600 bench_ctl.sh
 run 300 bench_preload.sh
+run 900 bench_canary.sh                # 2 bad deploys, 20 good ones: about 5 minutes
+run 600 bench_leak.sh                  # 4 runs of 60 s
 run 300 bench_load.sh "$((R + 2))" 5   # rounds of 5 s are cheap, and the ratio swings from round to round
 run 2700 bench_tune.sh                 # 3 routes, each a tune and a sweep of 8 counts: about 20 minutes
 run 900 bench_shed.sh                  # 2x overload, 10 s and 30 s, three servers: about 5 minutes

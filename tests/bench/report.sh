@@ -39,6 +39,8 @@ tests/bench/bench_footprint.sh [ROUNDS] [IDLE_SECONDS] [FLEET_WORKERS]
 tests/bench/bench_scale.sh [ROUNDS] [IDLE_SECONDS] [SIZES]
 tests/bench/bench_ctl.sh [ROUNDS]
 tests/bench/bench_preload.sh [SECONDS] [WORKERS]
+tests/bench/bench_canary.sh [SECONDS] [WORKERS] [GOOD_DEPLOYS]  # about 5 minutes
+tests/bench/bench_leak.sh [SECONDS] [RATE]
 tests/bench/bench_load.sh [ROUNDS] [SECONDS]
 tests/bench/bench_tune.sh [STEP_SECONDS] [ROUTE...]          # about 18 minutes
 tests/bench/bench_shed.sh [SECONDS] [QUEUE_TIMEOUT_MS]        # about 5 minutes
@@ -249,6 +251,8 @@ Reading it:
 EOF
 section ctl "workerctl"
 section preload "Preloaded workers under load: reload and a killed zygote"
+section canary "Canary analysis: bad deploys stop at the canary, good ones roll out"
+section leak "Leak-aware recycling against max_requests"
 section load "The load generator: workerd load vs wrk"
 section tune "Tuning: workerd tune vs a brute-force sweep"
 section shed "Load shedding under overload: queue_timeout"

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "daemon/core/fleet.hpp"
 
@@ -572,4 +573,72 @@ TEST_CASE("canary analysis waits for min_requests; workerctl rollout promote and
     CHECK(ab.fleet->rollout().state == RolloutState::failed);
     CHECK(ab.fleet->rollout().reason.find("aborted by hand") != std::string::npos);
     CHECK_FALSE(ab.fleet->abort_rollout(ab.now));
+}
+
+namespace {
+
+/// recycle.leak: `seconds` seconds of 100 requests a second to workers 100 (growing 8 KiB a
+/// request) and 101 (flat, wobbling by 1 MiB), a memory sample each second; `inflight` is
+/// what 100's STATS say it has in flight.
+void serve_and_sample(Harness& h, int from, int to, int inflight) {
+    for (int i = from; i <= to; ++i) {
+        h.advance(seconds(1));
+        const auto served = 100L * i;
+        h.message(100, fmt::format("STATS=served={} inflight={} oldest_ms=1", served, inflight).c_str());
+        h.message(101, fmt::format("STATS=served={} inflight=2 oldest_ms=1", served).c_str());
+        event::Samples samples;
+        const long leaking = (40L << 20) + served * 8192;
+        const long flat = (40L << 20) + (i % 2 ? 1L << 20 : 0);
+        samples.memory.push_back({100, leaking + (20L << 20), leaking, leaking});
+        samples.memory.push_back({101, flat + (20L << 20), flat, flat});
+        h.give(samples);
+    }
+}
+
+Spec leak_spec() {
+    Spec s = spec(2);
+    s.health.mode = HeartbeatMode::off;
+    s.recycle.leak = LeakSpec{};
+    s.recycle.leak->warmup = 100;
+    s.recycle.min_lifetime = seconds(0);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("leak recycling: a worker growing with its requests is replaced at an idle moment; a flat one is spared") {
+    Harness h(leak_spec());
+    h.ready(100);
+    h.ready(101);
+    serve_and_sample(h, 1, 60, 3);  // 8 KiB x 6,000 requests: 47 MiB grown, busy all along
+    const Worker* w = h.fleet->by_pid(100);
+    REQUIRE(w->leak_found);
+    CHECK(w->phase == Phase::ready);  // judged, waiting for a moment with nothing in flight
+    CHECK(w->leak_detail.find("(8.0 KiB/request)") != std::string::npos);
+    CHECK_FALSE(h.fleet->by_pid(101)->leak_found);
+    h.message(100, "STATS=served=6001 inflight=0 oldest_ms=0");
+    CHECK(h.phase(100) == Phase::retiring);
+    CHECK(h.fleet->by_pid(100)->stop_reason == StopReason::leak);
+    CHECK(h.fleet->by_pid(100)->retire_detail.find("recycled: grew ") == 0);
+    CHECK(h.fleet->by_pid(100)->retire_detail.find("(leaking)") != std::string::npos);
+    REQUIRE(h.spawned.size() == 3);  // its successor, through the rolling path
+    CHECK(h.spawned[2].first == 0);
+    h.ready(h.spawned[2].second);
+    CHECK(h.phase(100) == Phase::draining);
+    CHECK(h.phase(101) == Phase::ready);
+    CHECK(h.fleet->slots().at(0).recycles == 1);
+    CHECK(h.fleet->slots().at(1).recycles == 0);
+}
+
+TEST_CASE("leak recycling: a leaking worker that is never idle is replaced after idle_wait") {
+    Harness h(leak_spec());
+    h.ready(100);
+    h.ready(101);
+    serve_and_sample(h, 1, 60, 3);
+    REQUIRE(h.fleet->by_pid(100)->leak_found);
+    const TimePoint found = *h.fleet->by_pid(100)->leak_found;
+    while (h.phase(100) == Phase::ready && h.now < found + seconds(40)) h.advance(seconds(1));
+    CHECK(h.phase(100) == Phase::retiring);
+    CHECK(h.now >= found + seconds(30));
+    CHECK(h.now <= found + seconds(31));
 }

@@ -94,7 +94,7 @@ TEST_CASE("canary analysis: 20% 5xx and 3x slower deploys roll back at the canar
         CHECK(requests > 0);
         CHECK(failed * 50 < requests);  // under 2%
         if (d.good) {
-            CHECK_MESSAGE(reloaded.exit_code == 0, reloaded.output + daemon.log());
+            CHECK_MESSAGE(reloaded.exit_code == 0, reloaded.output << daemon.log());
             CHECK(daemon.status()["rollout"]["canary"] == "passed");
             CHECK(version_of(port) == "v4");
         } else {

@@ -231,6 +231,14 @@ TEST_CASE("the shipped Prometheus config, alerts and Grafana dashboard use only 
     }
 }
 
+TEST_CASE("promtool: the shipped alert rules load, and fire on a canary rollback, a deploy that cannot boot, and leaking workers") {
+    const auto check = run_program({"/usr/bin/promtool", "check", "rules", source_path("packaging/monitoring/alerts.yml")});
+    CHECK_MESSAGE(check.exit_code == 0, check.output);
+    // tests/data/alerts_test.yml: series in, alerts expected out, minute by minute.
+    const auto test = run_program({"/usr/bin/promtool", "test", "rules", source_path("tests/data/alerts_test.yml")});
+    CHECK_MESSAGE(test.exit_code == 0, test.output);
+}
+
 TEST_CASE("200 idle and slowloris connections on the metrics port: /healthz answers every time, within 100 ms") {
     Fleet fleet(1);
     // 100 connections that send nothing and 100 that send a request header a byte at a time;

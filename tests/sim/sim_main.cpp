@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
         total.zygote_deaths += out.zygote_deaths;
         total.forks_lost += out.forks_lost;
         total.canary_rollbacks += out.canary_rollbacks;
+        total.leak_recycles += out.leak_recycles;
         stopped += out.stopped ? 1 : 0;
         if (verbose || one || !out.ok) {
             fmt::print("{}: {} ({} events, {} faults, {:.2f}s)\n", scenario.describe(), out.ok ? "ok" : "FAILED",
@@ -67,9 +68,9 @@ int main(int argc, char** argv) {
         }
     }
     fmt::print("workerd-sim: {} seed(s) from {}, {} failed, {} ended in a stop; {} events, {} turns, {} spawns, {} exits, "
-               "{} faults ({} reloads), {} invariant checks; preload: {} zygotes, {} died unasked, {} forks lost; {} canary rollbacks; {:.1f}s\n",
+               "{} faults ({} reloads), {} invariant checks; preload: {} zygotes, {} died unasked, {} forks lost; {} canary rollbacks, {} leak recycles; {:.1f}s\n",
                seeds, first, failed, stopped, total.events, total.turns, total.spawns, total.exits, total.faults,
                total.reloads, total.checks, total.zygotes, total.zygote_deaths, total.forks_lost, total.canary_rollbacks,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+               total.leak_recycles, std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     return failed == 0 ? 0 : 1;
 }

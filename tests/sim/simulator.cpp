@@ -120,10 +120,12 @@ private:
     std::set<std::string> bad_specs_;  ///< spec texts whose workers cannot boot
     std::map<std::string, Proc::Quality> degraded_specs_;  ///< spec texts whose workers boot and serve badly
     std::string target_text_;          ///< the latest reload's spec
+    bool old_degraded_ = false;        ///< some worker serving badly ran when it came
     int spec_serial_ = 0;
     std::deque<std::string> trace_;
     // What the invariants remember.
     std::set<pid_t> retiring_before_;  ///< pids retiring when the current turn began
+    std::set<pid_t> leak_recycled_;     ///< pids recycled as leaking, counted
     bool in_turn_ = false;
     struct SlotRecord {
         int quick_exits = 0;
@@ -184,6 +186,17 @@ Spec Sim::make_spec() {
         a.window = ms(side_between(5, 60) * 1000);
         a.min_requests = static_cast<std::uint64_t>(side_between(50, 500));
         spec.rollout.analysis = a;
+    }
+    // Leak recycling on some specs (the same side generator): the workers that leak are found,
+    // and none of the others (whose memory wobbles, and steps up once) is taken for one.
+    if (side_between(0, 9) < 3) {
+        LeakSpec l;
+        l.min_growth = static_cast<std::uint64_t>(side_between(4, 48)) << 20;
+        l.per_request = static_cast<std::uint64_t>(side_between(256, 8192));
+        l.horizon = ms(side_between(10, 1200) * 1000);
+        l.warmup = static_cast<std::uint64_t>(side_between(0, 2000));
+        l.idle_wait = ms(side_between(0, 30) * 1000);
+        spec.recycle.leak = l;
     }
     if (s_.preload) {
         spec.app.command = {"/sim/app"};
@@ -458,7 +471,16 @@ void Sim::act(Proc& p) {
 void Sim::turn() {
     if (fleet_->sample_due(now_)) {
         core::event::Samples samples;
-        for (const auto& [pid, p] : procs_) samples.memory.push_back({pid, p.rss, p.rss / 2, p.rss / 4});
+        for (const auto& [pid, p] : procs_) {
+            // With leak recycling, what does not leak still moves: a wobble of up to 2 MiB with
+            // its requests, and a step of 24 MiB once it has served 1,000 (a cache filled).
+            long rss = p.rss;
+            if (fleet_->spec().recycle.leak && p.model != Model::leak) {
+                rss += static_cast<long>((p.served / 7) % 3) << 20;
+                if (p.served >= 1000) rss += 24L << 20;
+            }
+            samples.memory.push_back({pid, rss, rss / 2, rss / 4});
+        }
         samples.queue_depth = static_cast<int>(between(0, 3));
         give(samples);
     }
@@ -484,6 +506,11 @@ void Sim::reload(bool bad) {
         else if (pick < 4) degraded_specs_[next.text] = Proc::Quality::slow;
     }
     target_text_ = next.text;
+    // The canaries are judged against what serves now: code that serves badly itself (one that
+    // rolled out unjudged, in a fleet of one) makes a bad canary look as good.
+    old_degraded_ = std::any_of(procs_.begin(), procs_.end(), [](const auto& e) {
+        return !e.second.zygote && e.second.quality != Proc::Quality::good;
+    });
     // A failure goes back to the last generation that rolled out (not to a superseded target).
     if (fleet_->rollout().state != core::RolloutState::running) {
         restore_text_ = fleet_->spec().text;
@@ -693,15 +720,24 @@ void Sim::check() {
         seen = {s.restarts, s.recycles};
     }
     observe_slots();
+    // Leak recycling takes only workers that leak.
+    for (const auto& [id, w] : f.workers()) {
+        if (w.stop_reason != core::StopReason::leak || !leak_recycled_.insert(w.pid).second) continue;
+        ++out_.leak_recycles;
+        if (auto p = procs_.find(w.pid); p != procs_.end() && p->second.model != Model::leak) {
+            fail(fmt::format("pid {} ({}) was recycled as leaking: {}", w.pid, to_string(p->second.model), w.retire_detail));
+        }
+    }
     // Canary analysis: a generation that serves badly never rolls out; a good one is never
     // rolled back on its numbers.
     if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::failed &&
         f.rollout().reason.find("rolled back") != std::string::npos && !degraded_specs_.count(target_text_)) {
         fail(fmt::format("a false rollback of {}: {}", target_text_, f.rollout().reason));
     }
+    // (Judged: a fleet of one worker has no canary analysis, and says so.)
     if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::done && f.spec().rollout.analysis &&
-        degraded_specs_.count(f.spec().text)) {
-        fail(fmt::format("{}, which serves badly, rolled out past its canary analysis", f.spec().text));
+        !f.rollout().analysis.empty() && degraded_specs_.count(f.spec().text) && !old_degraded_) {
+        fail(fmt::format("{}, which serves badly, rolled out past its canary analysis: {}", f.spec().text, f.rollout().analysis));
     }
     if (f.rollout().state != rollout_seen_ && f.rollout().state == core::RolloutState::failed &&
         f.rollout().reason.find("rolled back") != std::string::npos) {

@@ -54,6 +54,7 @@ struct Outcome {
     /// Preload: zygotes started, zygotes that ended unasked, forks asked of a zygote already gone.
     std::uint64_t zygotes = 0, zygote_deaths = 0, forks_lost = 0;
     std::uint64_t canary_rollbacks = 0;  ///< rollouts stopped by canary analysis
+    std::uint64_t leak_recycles = 0;     ///< workers recycled as leaking
     bool stopped = false;            ///< the run ended in a stop
 };
 
