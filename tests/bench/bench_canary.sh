@@ -83,9 +83,9 @@ ROWS=()
 bad_deploy() {  # bad_deploy NAME VERSION DELAY_MS FAIL_SHARE
   local name=$1 v=$2
   say "== $name: wrk -c32 for ${SECONDS_PER_RUN}s; the code changes to $v at 3 s"
-  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c32 -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-wd-$v.out" &
+  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c32 -H "Connection: close" -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-wd-$v.out" &
   local k1=$!
-  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c32 -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$GP/" >"$WORK/wrk-g-$v.out" &
+  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c32 -H "Connection: close" -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$GP/" >"$WORK/wrk-g-$v.out" &
   local k2=$!
   sleep 3
   write_app "$WORK/wd-app" "$v" "$3" "$4"
@@ -120,7 +120,7 @@ bad_deploy "3x slower" v3 30 0
 
 # --- 2. good deploys ---------------------------------------------------------------------------
 say "== $GOOD good deploys in a row under wrk -c32"
-timeout 900 wrk -t2 -c32 -d600s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-good.out" &
+timeout 900 wrk -t2 -c32 -H "Connection: close" -d600s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-good.out" &
 K=$!
 PROMOTED=0; ROLLED_BACK=0; TIMES=()
 sleep 2
@@ -143,7 +143,8 @@ say "  $PROMOTED promoted, $ROLLED_BACK rolled back; reload --wait median ${MEDI
 grep -E "Requests/sec|requests in|Socket errors|Non-2xx|Latency " "$WORK/wrk-good.out" | sed 's/^/  /' | tee -a "$RAW_FILE"
 
 md "A FastAPI app (an \`asyncio.sleep(0.01)\` per answer, which names its code version), $WORKERS"
-md "workers each, wrk with 32 connections for ${SECONDS_PER_RUN} s (\`tests/bench/per_second.lua\` counts"
+md "workers each, wrk with 32 connections and \`Connection: close\` (a new connection per request, so a"
+md "new worker gets its share) for ${SECONDS_PER_RUN} s (\`tests/bench/per_second.lua\` counts"
 md "the answers by version). At 3 s the app's file changes to the bad code; then"
 md "\`workerctl reload --wait\` (workerd, \`rollout: {analysis: $ANALYSIS}\`) and SIGHUP"
 md "to gunicorn's arbiter."

@@ -41,11 +41,14 @@ async def root():
                        delay_ms, fail, version, version);
 }
 
-SpecBuilder canary_spec(const TempDir& dir, int port) {
+// Each version in its own directory, as a deploy tool lays releases out: the spec's `cwd`
+// names the release, so a rollback (the previous spec) starts the previous code again. (Code
+// replaced in place would be what a restored worker imports.)
+SpecBuilder canary_spec(const TempDir& dir, int port, const std::string& release) {
     return SpecBuilder(port)
         .workers(4)
         .command({"/usr/bin/python3", "-m", "workerd_uvicorn", "app:app", "--no-access-log"})
-        .cwd(dir.path())
+        .cwd(dir.path() + "/" + release)
         .env("PYTHONPATH", source_path("packaging/python"))
         .set("boot_timeout", "60s")
         .set("rollout", "{analysis: {canaries: 1, window: 3s, min_requests: 100, max_p99_ratio: 1.7}}");
@@ -62,29 +65,49 @@ std::string version_of(int port) {
     return json::parse(r->body).value("version", "?");
 }
 
+// The lines of `text` that contain `needle`.
+std::string lines_with(const std::string& text, const std::string& needle) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < text.size()) {
+        const std::size_t end = std::min(text.find('\n', at), text.size());
+        if (text.compare(at, end - at, needle) != 0 && text.substr(at, end - at).find(needle) != std::string::npos) {
+            out += text.substr(at, end - at + 1);
+        }
+        at = end + 1;
+    }
+    return out;
+}
+
 }  // namespace
 
 TEST_CASE("canary analysis: 20% 5xx and 3x slower deploys roll back at the canary; an equally good one rolls out") {
     TempDir dir;
-    dir.write("app.py", app_source("v1", 10, 0.0));
+    dir.write("v1/app.py", app_source("v1", 10, 0.0));
     const int port = free_tcp_port();
-    Daemon daemon(dir, canary_spec(dir, port));
+    Daemon daemon(dir, canary_spec(dir, port, "v1"));
     REQUIRE_MESSAGE(daemon.wait_ready(4, 60s), daemon.log());
     struct Deploy {
-        const char* what;
+        std::string what;
+        const char* release;
         std::string source;
         bool good;
         const char* reason;
     };
     const Deploy deploys[] = {
-        {"20% 5xx", app_source("v2", 10, 0.2), false, "5xx"},
-        {"3x slower", app_source("v3", 30, 0.0), false, "p99"},
-        {"as good", app_source("v4", 10, 0.0), true, ""},
+        {"20% 5xx", "v2", app_source("v2", 10, 0.2), false, "5xx"},
+        {"3x slower", "v3", app_source("v3", 30, 0.0), false, "p99"},
+        {"as good", "v4", app_source("v4", 10, 0.0), true, ""},
     };
     for (const Deploy& d : deploys) {
         CAPTURE(d.what);
-        dir.write("app.py", d.source);
-        WrkLoad load(dir, port, 12, "/", 16);
+        dir.write(std::string(d.release) + "/app.py", d.source);
+        dir.write("workerd.yaml", canary_spec(dir, port, d.release)
+                                      .set("control", fmt::format("{{socket: {}}}", daemon.control_socket())));
+        TempDir load_dir;  // wrk's report of this deploy alone
+        // A new connection per request, as many clients make: a canary takes its share of new
+        // connections (wrk's kept-alive ones stay with the workers they opened on).
+        WrkLoad load(load_dir, port, 20, "/", 16, 10s, {"-H", "Connection: close"});
         std::this_thread::sleep_for(1s);
         const RunResult reloaded = daemon.ctl({"--timeout", "60", "reload", "--wait"}, 90s);
         const std::string report = load.report();
@@ -99,6 +122,7 @@ TEST_CASE("canary analysis: 20% 5xx and 3x slower deploys roll back at the canar
             CHECK(version_of(port) == "v4");
         } else {
             CHECK(reloaded.exit_code == 1);
+            if (reloaded.output.find("rolled back") == std::string::npos) MESSAGE(lines_with(daemon.log(), "generation"));
             CHECK(reloaded.output.find("rolled back") != std::string::npos);
             CHECK(reloaded.output.find(d.reason) != std::string::npos);
             // Afterwards only the old generation serves.

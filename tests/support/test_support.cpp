@@ -285,15 +285,24 @@ std::vector<std::string> workerd_start(const std::string& spec_path, const std::
     return argv;
 }
 
+namespace {
+
+std::vector<std::string> wrk_argv(int port, int seconds, const std::string& path, int connections,
+                                  std::chrono::seconds request_timeout, const std::vector<std::string>& extra) {
+    // --timeout 10s by default: these loads count failed requests, not slow ones; wrk's own
+    // default of 2 s turns a busy moment on a loaded 2-core machine into errors.
+    std::vector<std::string> argv{"/usr/bin/wrk", "-t2", "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
+                                  "--timeout", std::to_string(request_timeout.count()) + "s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("http://127.0.0.1:" + std::to_string(port) + path);
+    return argv;
+}
+
+}  // namespace
+
 WrkLoad::WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path, int connections,
-                 std::chrono::seconds request_timeout)
-    : out_(dir.path() + "/wrk.out"),
-      // --timeout 10s by default: these loads count failed requests, not slow ones; wrk's own
-      // default of 2 s turns a busy moment on a loaded 2-core machine into errors.
-      wrk_({"/usr/bin/wrk", "-t2", "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
-            "--timeout", std::to_string(request_timeout.count()) + "s",
-            "http://127.0.0.1:" + std::to_string(port) + path},
-           out_) {}
+                 std::chrono::seconds request_timeout, const std::vector<std::string>& extra)
+    : out_(dir.path() + "/wrk.out"), wrk_(wrk_argv(port, seconds, path, connections, request_timeout, extra), out_) {}
 
 std::string WrkLoad::report() {
     const auto status = wrk_.wait_exit(60s);

@@ -122,8 +122,9 @@ std::vector<std::string> workerd_start(const std::string& spec_path, const std::
 /// `request_timeout`: how long a request may take before wrk counts it as a timeout error.
 class WrkLoad {
 public:
+    /// `extra`: more wrk arguments (e.g. {"-H", "Connection: close"}).
     WrkLoad(const TempDir& dir, int port, int seconds, const std::string& path = "/healthz", int connections = 64,
-            std::chrono::seconds request_timeout = 10s);
+            std::chrono::seconds request_timeout = 10s, const std::vector<std::string>& extra = {});
     std::string finish();
     /// Waits for wrk and returns its report, errors and all (for tests that count them).
     std::string report();
