@@ -20,7 +20,7 @@ require gunicorn curl wrk "$WORKERD" "$WORKERCTL"
 machine
 md_begin canary "Canary analysis: bad deploys stop at the canary, good ones roll out" "$SECONDS_PER_RUN" "$WORKERS" "$GOOD"
 
-WINDOW=5s
+WINDOW=3s
 ANALYSIS="{canaries: 1, window: $WINDOW, min_requests: 200, max_p99_ratio: 1.7}"
 
 write_app() {  # write_app DIR VERSION DELAY_MS FAIL_SHARE
@@ -62,14 +62,27 @@ answers() {  # answers PORT N: the versions of N answers, counted
 pct() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%.2f%%\n", 100 * a / b}'; }
 UV_OPTS='"--no-access-log", "--log-level", "warning"'
 
-write_app "$WORK/wd-app" v1 10 0
-read -r W P < <(start_workerd wd "workers: $WORKERS
+# workerd: each release in its own directory, the spec's cwd naming it (a rollback restores the
+# previous spec, and so the previous code); the spec is rewritten, then reloaded.
+wd_spec() {  # wd_spec RELEASE
+  cat >"$WORK/wd.yaml" <<YAML
+listen: ["127.0.0.1:$P"]
+workers: $WORKERS
 boot_timeout: 60s
 app:
-  command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]
-  cwd: $WORK/wd-app
+  command: ["$PY", "-m", "workerd_uvicorn", "app:app", $UV_OPTS]
+  cwd: $WORK/releases/$1
   env: {PYTHONPATH: $ROOT/packaging/python}
-rollout: {analysis: $ANALYSIS}"); PIDS+=("$W")
+rollout: {analysis: $ANALYSIS}
+control: {socket: $WORK/wd.sock}
+log: {level: info}
+YAML
+}
+write_app "$WORK/releases/v1" v1 10 0
+P=$(free_port)
+wd_spec v1
+"$WORKERD" start $ALLOW_ROOT "$WORK/wd.yaml" 2>"$WORK/workerd-wd.log" &
+W=$!; PIDS+=("$W")
 write_app "$WORK/g-app" v1 10 0
 GP=$(free_port)
 "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker -w "$WORKERS" -b "127.0.0.1:$GP" --chdir "$WORK/g-app" \
@@ -79,23 +92,27 @@ wait_http "http://127.0.0.1:$P/healthz"; wait_http "http://127.0.0.1:$GP/healthz
 "$WORKERCTL" -s "$WORK/wd.sock" --timeout 60 scale "$WORKERS" --wait >/dev/null
 
 # --- 1. bad deploys ----------------------------------------------------------------------------
+CONNS=16
 ROWS=()
 bad_deploy() {  # bad_deploy NAME VERSION DELAY_MS FAIL_SHARE
   local name=$1 v=$2
-  say "== $name: wrk -c32 for ${SECONDS_PER_RUN}s; the code changes to $v at 3 s"
-  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c32 -H "Connection: close" -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-wd-$v.out" &
+  say "== $name: wrk -c$CONNS for ${SECONDS_PER_RUN}s on each server in turn; the code changes to $v at 3 s"
+  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c$CONNS -H "Connection: close" -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-wd-$v.out" &
   local k1=$!
-  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c32 -H "Connection: close" -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$GP/" >"$WORK/wrk-g-$v.out" &
-  local k2=$!
   sleep 3
-  write_app "$WORK/wd-app" "$v" "$3" "$4"
-  write_app "$WORK/g-app" "$v" "$3" "$4"
-  kill -HUP "$G"
+  write_app "$WORK/releases/$v" "$v" "$3" "$4"
+  wd_spec "$v"
   local t0 rc=0
   t0=$(date +%s%N)
   "$WORKERCTL" -s "$WORK/wd.sock" --timeout 120 reload --wait >"$WORK/reload-$v.out" 2>&1 || rc=$?
   local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-  wait "$k1" "$k2"
+  wait "$k1"
+  timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c$CONNS -H "Connection: close" -d${SECONDS_PER_RUN}s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$GP/" >"$WORK/wrk-g-$v.out" &
+  local k2=$!
+  sleep 3
+  write_app "$WORK/g-app" "$v" "$3" "$4"
+  kill -HUP "$G"
+  wait "$k2"
   local reason
   reason=$(grep -o 'generation [0-9]*: .*' "$WORK/reload-$v.out" | head -1 || true)
   [ -n "$reason" ] || reason=$(tr '\n' ' ' <"$WORK/reload-$v.out")
@@ -119,13 +136,14 @@ bad_deploy "20% 5xx" v2 10 0.2
 bad_deploy "3x slower" v3 30 0
 
 # --- 2. good deploys ---------------------------------------------------------------------------
-say "== $GOOD good deploys in a row under wrk -c32"
-timeout 900 wrk -t2 -c32 -H "Connection: close" -d600s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-good.out" &
+say "== $GOOD good deploys in a row under wrk -c$CONNS"
+timeout 900 wrk -t2 -c$CONNS -H "Connection: close" -d600s -s "$BENCH_DIR/per_second.lua" "http://127.0.0.1:$P/" >"$WORK/wrk-good.out" &
 K=$!
 PROMOTED=0; ROLLED_BACK=0; TIMES=()
 sleep 2
 for i in $(seq "$GOOD"); do
-  write_app "$WORK/wd-app" "g$i" 10 0
+  write_app "$WORK/releases/g$i" "g$i" 10 0
+  wd_spec "g$i"
   t0=$(date +%s%N)
   if "$WORKERCTL" -s "$WORK/wd.sock" --timeout 120 reload --wait >"$WORK/reload-g$i.out" 2>&1; then
     PROMOTED=$((PROMOTED + 1))
@@ -143,7 +161,7 @@ say "  $PROMOTED promoted, $ROLLED_BACK rolled back; reload --wait median ${MEDI
 grep -E "Requests/sec|requests in|Socket errors|Non-2xx|Latency " "$WORK/wrk-good.out" | sed 's/^/  /' | tee -a "$RAW_FILE"
 
 md "A FastAPI app (an \`asyncio.sleep(0.01)\` per answer, which names its code version), $WORKERS"
-md "workers each, wrk with 32 connections and \`Connection: close\` (a new connection per request, so a"
+md "workers each, wrk with $CONNS connections and \`Connection: close\` (a new connection per request, so a"
 md "new worker gets its share) for ${SECONDS_PER_RUN} s (\`tests/bench/per_second.lua\` counts"
 md "the answers by version). At 3 s the app's file changes to the bad code; then"
 md "\`workerctl reload --wait\` (workerd, \`rollout: {analysis: $ANALYSIS}\`) and SIGHUP"
@@ -155,10 +173,13 @@ for r in "${ROWS[@]}"; do md "$r"; done
 md ""
 md "workerd started one new worker (the canary) beside the old ones, compared it with them over the"
 md "window on the same traffic, stopped the rollout and drained it: the failed requests are what the"
-md "canary answered in its window (its share of the traffic: 1 of $WORKERS workers). gunicorn has no"
-md "such step: the new code replaced every worker and kept failing after the run."
+md "canary answered in its window (its share of the traffic: 1 of $WORKERS workers; a new, idle worker"
+md "takes more than its share of new connections at first). Each release is in its own directory and"
+md "the spec's \`cwd\` names it, so the rollback restored the previous code. gunicorn has no such"
+md "step: the new code replaced every worker and kept failing after the run. Each server ran alone"
+md "(workerd's run, then gunicorn's), so that neither's load shapes the other's latency."
 md ""
-md "Then **$GOOD deploys in a row** of equally good code under the same load (wrk -c32 on workerd):"
+md "Then **$GOOD deploys in a row** of equally good code under the same load (wrk -c$CONNS on workerd):"
 md "**$PROMOTED promoted, $ROLLED_BACK rolled back** (false rollbacks), \`reload --wait\` median ${MEDIAN_MS} ms"
 md "(the ${WINDOW} window, then the rest of the rollout); **$GOOD_ERR failed requests** of $GOOD_N; after: $GOOD_AFTER."
 md ""
