@@ -46,10 +46,10 @@ struct Worker {
     std::string status;                     ///< its last STATUS=
     std::optional<std::uint64_t> request_limit;  ///< max_requests + this worker's jitter
     std::optional<TimePoint> retire_at;     ///< max_lifetime + this worker's jitter
-    long rss_bytes = 0;                     ///< its last sample
     /// The heartbeat timeout it was started with (WORKERD_WATCHDOG_USEC): it beats by that,
     /// whatever a later reload sets.
     Duration heartbeat_timeout{0};
+    long rss_bytes = 0;                     ///< its last sample
     long pss_bytes = 0;                     ///< (0: not sampled)
     long private_bytes = 0;
     /// recycle.leak: its memory against its requests, and once judged leaking, since when and

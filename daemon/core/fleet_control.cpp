@@ -276,7 +276,6 @@ std::optional<TimePoint> Fleet::next_deadline(TimePoint now) const {
     if (mode_ != Mode::running) return next;
     // Canary analysis: the verdict at the window's end, then each second until enough requests.
     if (rollout_.state == RolloutState::running && rollout_.canary == CanaryPhase::judging && spec_.rollout.analysis) {
-        // The window's end, then (not enough answered yet) once a second.
         consider(std::max(*rollout_.judging_since + spec_.rollout.analysis->window, rollout_.judge_again));
     }
     // Recycling by memory and the autoscaler sample once a second; by age, at each worker's time.

@@ -98,10 +98,17 @@ void Fleet::on(const event::Samples& e, TimePoint now) {
     fit_auto_to_memory();
 }
 
+namespace {
+
+/// What a worker's leak trend follows: private memory where sampled, else RSS.
+long trend_bytes(const Worker& w) { return w.private_bytes > 0 ? w.private_bytes : w.rss_bytes; }
+
+}  // namespace
+
 void Fleet::watch_for_leak(Worker& w, TimePoint now) {
     if (w.phase != Phase::ready || w.leak_found) return;
     const LeakSpec& spec = *spec_.recycle.leak;
-    const long measure = w.private_bytes > 0 ? w.private_bytes : w.rss_bytes;
+    const long measure = trend_bytes(w);
     const std::size_t before = w.memory_trend.points().size();
     w.memory_trend.add({now, w.stats.served, measure}, spec.warmup);
     if (w.memory_trend.points().size() == before) return;  // no new point: nothing new to judge
@@ -121,7 +128,7 @@ void Fleet::watch_for_leak(Worker& w, TimePoint now) {
 std::optional<std::pair<long, std::string>> Fleet::leak_limit(const Worker& w) const {
     // The trend follows private memory where sampled: an RSS limit leaves the worker the same
     // headroom in either measure (a leak grows both).
-    const long measure = w.private_bytes > 0 ? w.private_bytes : w.rss_bytes;
+    const long measure = trend_bytes(w);
     const auto in_measure = [&](std::uint64_t rss_limit) { return static_cast<long>(rss_limit) - (w.rss_bytes - measure); };
     const RecycleSpec& r = spec_.recycle;
     if (r.max_private && w.private_bytes > 0) {

@@ -182,16 +182,15 @@ Worker* Fleet::successor_in(const Slot& slot) {
 
 void Fleet::roll(TimePoint now) {
     if (mode_ != Mode::running) return;
-    // Most turns have nothing to replace: one pass to see, no plan.
-    if (rollout_.state != RolloutState::running &&
-        std::none_of(workers_.begin(), workers_.end(), [](const auto& e) { return e.second.phase == Phase::retiring; })) {
-        return;
-    }
+    // Most turns have nothing to replace: one pass to see, no plan. (Again after the canary
+    // analysis, whose verdict may end the rollout.)
+    const auto idle = [&] {
+        return rollout_.state != RolloutState::running &&
+               std::none_of(workers_.begin(), workers_.end(), [](const auto& e) { return e.second.phase == Phase::retiring; });
+    };
+    if (idle()) return;
     analyse(now);
-    if (rollout_.state != RolloutState::running &&
-        std::none_of(workers_.begin(), workers_.end(), [](const auto& e) { return e.second.phase == Phase::retiring; })) {
-        return;
-    }
+    if (idle()) return;
     // Each slot as a rollout sees it: its outgoing worker (retiring) and its successor.
     std::vector<SlotView> views;
     for (auto& [index, slot] : slots_) {

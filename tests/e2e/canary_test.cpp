@@ -71,7 +71,7 @@ std::string lines_with(const std::string& text, const std::string& needle) {
     std::size_t at = 0;
     while (at < text.size()) {
         const std::size_t end = std::min(text.find('\n', at), text.size());
-        if (text.compare(at, end - at, needle) != 0 && text.substr(at, end - at).find(needle) != std::string::npos) {
+        if (text.substr(at, end - at).find(needle) != std::string::npos) {
             out += text.substr(at, end - at + 1);
         }
         at = end + 1;
