@@ -107,7 +107,7 @@ TEST_CASE("canary analysis: 20% 5xx and 3x slower deploys roll back at the canar
         TempDir load_dir;  // wrk's report of this deploy alone
         // A new connection per request, as many clients make: a canary takes its share of new
         // connections (wrk's kept-alive ones stay with the workers they opened on).
-        WrkLoad load(load_dir, port, 20, "/", 16, 10s, {"-H", "Connection: close"});
+        WrkLoad load(load_dir, port, 20, "/", 4, 10s, {"-H", "Connection: close"});
         std::this_thread::sleep_for(1s);
         const RunResult reloaded = daemon.ctl({"--timeout", "60", "reload", "--wait"}, 90s);
         const std::string report = load.report();
