@@ -26,7 +26,7 @@ PACKAGE_PACKAGES := dpkg-dev file gzip
 # Fuzzing: clang with libFuzzer (its runtime is in libclang-rt-14-dev).
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 # Benchmarks: the load generator and the peers workerd is compared with.
-BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2
+BENCH_PACKAGES := wrk nginx-light gunicorn curl procps python3 python3-uvicorn python3-fastapi iproute2 strace
 
 # Warnings are errors in CI.
 ifneq ($(CI),)
@@ -93,7 +93,7 @@ test-sanitize: test-deps
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure --timeout 600 -j $(JOBS)
 
-## make fuzz: the libFuzzer targets (spec, worker protocol, control protocol), built with clang
+## make fuzz: the libFuzzer targets (spec, worker protocol, control protocol, HTTP requests), built with clang
 ## under ASan + UBSan and run for FUZZ_SECONDS each; a finding fails the run and its input is
 ## kept in $(FUZZ_BUILD_DIR)/tests/fuzz/fuzz-artifacts/.
 fuzz: fuzz-deps

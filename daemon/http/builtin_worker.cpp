@@ -1,6 +1,7 @@
 #include "daemon/http/builtin_worker.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -8,9 +9,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-
+#include "daemon/http/event_loop.hpp"
 #include "daemon/http/server.hpp"
 
 namespace workerd::http {
@@ -49,6 +48,8 @@ BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& a
             o.root = value();
         } else if (flag == "--demo") {
             o.demo = true;
+        } else if (flag == "--no-precompressed") {
+            o.precompressed = false;
         } else if (flag == "--max-connections") {
             o.max_connections = static_cast<int>(parse_number(flag, value(), 1));
         } else if (flag == "--keepalive-timeout") {
@@ -93,28 +94,26 @@ int run_builtin_worker(const BuiltinWorkerOptions& options) {
     // reaches it by mistake (`systemctl kill` without --kill-whom=main) must not end it.
     for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_IGN);
     for (int fd : options.listen_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    boost::asio::io_context io(1);  // one thread: asio skips its locking
-    Server server(io, options);
+    // Connections and cached files need descriptors: the soft limit goes up to the hard one, as
+    // nginx's worker_rlimit_nofile would (a soft limit of 1024 is below max_connections' default).
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    EventLoop loop;
+    Server server(loop, options);
     // The server has mapped the load board; the mapping outlives the descriptor.
     if (options.board_fd >= 0) ::close(options.board_fd);
-    server.start(options.listen_fds);
 
     // TERM/INT: drain (finish in-flight requests, close keep-alive connections without racing
     // the client), then exit 0. QUIT: exit at once.
-    boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGQUIT);
-    std::function<void()> wait_signal = [&] {
-        signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-            if (ec) return;
-            if (sig == SIGQUIT) {
-                io.stop();
-                return;
-            }
-            server.drain([&] { io.stop(); });
-            wait_signal();
-        });
-    };
-    wait_signal();
-    io.run();
+    loop.on_signals({SIGTERM, SIGINT, SIGQUIT}, [&](int sig) {
+        if (sig == SIGQUIT) return loop.stop();
+        server.drain([&] { loop.stop(); });
+    });
+    server.start(options.listen_fds);
+    loop.run();
     return 0;
 }
 

@@ -13,6 +13,7 @@ struct BuiltinWorkerOptions {
     std::vector<int> listen_fds;          ///< already-listening sockets to accept on
     std::string root;                     ///< static files; empty = no static files
     bool demo = false;                    ///< serve /demo/*
+    bool precompressed = true;            ///< serve file.br / file.gz to clients that take them
     int max_connections = 1024;           ///< open connections past this get a 503 and close
     std::chrono::milliseconds keepalive_timeout{5000};
     std::uint64_t max_header_size = 16 * 1024;  ///< 431 past this

@@ -1,14 +1,16 @@
 #include "daemon/http/connection.hpp"
 
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <thread>
 
-#include <boost/beast/http/file_body.hpp>
+#include <boost/beast/http/error.hpp>
 #include <fmt/format.h>
 
 #include "daemon/http/http_date.hpp"
@@ -16,14 +18,17 @@
 
 namespace workerd::http {
 
-namespace asio = boost::asio;
+namespace beast = boost::beast;
 
 namespace {
 
 constexpr long kMaxDemoMs = 60'000;
-constexpr std::uint64_t kMaxRangeBytes = 16 * 1024 * 1024;
+constexpr std::size_t kReadSize = 64 * 1024;
+/// The most a connection sends in one turn of the loop before letting the others have theirs
+/// (a fast reader of a large file would otherwise keep the loop to itself), as nginx's
+/// sendfile_max_chunk.
+constexpr std::uint64_t kSendPerTurn = 2 * 1024 * 1024;
 
-// ms=N for the demo endpoints; nullopt when absent or not a number.
 // A whole number query parameter (at most 9 digits); nullopt when absent or not one.
 std::optional<long> whole_param(const Target& target, const char* name) {
     auto text = query_param(target.query, name);
@@ -34,84 +39,97 @@ std::optional<long> whole_param(const Target& target, const char* name) {
     return std::stol(*text);
 }
 
+// ms=N for the demo endpoints; nullopt when absent or not a number.
 std::optional<long> demo_ms(const Target& target) {
     const auto ms = whole_param(target, "ms");
     return ms ? std::optional<long>(std::min(*ms, kMaxDemoMs)) : std::nullopt;
 }
 
-std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+void append_number(std::string& out, std::uint64_t n) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+}
 
 }  // namespace
 
-Connection::Connection(Server& server, Socket socket)
-    : server_(server), socket_(std::move(socket)), last_activity_(Clock::now()) {
-    server_.add(this);
-}
+Connection::Connection(Server& server, UniqueFd socket, bool tcp)
+    : server_(server), socket_(std::move(socket)), tcp_(tcp), last_activity_(Clock::now()) {}
 
 Connection::~Connection() {
-    // A request cut short (the client went away mid-request) still counts as finished: failed.
+    // A request cut short by the worker's own exit still counts as finished: failed.
     if (request_started_) server_.request_finished(*request_started_, shed_, 0);
-    server_.remove(this);
 }
 
 void Connection::start() {
-    // Reads (recvmsg, MSG_DONTWAIT) and the first try of every write (send) never wait here:
-    // when the kernel has no room or no data, the loop waits for the socket.
-    beast::error_code ignored;
-    socket_.non_blocking(true, ignored);
-    read_request();
+    // Watched for everything at once, edge-triggered, until it closes: no epoll_ctl per request.
+    server_.loop().add(socket_.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+    read_request();  // the request may be there already: clients send it right after connecting
+}
+
+void Connection::on_events(std::uint32_t events) {
+    if (phase_ == Phase::closed) return;
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) peer_closed_ = true;
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) readable_ = true;
+    if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) writable_ = true;
+    if (phase_ == Phase::reading && readable_) {
+        read_more();
+    } else if (phase_ == Phase::writing && writable_) {
+        write_more();
+    }
 }
 
 void Connection::read_request() {
     phase_ = Phase::reading;
-    parser_.emplace();
+    parser_.emplace(head_);
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_size));
     parser_->body_limit(server_.options().max_body_size);
     parse_buffered();
 }
 
-// The loop Beast's async_read runs, with our own reads: recv does not return the kernel's
-// receive timestamp, recvmsg does.
 void Connection::parse_buffered() {
     while (buffer_.size() > 0) {
         beast::error_code ec;
         const std::size_t used = parser_->put(buffer_.data(), ec);
         buffer_.consume(used);
         if (ec == bhttp::error::need_more) break;
-        if (ec) return on_read(ec);
-        if (parser_->is_done()) return on_read({});
+        if (ec) return on_request(ec);
+        if (parser_->is_done()) return on_request({});
         if (used == 0) break;
     }
     read_more();
 }
 
 void Connection::read_more() {
-    constexpr std::size_t kReadSize = 64 * 1024;
+    if (!readable_) return;  // the next edge says when there is more
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
-    auto space = buffer_.prepare(kReadSize);
+    const auto space = buffer_.prepare(kReadSize);
     iovec iov{space.data(), space.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const beast::error_code& ec) {
-            if (ec) return self->on_read(ec);
-            self->read_more();
-        });
+    ssize_t n = 0;
+    do {
+        n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        readable_ = false;
         return;
     }
     if (n < 0) return close();
     if (n == 0) {
         // The client closed its side: the end of a request sent without a length, or of the
         // connection between requests.
-        if (!parser_->got_some()) return on_read(bhttp::error::end_of_stream);
+        if (!parser_->got_some()) return close();
         beast::error_code ec;
         parser_->put_eof(ec);
-        return on_read(ec);
+        return on_request(ec);
     }
+    // Less than asked for: the kernel had no more (unless the peer has closed, when the next
+    // read returns the end). The next edge says when there is.
+    if (static_cast<std::size_t>(n) < space.size() && !peer_closed_) readable_ = false;
     received_ns_ = 0;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
@@ -121,7 +139,7 @@ void Connection::read_more() {
         }
     }
     // (last_activity_ stays: a request must arrive whole within keepalive_timeout of the last
-    // one, as with Beast's async_read; a byte at a time does not keep a connection open.)
+    // one; a byte at a time does not keep a connection open.)
     buffer_.commit(static_cast<std::size_t>(n));
     parse_buffered();
 }
@@ -134,11 +152,8 @@ std::optional<std::int64_t> Connection::queued_us() const {
     return std::max<std::int64_t>(0, (now_ns - received_ns_) / 1000);  // a clock step back: 0
 }
 
-void Connection::on_read(const beast::error_code& ec) {
-    if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
-        ec == asio::error::connection_reset || ec == asio::error::eof || ec == asio::error::bad_descriptor) {
-        return close();
-    }
+void Connection::on_request(const beast::error_code& ec) {
+    if (ec == bhttp::error::end_of_stream) return close();
     phase_ = Phase::processing;
     last_activity_ = Clock::now();
     request_started_ = last_activity_;
@@ -146,57 +161,62 @@ void Connection::on_read(const beast::error_code& ec) {
     if (ec == bhttp::error::header_limit) return send_error(bhttp::status::request_header_fields_too_large, true);
     if (ec == bhttp::error::body_limit) return send_error(bhttp::status::payload_too_large, true);
     if (ec) return send_error(bhttp::status::bad_request, true);
-    const Request& req = parser_->get();
-    version_ = req.version();
-    head_ = req.method() == bhttp::verb::head;
+    version_ = head_.version;
+    head_only_ = head_.method == bhttp::verb::head;
     // While draining, every response says Connection: close: the client reconnects to a
     // worker that is not going away, and nothing is reset under it.
-    keep_alive_ = req.keep_alive() && !server_.draining();
+    keep_alive_ = parser_->keep_alive() && !server_.draining();
     if (shed_) return shed();
-    route(req);
+    route();
 }
 
 // Too late to be useful (queue_timeout), or too many at once (max_concurrency): 503 now, with
 // a hint to retry, and the connection stays open for the next request.
 void Connection::shed() {
-    bhttp::response<bhttp::string_body> res{bhttp::status::service_unavailable, version_};
-    res.set(bhttp::field::retry_after, "1");
-    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
-    res.body() = "Service Unavailable\n";
-    send(std::move(res));
+    begin(bhttp::status::service_unavailable);
+    header("Retry-After", "1");
+    header("Content-Type", "text/plain; charset=utf-8");
+    body_.assign("Service Unavailable\n");
+    body_view_ = body_;
+    end_head(body_.size());
+    send();
 }
 
-void Connection::route(const Request& req) {
-    auto target = parse_target(sv(req.target()));
-    if (!target) return send_error(bhttp::status::bad_request, false);
-    const bool get_or_head = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
-    if (target->path == "/healthz") {
+void Connection::route() {
+    if (!parse_target(head_.target, target_)) return send_error(bhttp::status::bad_request, false);
+    const bool get_or_head = head_.method == bhttp::verb::get || head_.method == bhttp::verb::head;
+    if (target_.path == "/healthz") {
         if (!get_or_head) return send_error(bhttp::status::method_not_allowed, false);
+        if (version_ == 11 && keep_alive_ && !head_only_) {
+            status_ = 200;
+            out_.assign(server_.healthz_response());  // head and body, made once a second
+            body_view_ = {};
+            return send();
+        }
         return send_text(bhttp::status::ok, "ok\n", "text/plain; charset=utf-8");
     }
-    if (server_.options().demo && target->path.rfind("/demo/", 0) == 0) return serve_demo(req, *target);
-    if (!server_.canonical_root().empty()) {
+    if (server_.options().demo && target_.path.rfind("/demo/", 0) == 0) {
         if (!get_or_head) return send_error(bhttp::status::method_not_allowed, false);
-        return serve_static(req, *target);
+        return serve_demo();
+    }
+    if (server_.files() != nullptr) {
+        if (!get_or_head) return send_error(bhttp::status::method_not_allowed, false);
+        return serve_static();
     }
     send_error(bhttp::status::not_found, false);
 }
 
-void Connection::serve_demo(const Request& req, const Target& target) {
-    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
-        return send_error(bhttp::status::method_not_allowed, false);
-    }
+void Connection::serve_demo() {
     const auto& o = server_.options();
-    if (target.path == "/demo/whoami") {
+    if (target_.path == "/demo/whoami") {
         return send_text(bhttp::status::ok,
-                         fmt::format("{{\"pid\":{},\"slot\":{},\"generation\":{}}}\n", ::getpid(),
-                                     o.slot, o.generation),
+                         fmt::format("{{\"pid\":{},\"slot\":{},\"generation\":{}}}\n", ::getpid(), o.slot, o.generation),
                          "application/json");
     }
-    if (target.path == "/demo/status") {
+    if (target_.path == "/demo/status") {
         // Answers with the status asked for (200..599): a failing route, for the response
         // classes in STATS and what watches them.
-        const auto code = whole_param(target, "code");
+        const auto code = whole_param(target_, "code");
         if (!code || *code < 200 || *code > 599 || *code == 204 || *code == 304) {  // (those have no body)
             return send_text(bhttp::status::bad_request,
                              "code must be an HTTP status from 200 to 599 (not 204 or 304), e.g. ?code=500\n",
@@ -204,23 +224,21 @@ void Connection::serve_demo(const Request& req, const Target& target) {
         }
         return send_text(static_cast<bhttp::status>(*code), fmt::format("{{\"status\":{}}}\n", *code), "application/json");
     }
-    const bool io = target.path == "/demo/io";
-    const bool block = target.path == "/demo/block";
-    const bool cpu = target.path == "/demo/cpu";
+    const bool io = target_.path == "/demo/io";
+    const bool block = target_.path == "/demo/block";
+    const bool cpu = target_.path == "/demo/cpu";
     if (!io && !block && !cpu) return send_error(bhttp::status::not_found, false);
-    const auto ms = demo_ms(target);
+    const auto ms = demo_ms(target_);
     if (!ms) {
-        return send_text(bhttp::status::bad_request,
-                         "ms must be a whole number of milliseconds, e.g. ?ms=100\n",
+        return send_text(bhttp::status::bad_request, "ms must be a whole number of milliseconds, e.g. ?ms=100\n",
                          "text/plain; charset=utf-8");
     }
-    const std::string body = fmt::format("{{\"{}_ms\":{},\"pid\":{}}}\n",
-                                         io ? "waited" : block ? "blocked" : "burned", *ms, ::getpid());
+    std::string body = fmt::format("{{\"{}_ms\":{},\"pid\":{}}}\n", io ? "waited" : block ? "blocked" : "burned",
+                                   *ms, ::getpid());
     if (io) {
         // Waits on a timer: the loop keeps serving other connections meanwhile.
-        timer_.emplace(socket_.get_executor(), std::chrono::milliseconds(*ms));
-        timer_->async_wait([self = shared_from_this(), body](const beast::error_code& ec) {
-            if (ec) return self->close();
+        timer_ = server_.loop().after(std::chrono::milliseconds(*ms), [self = shared_from_this(), body] {
+            self->timer_.reset();
             self->send_text(bhttp::status::ok, body, "application/json");
         });
         return;
@@ -237,158 +255,229 @@ void Connection::serve_demo(const Request& req, const Target& target) {
     send_text(bhttp::status::ok, body, "application/json");
 }
 
-void Connection::serve_static(const Request& req, const Target& target) {
-    const StaticLookup found = lookup_static(server_.canonical_root(), target.path);
-    if (found.kind == StaticLookup::Kind::redirect) {
-        bhttp::response<bhttp::string_body> res{bhttp::status::moved_permanently, version_};
-        res.set(bhttp::field::location, found.location + (target.query.empty() ? "" : "?" + target.query));
-        res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
-        res.body() = "moved to " + found.location + "\n";
-        return send(std::move(res));
+void Connection::serve_static() {
+    FileCache& files = *server_.files();
+    auto found = files.find(target_.path, *request_started_);
+    if (found->kind == CachedFile::Kind::redirect) {
+        begin(bhttp::status::moved_permanently);
+        out_ += "Location: ";
+        out_ += found->location;
+        if (!target_.query.empty()) {
+            out_ += '?';
+            out_ += target_.query;
+        }
+        out_ += "\r\n";
+        header("Content-Type", "text/plain; charset=utf-8");
+        body_.assign("moved to ").append(found->location).append("\n");
+        body_view_ = body_;
+        end_head(body_.size());
+        return send();
     }
-    if (found.kind != StaticLookup::Kind::file) return send_error(bhttp::status::not_found, false);
-    const StaticFile& file = found.file;
-    const std::string etag = make_etag(file);
-    const std::string last_modified = format_http_date(file.mtime);
-    auto validators = [&](auto& res) {
-        res.set(bhttp::field::etag, etag);
-        res.set(bhttp::field::last_modified, last_modified);
+    if (found->kind != CachedFile::Kind::file) return send_error(bhttp::status::not_found, false);
+
+    // A precompressed sibling (file.br, file.gz) when the client takes it, as nginx's
+    // gzip_static; its presence makes every answer for the file vary by Accept-Encoding.
+    std::shared_ptr<const CachedFile> chosen = found;
+    std::string_view encoding;
+    bool vary = false;
+    if (server_.options().precompressed) {
+        static constexpr std::pair<std::string_view, std::string_view> kSiblings[] = {{".br", "br"}, {".gz", "gzip"}};
+        for (const auto& [suffix, coding] : kSiblings) {
+            key_.assign(found->file.path).append(suffix);
+            auto sibling = files.find(key_, *request_started_);
+            if (sibling->kind != CachedFile::Kind::file) continue;
+            vary = true;
+            if (encoding.empty() && accepts_encoding(head_.accept_encoding, coding)) {
+                chosen = std::move(sibling);
+                encoding = coding;
+            }
+        }
+    }
+    const CachedFile& file = *chosen;
+    auto representation = [&] {
+        header("ETag", file.etag);
+        header("Last-Modified", file.last_modified);
+        if (!encoding.empty()) header("Content-Encoding", encoding);
+        if (vary) header("Vary", "Accept-Encoding");
     };
 
     // If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
     bool not_modified = false;
-    if (auto inm = req.find(bhttp::field::if_none_match); inm != req.end()) {
-        not_modified = etag_matches(sv(inm->value()), etag);
-    } else if (auto ims = req.find(bhttp::field::if_modified_since); ims != req.end()) {
-        const auto since = parse_http_date(sv(ims->value()));
-        not_modified = since && file.mtime <= *since;
+    if (head_.has_if_none_match) {
+        not_modified = etag_matches(head_.if_none_match, file.etag);
+    } else if (head_.has_if_modified_since) {
+        const auto since = parse_http_date(head_.if_modified_since);
+        not_modified = since && file.file.mtime <= *since;
     }
     if (not_modified) {
-        bhttp::response<bhttp::empty_body> res{bhttp::status::not_modified, version_};
-        validators(res);
-        return send(std::move(res));
+        begin(bhttp::status::not_modified);
+        representation();
+        end_head(std::nullopt);
+        body_view_ = {};
+        return send();
     }
 
-    const std::string_view type = content_type_for(file.path);
-    ByteRange range;
+    ByteRange range{0, file.file.size == 0 ? 0 : file.file.size - 1};
     RangeKind kind = RangeKind::full;
-    if (auto r = req.find(bhttp::field::range); r != req.end()) kind = parse_range(sv(r->value()), file.size, range);
+    if (head_.has_range) kind = parse_range(head_.range, file.file.size, range);
     if (kind == RangeKind::unsatisfiable) {
-        bhttp::response<bhttp::string_body> res{bhttp::status::range_not_satisfiable, version_};
-        res.set(bhttp::field::content_range, fmt::format("bytes */{}", file.size));
-        res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
-        res.body() = "range not satisfiable\n";
-        return send(std::move(res));
+        begin(bhttp::status::range_not_satisfiable);
+        out_ += "Content-Range: bytes */";
+        append_number(out_, file.file.size);
+        out_ += "\r\n";
+        header("Content-Type", "text/plain; charset=utf-8");
+        body_.assign("range not satisfiable\n");
+        body_view_ = body_;
+        end_head(body_.size());
+        return send();
     }
-
-    beast::error_code ec;
-    bhttp::file_body::value_type body;
-    body.open(file.path.c_str(), beast::file_mode::scan, ec);
-    if (ec) return send_error(bhttp::status::not_found, false);
-
+    const std::uint64_t length = file.file.size == 0 ? 0 : range.last - range.first + 1;
+    begin(kind == RangeKind::partial ? bhttp::status::partial_content : bhttp::status::ok);
+    representation();
+    header("Content-Type", found->type);
+    header("Accept-Ranges", "bytes");
     if (kind == RangeKind::partial) {
-        // Ranges are read into memory, at most 16 MiB at a time: the Content-Range says what
-        // was sent and clients ask for the rest.
-        range.last = std::min(range.last, range.first + kMaxRangeBytes - 1);
-        std::string bytes(range.last - range.first + 1, '\0');
-        body.file().seek(range.first, ec);
-        std::size_t got = 0;
-        while (!ec && got < bytes.size()) {
-            const std::size_t n = body.file().read(bytes.data() + got, bytes.size() - got, ec);
-            if (n == 0) break;
-            got += n;
-        }
-        if (ec || got != bytes.size()) return send_error(bhttp::status::internal_server_error, true);
-        bhttp::response<bhttp::string_body> res{bhttp::status::partial_content, version_};
-        validators(res);
-        res.set(bhttp::field::content_type, beast::string_view(type.data(), type.size()));
-        res.set(bhttp::field::accept_ranges, "bytes");
-        res.set(bhttp::field::content_range, fmt::format("bytes {}-{}/{}", range.first, range.last, file.size));
-        res.body() = std::move(bytes);
-        return send(std::move(res));
+        out_ += "Content-Range: bytes ";
+        append_number(out_, range.first);
+        out_ += '-';
+        append_number(out_, range.last);
+        out_ += '/';
+        append_number(out_, file.file.size);
+        out_ += "\r\n";
     }
+    end_head(length);
+    if (file.in_memory) {
+        body_view_ = std::string_view(file.content).substr(range.first, length);
+    } else {
+        body_view_ = {};
+        file_offset_ = range.first;
+        file_left_ = length;
+    }
+    file_ = std::move(chosen);  // keeps the descriptor (and the bytes) while they are sent
+    send();
+}
 
-    if (head_) {
-        bhttp::response<bhttp::empty_body> res{bhttp::status::ok, version_};
-        validators(res);
-        res.set(bhttp::field::content_type, beast::string_view(type.data(), type.size()));
-        res.set(bhttp::field::accept_ranges, "bytes");
-        res.content_length(file.size);
-        return send(std::move(res));
+void Connection::begin(bhttp::status status) {
+    status_ = static_cast<int>(status);
+    out_.assign(version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    append_number(out_, static_cast<unsigned>(status));
+    out_ += ' ';
+    const auto reason = bhttp::obsolete_reason(status);
+    out_.append(reason.data(), reason.size());
+    out_ += "\r\nServer: workerd\r\nDate: ";
+    out_ += server_.date().now();
+    out_ += "\r\n";
+}
+
+void Connection::header(std::string_view name, std::string_view value) {
+    out_ += name;
+    out_ += ": ";
+    out_ += value;
+    out_ += "\r\n";
+}
+
+void Connection::end_head(std::optional<std::uint64_t> length) {
+    if (length) {
+        out_ += "Content-Length: ";
+        append_number(out_, *length);
+        out_ += "\r\n";
     }
-    bhttp::response<bhttp::file_body> res{bhttp::status::ok, version_};
-    validators(res);
-    res.set(bhttp::field::content_type, beast::string_view(type.data(), type.size()));
-    res.set(bhttp::field::accept_ranges, "bytes");
-    res.body() = std::move(body);
-    res.prepare_payload();
-    send(std::move(res));
+    // HTTP/1.1 keeps the connection unless told; HTTP/1.0 closes it unless told.
+    if (version_ >= 11 && !keep_alive_) out_ += "Connection: close\r\n";
+    if (version_ < 11 && keep_alive_) out_ += "Connection: keep-alive\r\n";
+    out_ += "\r\n";
+}
+
+void Connection::send_text(bhttp::status status, std::string_view body, std::string_view content_type) {
+    begin(status);
+    header("Content-Type", content_type);
+    body_.assign(body);
+    body_view_ = body_;
+    end_head(body_.size());
+    send();
 }
 
 void Connection::send_error(bhttp::status status, bool close_after) {
     if (close_after) keep_alive_ = false;
-    bhttp::response<bhttp::string_body> res{status, version_};
-    if (status == bhttp::status::method_not_allowed) res.set(bhttp::field::allow, "GET, HEAD");
-    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
-    res.body() = std::string(bhttp::obsolete_reason(status)) + "\n";
-    send(std::move(res));
-}
-
-void Connection::send_text(bhttp::status status, std::string body, const char* content_type) {
-    bhttp::response<bhttp::string_body> res{status, version_};
-    res.set(bhttp::field::content_type, content_type);
-    res.body() = std::move(body);
-    send(std::move(res));
-}
-
-template <class Body>
-void Connection::finish_headers(bhttp::response<Body>& res) {
-    res.set(bhttp::field::server, "workerd");
-    res.set(bhttp::field::date, server_.date().now());
-    res.keep_alive(keep_alive_);
-    if constexpr (std::is_same_v<Body, bhttp::string_body>) {
-        res.prepare_payload();
-        if (head_) {
-            // HEAD: the GET's headers, Content-Length included, and no body.
-            const auto length = res.body().size();
-            res.body().clear();
-            res.content_length(length);
-        }
-    } else if constexpr (std::is_same_v<Body, bhttp::empty_body>) {
-        if (res.result() == bhttp::status::not_modified) res.erase(bhttp::field::content_length);
-    }
+    begin(status);
+    if (status == bhttp::status::method_not_allowed) header("Allow", "GET, HEAD");
+    header("Content-Type", "text/plain; charset=utf-8");
+    const auto reason = bhttp::obsolete_reason(status);
+    body_.assign(reason.data(), reason.size()).append("\n");
+    body_view_ = body_;
+    end_head(body_.size());
+    send();
 }
 
 // The response goes to the kernel at once, as far as the socket takes it (a small response: all
-// of it, with no trip through the loop); what is left is written asynchronously. The request
+// of it, in one sendmsg); what is left waits for the socket's next writable edge. The request
 // counts as finished when its last byte is handed over: its time is the worker's, not the time
 // its completion then waits behind other connections' work in the loop.
-template <class Body>
-void Connection::send(bhttp::response<Body>&& res) {
+void Connection::send() {
     phase_ = Phase::writing;
-    finish_headers(res);
-    struct Outgoing {
-        explicit Outgoing(bhttp::response<Body>&& m) : message(std::move(m)), serializer(message) {}
-        bhttp::response<Body> message;
-        bhttp::response_serializer<Body> serializer;
-    };
-    auto out = std::make_shared<Outgoing>(std::move(res));
-    response_ = out;
-    status_ = static_cast<int>(out->message.result_int());
-    const bool close_after = !keep_alive_ || out->message.need_eof();
-    beast::error_code ec;
-    while (!ec && !out->serializer.is_done()) bhttp::write_some(socket_, out->serializer, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        bhttp::async_write(socket_, out->serializer,
-                           [self = shared_from_this(), close_after](const beast::error_code& ec, std::size_t) {
-                               self->on_write(ec, close_after);
-                           });
-        return;
+    sent_ = 0;
+    if (head_only_) {
+        body_view_ = {};  // HEAD: the GET's headers, Content-Length included, and no body
+        file_left_ = 0;
     }
-    // Written (or failed) here: the next read starts from the loop, so that a client pipelining
-    // many requests takes turns with the others and does not deepen this stack.
-    finish_request(static_cast<bool>(ec));
-    asio::post(socket_.get_executor(), [self = shared_from_this(), ec, close_after] { self->after_write(ec, close_after); });
+    write_more();
+}
+
+void Connection::write_more() {
+    std::uint64_t budget = kSendPerTurn;
+    while (true) {
+        const std::size_t in_memory = out_.size() + body_view_.size();
+        if (sent_ < in_memory) {
+            iovec iov[2];
+            int count = 0;
+            if (sent_ < out_.size()) iov[count++] = {out_.data() + sent_, out_.size() - sent_};
+            const std::size_t from = sent_ > out_.size() ? sent_ - out_.size() : 0;
+            if (from < body_view_.size()) {
+                iov[count++] = {const_cast<char*>(body_view_.data()) + from, body_view_.size() - from};
+            }
+            msghdr msg{};
+            msg.msg_iov = iov;
+            msg.msg_iovlen = static_cast<std::size_t>(count);
+            // MSG_MORE: with a file part to come, the head waits to share its packet.
+            const ssize_t n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT | (file_left_ > 0 ? MSG_MORE : 0));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    writable_ = false;
+                    return;
+                }
+                return close();
+            }
+            sent_ += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (file_left_ == 0) break;
+        if (budget == 0) {
+            // Others' turn; this one goes on at the end of it.
+            server_.loop().post([self = shared_from_this()] {
+                if (self->phase_ == Phase::writing && self->writable_) self->write_more();
+            });
+            return;
+        }
+        auto offset = static_cast<off_t>(file_offset_);
+        const ssize_t n = ::sendfile(socket_.get(), file_->fd.get(), &offset, std::min(file_left_, budget));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                writable_ = false;
+                return;
+            }
+            return close();
+        }
+        // The file shrank under us: the promised length cannot be kept, so the client must see
+        // the connection end rather than wait for bytes that will not come.
+        if (n == 0) return close();
+        file_offset_ += static_cast<std::uint64_t>(n);
+        file_left_ -= static_cast<std::uint64_t>(n);
+        budget -= std::min(budget, static_cast<std::uint64_t>(n));
+    }
+    finish_request();
+    after_write();
 }
 
 void Connection::finish_request(bool failed) {
@@ -399,16 +488,21 @@ void Connection::finish_request(bool failed) {
     status_ = 0;
 }
 
-void Connection::on_write(const beast::error_code& ec, bool close_after) {
-    finish_request(static_cast<bool>(ec));
-    after_write(ec, close_after);
-}
-
-void Connection::after_write(const beast::error_code& ec, bool close_after) {
-    response_.reset();
-    if (ec || close_after) return close();
+void Connection::after_write() {
+    body_view_ = {};
+    file_.reset();
+    if (!keep_alive_) return close();
     last_activity_ = Clock::now();
-    read_request();
+    if (buffer_.size() > 0 || readable_) {
+        // Something may be there already (a client pipelining, or a read that filled the
+        // buffer): read it on the next turn, so that such a client takes turns with the others.
+        phase_ = Phase::processing;
+        server_.loop().post([self = shared_from_this()] {
+            if (self->phase_ == Phase::processing) self->read_request();
+        });
+        return;
+    }
+    read_request();  // waits for the next edge: no read that could only say "nothing yet"
 }
 
 void Connection::expire(Clock::time_point now) {
@@ -422,11 +516,17 @@ void Connection::expire(Clock::time_point now) {
 }
 
 void Connection::close() {
-    beast::error_code ignored;
-    if (socket_.is_open()) {
-        socket_.shutdown(Socket::shutdown_send, ignored);
-        socket_.close(ignored);
-    }
+    if (phase_ == Phase::closed) return;
+    phase_ = Phase::closed;
+    if (timer_) server_.loop().cancel(*timer_);
+    timer_.reset();
+    // A request cut short (the client went away mid-request, a write failed) still counts as
+    // finished: failed.
+    finish_request(true);
+    ::shutdown(socket_.get(), SHUT_WR);
+    socket_.reset();  // and out of the epoll set with it
+    file_.reset();
+    server_.closed(this);
 }
 
 }  // namespace workerd::http

@@ -2,30 +2,32 @@
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/http/status.hpp>
 
+#include "daemon/http/request.hpp"
 #include "daemon/http/server.hpp"
 #include "daemon/http/target.hpp"
 
 namespace workerd::http {
 
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-
 /// One client connection of the bundled worker: reads requests (keep-alive, bounded head and
-/// body), routes them (/healthz, /demo/*, static files) and writes responses. Lives as long as
-/// an asynchronous operation holds it.
-class Connection : public std::enable_shared_from_this<Connection> {
+/// body), routes them (/healthz, /demo/*, static files) and writes responses, on the worker's
+/// EventLoop. The socket is watched edge-triggered from accept to close, and the connection
+/// remembers what the last edge said (readable, writable), as nginx does: a keep-alive request
+/// costs one recvmsg and one sendmsg (plus, for a file, one fstat and one sendfile).
+class Connection : public Watcher, public std::enable_shared_from_this<Connection> {
 public:
-    Connection(Server& server, Socket socket);
+    Connection(Server& server, UniqueFd socket, bool tcp);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
     void start();
+    void on_events(std::uint32_t events) override;
 
     /// Closes the connection if it is waiting for a request and has been idle past its
     /// allowance: keepalive_timeout normally, Server::kDrainIdleWindow once draining.
@@ -35,44 +37,53 @@ public:
     std::optional<Clock::time_point> request_started_at() const { return request_started_; }
 
 private:
-    using Request = bhttp::request<bhttp::string_body>;
-    enum class Phase { reading, processing, writing };
+    enum class Phase { reading, processing, writing, closed };
 
     void read_request();
     /// Feeds the buffered bytes to the parser; reads more (read_more) while it needs more.
     void parse_buffered();
-    /// recvmsg with the kernel's receive timestamp; waits for the socket when nothing is there.
+    /// recvmsg with the kernel's receive timestamp, while the socket has something to read.
     void read_more();
-    void on_read(const beast::error_code& ec);
+    void on_request(const boost::beast::error_code& ec);
     /// How long the request now complete waited in the kernel, from the receive timestamp of
     /// the read that completed its head; nullopt when the kernel gave none (Unix sockets).
     std::optional<std::int64_t> queued_us() const;
+    void route();
+    void serve_demo();
+    void serve_static();
     void shed();
-    void route(const Request& req);
-    void serve_demo(const Request& req, const Target& target);
-    void serve_static(const Request& req, const Target& target);
-    void send_error(bhttp::status status, bool close);
-    void send_text(bhttp::status status, std::string body, const char* content_type);
 
-    template <class Body>
-    void send(bhttp::response<Body>&& res);
-    template <class Body>
-    void finish_headers(bhttp::response<Body>& res);
+    // --- responses: a head built in place, a body from memory, and a file part ---
+    /// Starts a response: status line, Server, Date.
+    void begin(bhttp::status status);
+    void header(std::string_view name, std::string_view value);
+    /// Content-Length (unless `length` is empty: a 304), Connection when needed, the blank line.
+    void end_head(std::optional<std::uint64_t> length);
+    /// A whole small response: head, `body` (kept in `body_`), sent.
+    void send_text(bhttp::status status, std::string_view body, std::string_view content_type);
+    void send_error(bhttp::status status, bool close);
+    /// Sends the head and, unless HEAD, `body_view_` then `file_length_` bytes of `file_`.
+    void send();
+    /// Writes what is left of the response as far as the socket takes it.
+    void write_more();
     /// The request is answered (its last byte is with the kernel), or the write `failed`:
     /// counted in the server's stats, by the response's class.
     void finish_request(bool failed = false);
-    void on_write(const beast::error_code& ec, bool close);
     /// Closes, or reads the next request.
-    void after_write(const beast::error_code& ec, bool close);
+    void after_write();
     void close();
 
     Server& server_;
-    Socket socket_;
-    beast::flat_buffer buffer_;
-    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-    std::shared_ptr<void> response_;  // the message being written, kept alive until done
-    std::optional<boost::asio::steady_timer> timer_;  // /demo/io
+    UniqueFd socket_;
+    const bool tcp_;
+    bool readable_ = true;     ///< the last edge said readable, and no read has found it empty since
+    bool writable_ = true;     ///< no write has found the socket's buffer full since the last edge
+    bool peer_closed_ = false; ///< EPOLLRDHUP: a short read does not mean "nothing more to read"
     Phase phase_ = Phase::reading;
+    boost::beast::flat_buffer buffer_;
+    RequestHead head_;
+    std::optional<RequestParser> parser_;
+    Target target_;
     Clock::time_point last_activity_;
     std::optional<Clock::time_point> request_started_;
     std::int64_t received_ns_ = 0;  ///< CLOCK_REALTIME of the last read's data in the kernel; 0: none
@@ -80,7 +91,18 @@ private:
     int status_ = 0;                ///< the status of the response being written; 0 before one
     unsigned version_ = 11;
     bool keep_alive_ = true;
-    bool head_ = false;
+    bool head_only_ = false;        ///< HEAD: no body
+    std::optional<EventLoop::TimerId> timer_;  ///< /demo/io
+
+    // The response being written.
+    std::string out_;                 ///< the head (capacity kept between responses)
+    std::string body_;                ///< an owned body (capacity kept)
+    std::string_view body_view_;      ///< the body in memory: body_ or a cached file's bytes
+    std::shared_ptr<const CachedFile> file_;  ///< the file being served (keeps its fd and bytes)
+    std::uint64_t file_offset_ = 0;   ///< sendfile: the next byte
+    std::uint64_t file_left_ = 0;     ///< sendfile: bytes still to send
+    std::size_t sent_ = 0;            ///< of out_ + body_view_
+    std::string key_;                 ///< the file cache key of a precompressed sibling
 };
 
 }  // namespace workerd::http

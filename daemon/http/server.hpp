@@ -4,15 +4,12 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
-#include <boost/asio/basic_socket_acceptor.hpp>
-#include <boost/asio/generic/stream_protocol.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
-
 #include "daemon/http/builtin_worker.hpp"
+#include "daemon/http/event_loop.hpp"
+#include "daemon/http/file_cache.hpp"
 #include "daemon/http/http_date.hpp"
 #include "daemon/os/load_board.hpp"
 #include "daemon/wire/notifier.hpp"
@@ -20,8 +17,6 @@
 
 namespace workerd::http {
 
-using Clock = std::chrono::steady_clock;
-using Socket = boost::asio::generic::stream_protocol::socket;
 class Connection;
 
 /// The bundled worker's server: accepts on the inherited listeners, owns the set of open
@@ -37,7 +32,8 @@ public:
     /// The most connections taken from the queue in one turn (while no peer has room).
     static constexpr int kAcceptBurst = 16;
 
-    Server(boost::asio::io_context& io, const BuiltinWorkerOptions& options);
+    Server(EventLoop& loop, const BuiltinWorkerOptions& options);
+    ~Server();
 
     /// Starts accepting on every listener fd (they stay owned by this process until drain).
     void start(const std::vector<int>& listen_fds);
@@ -49,8 +45,12 @@ public:
     bool draining() const { return draining_; }
     Clock::time_point drain_started() const { return drain_started_; }
     const BuiltinWorkerOptions& options() const { return options_; }
-    const std::string& canonical_root() const { return canonical_root_; }
+    EventLoop& loop() { return loop_; }
+    /// The static root's open-file cache; null without a root.
+    FileCache* files() { return files_ ? &*files_ : nullptr; }
     DateCache& date() { return date_; }
+    /// The whole /healthz answer to a keep-alive HTTP/1.1 GET, remade when the Date changes.
+    std::string_view healthz_response();
 
     /// Request accounting for the worker protocol's STATS: a few counter updates per request.
     /// `queued_us`: how long its bytes waited in the kernel, when the kernel said (TCP).
@@ -80,40 +80,47 @@ public:
         stats_.sum_us += static_cast<std::uint64_t>(us.count());
     }
 
-    // Connections register themselves for the idle sweep.
-    void add(Connection* c);
-    void remove(Connection* c);
+    /// A connection that has closed its socket: let go once the loop's current turn is over.
+    void closed(Connection* c);
 
 private:
-    struct Listener {
-        boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> acceptor;
-        bool tcp = false;
+    struct Listener : Watcher {
+        Listener(Server& s, int f, bool t) : server(s), fd(f), tcp(t) {}
+        void on_events(std::uint32_t) override { server.accept(*this); }
+        Server& server;
+        int fd;
+        bool tcp;
+        bool waiting = false;  ///< a retry timer is set (yielding to a peer, or after an error)
     };
 
+    /// Takes what the kernel has queued on `listener`, up to kAcceptBurst a turn, while no
+    /// live peer holds clearly fewer connections (the load board).
     void accept(Listener& listener);
-    void accept_next(Listener& listener);
-    void on_accepted(Listener& listener, Socket socket);
-    /// Takes in every connection the kernel has queued on `listener` (served while draining).
-    void take_queued(Listener& listener);
-    /// Accepts one connection the kernel has queued, without waiting; false when none is.
-    bool accept_one_now(Listener& listener);
-    void reject_busy(Socket socket);
+    /// Accepts one connection the kernel has queued; false when none is (or on an error,
+    /// after which a retry is set).
+    bool accept_one(Listener& listener);
+    void retry_accept(Listener& listener, std::chrono::milliseconds after);
+    void reject_busy(int fd);
     void sweep();
     void heartbeat();
 
-    boost::asio::io_context& io_;
+    EventLoop& loop_;
     BuiltinWorkerOptions options_;
-    std::string canonical_root_;
+    std::optional<FileCache> files_;
     DateCache date_;
+    std::string healthz_;         ///< healthz_response(), for the Date it has
+    std::string healthz_date_;
     std::vector<std::unique_ptr<Listener>> listeners_;
-    std::unordered_set<Connection*> connections_;
+    /// The open connections. Deferred calls and timers of a connection hold it too.
+    std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+    /// Closed during this turn: kept until its end, as an event of this turn may still name one.
+    std::vector<std::shared_ptr<Connection>> closed_;
+    EventLoop::TimerId sweep_timer_ = 0;
     std::optional<LoadBoard> board_;  ///< shared with the fleet's other bundled workers
-    boost::asio::steady_timer sweep_timer_;
     Notifier notifier_;
     RequestStats stats_;
     std::string last_stats_;         ///< the last STATS sent
     Clock::time_point last_sent_{};  ///< when the last message went to the daemon
-    boost::asio::steady_timer heartbeat_timer_;
     bool draining_ = false;
     Clock::time_point drain_started_;
     std::function<void()> on_drained_;

@@ -5,21 +5,13 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
+#include <boost/beast/core/string.hpp>
 #include <fmt/format.h>
 
 namespace workerd::http {
 namespace {
-
-bool inside(const std::string& root, const std::string& path) {
-    return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
-                            (root.back() == '/' || path[root.size()] == '/'));
-}
-
-std::string real_path(const std::string& path) {
-    char buf[PATH_MAX];
-    return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : std::string();
-}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -45,30 +37,14 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-StaticLookup lookup_static(const std::string& canonical_root, const std::string& url_path) {
-    StaticLookup result;
-    std::string candidate = canonical_root + url_path;
-    struct stat st {};
-    if (::stat(candidate.c_str(), &st) != 0) return result;
-    if (S_ISDIR(st.st_mode)) {
-        if (url_path.empty() || url_path.back() != '/') {
-            result.kind = StaticLookup::Kind::redirect;
-            result.location = url_path + "/";
-            return result;
-        }
-        candidate += "index.html";
-        if (::stat(candidate.c_str(), &st) != 0) return result;
-    }
-    if (!S_ISREG(st.st_mode)) return result;
-    // The real path decides: a symlink pointing out of the root is not served.
-    std::string real = real_path(candidate);
-    if (real.empty() || !inside(canonical_root, real)) return result;
-    result.kind = StaticLookup::Kind::file;
-    result.file.path = std::move(real);
-    result.file.size = static_cast<std::uint64_t>(st.st_size);
-    result.file.mtime = st.st_mtim.tv_sec;
-    result.file.mtime_nsec = st.st_mtim.tv_nsec;
-    return result;
+bool inside_root(const std::string& root, const std::string& path) {
+    return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+                            (root.back() == '/' || path[root.size()] == '/'));
+}
+
+std::string real_path(const std::string& path) {
+    char buf[PATH_MAX];
+    return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : std::string();
 }
 
 std::string_view content_type_for(std::string_view path) {
@@ -124,6 +100,32 @@ bool etag_matches(std::string_view header, std::string_view etag) {
         start = end + 1;
     }
     return false;
+}
+
+bool accepts_encoding(std::string_view header, std::string_view coding) {
+    // "gzip, deflate, br;q=0.5, *;q=0": a named coding's own q wins over "*".
+    std::optional<bool> named, star;
+    std::size_t start = 0;
+    while (start <= header.size()) {
+        std::size_t end = header.find(',', start);
+        if (end == std::string_view::npos) end = header.size();
+        std::string_view item = trim(header.substr(start, end - start));
+        start = end + 1;
+        const auto semi = item.find(';');
+        const std::string_view name = trim(item.substr(0, semi));
+        bool ok = true;
+        if (semi != std::string_view::npos) {
+            // q=0, q=0.0, q=0.000: not acceptable; anything else above 0 is.
+            std::string_view params = trim(item.substr(semi + 1));
+            if (params.size() >= 2 && (params[0] == 'q' || params[0] == 'Q') && params[1] == '=') {
+                const std::string_view q = trim(params.substr(2));
+                ok = !q.empty() && q.find_first_not_of("0.") != std::string_view::npos;
+            }
+        }
+        if (boost::beast::iequals({name.data(), name.size()}, {coding.data(), coding.size()})) named = ok;
+        if (name == "*") star = ok;
+    }
+    return named ? *named : star.value_or(false);
 }
 
 RangeKind parse_range(std::string_view header, std::uint64_t size, ByteRange& out) {

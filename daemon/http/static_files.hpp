@@ -9,24 +9,17 @@ namespace workerd::http {
 
 /// A regular file found under the static root.
 struct StaticFile {
-    std::string path;        ///< canonical, inside the root
+    std::string path;        ///< the name it was found by, under the root ("/docs/index.html")
     std::uint64_t size = 0;
     std::time_t mtime = 0;
     long mtime_nsec = 0;
 };
 
-/// Where a URL path leads under the root.
-struct StaticLookup {
-    enum class Kind { file, redirect, not_found } kind = Kind::not_found;
-    StaticFile file;         ///< for file
-    std::string location;    ///< for redirect: the URL path with a trailing '/'
-};
+/// `path` with every symlink, "." and ".." resolved (realpath); empty when it does not exist.
+std::string real_path(const std::string& path);
 
-/// Maps a decoded, already ".."-free URL path to a file under `canonical_root` (as returned
-/// by realpath). A directory serves its index.html; a directory asked for without a trailing
-/// '/' redirects to it. Anything whose real path (after symlinks) leaves the root, and
-/// anything that is not a regular file, is not found.
-StaticLookup lookup_static(const std::string& canonical_root, const std::string& url_path);
+/// Whether `path` (a real path) is `root` or beneath it.
+bool inside_root(const std::string& root, const std::string& path);
 
 /// Content-Type by file extension (case-insensitive); application/octet-stream otherwise.
 std::string_view content_type_for(std::string_view path);
@@ -37,6 +30,10 @@ std::string make_etag(const StaticFile& file);
 /// If-None-Match: true when `header` ("*", or a list of entity tags) matches `etag`, using
 /// the weak comparison RFC 9110 prescribes for If-None-Match.
 bool etag_matches(std::string_view header, std::string_view etag);
+
+/// Accept-Encoding: whether `coding` ("gzip", "br") is acceptable, named or through "*",
+/// with a q-value above 0 (RFC 9110 12.5.3).
+bool accepts_encoding(std::string_view header, std::string_view coding);
 
 /// One byte range, inclusive.
 struct ByteRange {

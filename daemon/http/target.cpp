@@ -10,16 +10,15 @@ int hex_value(char c) {
     return -1;
 }
 
-std::optional<std::string> percent_decode(std::string_view in, bool plus_is_space) {
-    std::string out;
-    out.reserve(in.size());
+bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
+    out.clear();
     for (std::size_t i = 0; i < in.size(); ++i) {
         const char c = in[i];
         if (c == '%') {
-            if (i + 2 >= in.size()) return std::nullopt;
+            if (i + 2 >= in.size()) return false;
             const int hi = hex_value(in[i + 1]);
             const int lo = hex_value(in[i + 2]);
-            if (hi < 0 || lo < 0) return std::nullopt;
+            if (hi < 0 || lo < 0) return false;
             out.push_back(static_cast<char>(hi * 16 + lo));
             i += 2;
         } else if (c == '+' && plus_is_space) {
@@ -28,29 +27,36 @@ std::optional<std::string> percent_decode(std::string_view in, bool plus_is_spac
             out.push_back(c);
         }
     }
-    return out;
+    return true;
 }
 
 }  // namespace
 
-std::optional<Target> parse_target(std::string_view target) {
-    if (target.empty() || target.front() != '/') return std::nullopt;
-    Target t;
+bool parse_target(std::string_view target, Target& t) {
+    if (target.empty() || target.front() != '/') return false;
     const auto q = target.find('?');
-    std::string_view raw_path = target.substr(0, q);
-    if (q != std::string_view::npos) t.query = std::string(target.substr(q + 1));
-    auto decoded = percent_decode(raw_path, false);
-    if (!decoded || decoded->find('\0') != std::string::npos) return std::nullopt;
+    const std::string_view raw_path = target.substr(0, q);
+    if (q != std::string_view::npos) {
+        t.query.assign(target.substr(q + 1));
+    } else {
+        t.query.clear();
+    }
+    if (!percent_decode(raw_path, false, t.path) || t.path.find('\0') != std::string::npos) return false;
     // Segments are checked after decoding, so "%2e%2e" and "..%2f" are caught like "..".
     std::size_t start = 0;
-    while (start <= decoded->size()) {
-        std::size_t end = decoded->find('/', start);
-        if (end == std::string::npos) end = decoded->size();
-        const std::string_view segment(decoded->data() + start, end - start);
-        if (segment == ".." || segment.find('\\') != std::string_view::npos) return std::nullopt;
+    while (start <= t.path.size()) {
+        std::size_t end = t.path.find('/', start);
+        if (end == std::string::npos) end = t.path.size();
+        const std::string_view segment(t.path.data() + start, end - start);
+        if (segment == ".." || segment.find('\\') != std::string_view::npos) return false;
         start = end + 1;
     }
-    t.path = std::move(*decoded);
+    return true;
+}
+
+std::optional<Target> parse_target(std::string_view target) {
+    Target t;
+    if (!parse_target(target, t)) return std::nullopt;
     return t;
 }
 
@@ -63,7 +69,9 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
         const auto eq = pair.find('=');
         if (pair.substr(0, eq) == name) {
             if (eq == std::string_view::npos) return std::string();
-            return percent_decode(pair.substr(eq + 1), true);
+            std::string value;
+            if (!percent_decode(pair.substr(eq + 1), true, value)) return std::nullopt;
+            return value;
         }
         start = end + 1;
     }

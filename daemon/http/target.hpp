@@ -17,6 +17,10 @@ struct Target {
 /// encoded as %2e%2e, with encoded slashes too).
 std::optional<Target> parse_target(std::string_view target);
 
+/// The same into `out`, whose strings keep their capacity (the request path's way); false
+/// where the other gives nullopt (`out` is then unspecified).
+bool parse_target(std::string_view target, Target& out);
+
 /// The value of `name` in a query string ("ms=10&x=1"), percent-decoded; nullopt if absent.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 

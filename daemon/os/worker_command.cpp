@@ -22,6 +22,7 @@ std::vector<std::string> worker_argv(const AppSpec& app, const std::vector<Liste
         std::vector<std::string> argv{self_exe, "serve-builtin"};
         if (!b.root.empty()) argv.insert(argv.end(), {"--root", b.root});
         if (b.demo) argv.emplace_back("--demo");
+        if (!b.precompressed) argv.emplace_back("--no-precompressed");
         argv.insert(argv.end(), {"--max-connections", std::to_string(b.max_connections),
                                  "--keepalive-timeout", std::to_string(b.keepalive_timeout.count()),
                                  "--max-header-size", std::to_string(b.max_header_size),

@@ -180,7 +180,7 @@ json render_config(const core::Fleet& fleet, const std::string& control_socket) 
     json app;
     if (fleet.spec().app.builtin) {
         const auto& b = *fleet.spec().app.builtin;
-        app["builtin"] = {{"root", b.root}, {"demo", b.demo}, {"max_connections", b.max_connections},
+        app["builtin"] = {{"root", b.root}, {"demo", b.demo}, {"precompressed", b.precompressed}, {"max_connections", b.max_connections},
                           {"keepalive_timeout_ms", ms(b.keepalive_timeout)},
                           {"max_header_size", b.max_header_size}, {"max_body_size", b.max_body_size}};
     } else {

@@ -331,6 +331,7 @@ void SpecReader::read_builtin(const YAML::Node& n, BuiltinAppSpec& b) {
     for_each_key(n, p, {
         {"root", [&](auto& k, auto& v) { directory(v, k, b.root); }},
         {"demo", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) b.demo = *x; }},
+        {"precompressed", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) b.precompressed = *x; }},
         {"max_connections", [&](auto& k, auto& v) {
              if (auto x = integer(v, k, 1, 1'000'000)) b.max_connections = static_cast<int>(*x);
          }},

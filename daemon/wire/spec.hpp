@@ -20,6 +20,7 @@ inline constexpr int kMaxWorkers = 1024;
 struct BuiltinAppSpec {
     std::string root;                    ///< static files; absolute after loading; empty = none
     bool demo = false;                   ///< serve /demo/* endpoints
+    bool precompressed = true;           ///< serve file.br / file.gz to clients that accept them
     int max_connections = 1024;          ///< per worker; past it new connections get 503
     Duration keepalive_timeout{std::chrono::seconds(5)};
     std::uint64_t max_header_size = 16 * 1024;  ///< larger request heads get 431

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Side-by-side throughput and latency, one run, same load for every server (wrk, loopback only):
 #   1. workerd + bundled worker (2 workers)  vs  nginx (2 workers), on /healthz (`return 200`
-#      for nginx) and on a small static file (1 KiB) served from the same directory.
+#      for nginx) and on static files of 1 KiB, 100 KiB and 10 MiB (transfer rate) served from
+#      the same directory; nginx with sendfile, tcp_nopush, open_file_cache, no access log.
+#      At least 5 rounds (issue 19): a smaller ROUNDS is raised to 5 for this group.
 #   2. workerd + workerd_uvicorn, workerd + `uvicorn --fd`, `uvicorn --workers 2` and
 #      gunicorn -k uvicorn.workers.UvicornWorker -w 2, on the same FastAPI route.
-# Rounds alternate the servers; the medians (req/s, p50, p99) and their ratios are printed, plus
-# how wrk's connections were spread across each server's worker processes (sampled mid-run).
+# Rounds alternate the servers; the medians (req/s, or MB/s for the 10 MiB file; p50, p99) and
+# their ratios are printed, also over the rounds in which each server, and both, spread wrk's
+# connections evenly across their worker processes (sampled mid-run; see `compare` in lib.sh).
 #
 # Usage: tests/bench/bench_core.sh [ROUNDS] [SECONDS] [builtin|uvicorn|all]
-#        (make bench runs it with defaults: 3 rounds of 10 s, both groups)
+#        (make bench runs it with defaults: 3 rounds of 10 s, both groups; the builtin group
+#        runs max(ROUNDS, 5) rounds, the uvicorn group ROUNDS)
 # Every process started here is stopped by its pid on exit, even on failure.
 set -euo pipefail
 
@@ -22,63 +26,21 @@ md_begin core "Throughput and latency" "$ROUNDS" "$DURATION" "$ONLY"
 
 if [[ $ONLY == all || $ONLY == builtin ]]; then
 # --- 1. bundled worker vs nginx -------------------------------------------------------------
-STATIC=$WORK/static
-mkdir -p "$STATIC"
-chmod 755 "$WORK" "$STATIC"   # nginx's workers run as another user when started as root
-"$PY" -c 'import sys; sys.stdout.write(("<p>" + "x" * 60 + "</p>\n") * 16)' >"$STATIC/small.html"  # 1 KiB
-P1=$(free_port)
-cat >"$WORK/builtin.yaml" <<YAML
-listen: ["127.0.0.1:$P1"]
-workers: 2
-app:
-  builtin: {root: $STATIC}
-control: {socket: $WORK/builtin.sock}
-log: {level: warn}
-YAML
-"$WORKERD" start $ALLOW_ROOT "$WORK/builtin.yaml" 2>"$WORK/workerd-builtin.log" &
-WD1=$!; PIDS+=("$WD1")
-
-P2=$(free_port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  include /etc/nginx/mime.types;
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-$(nginx_temp_paths)
-  server {
-    listen 127.0.0.1:$P2;
-    location = /healthz { return 200 "ok\n"; }
-    location / { root $STATIC; }
-  }
+ROUNDS_ALL=$ROUNDS
+ROUNDS=$((ROUNDS < 5 ? 5 : ROUNDS))   # issue 19: at least 5 rounds against nginx
+start_builtin_and_nginx
+builtin_vs_nginx() {  # builtin_vs_nginx PATH WHAT [--transfer]
+  clear_sides
+  side "workerd+builtin" "http://127.0.0.1:$BI_PORT$1" "$BI_PORT" "$BI_PID" "$BI_CMD"
+  side "nginx" "http://127.0.0.1:$NG_PORT$1" "$NG_PORT" "$NG_PID" "$NG_CMD"
+  compare ${3:+"$3"} "Bundled worker vs nginx, $2, 2 workers each"
 }
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
-NG=$!; PIDS+=("$NG")
-wait_http "http://127.0.0.1:$P1/healthz"
-wait_http "http://127.0.0.1:$P2/small.html"
-cmp <(curl -fsS "http://127.0.0.1:$P1/small.html") "$STATIC/small.html"
-cmp <(curl -fsS "http://127.0.0.1:$P2/small.html") "$STATIC/small.html"
-
-WD_CMD="\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {root: DIR}}\`, \`log: {level: warn}\`"
-NG_CMD="\`nginx -c CONF\`: \`worker_processes 2\`, \`access_log off\`, \`sendfile on\`, \`tcp_nopush on\`, \`keepalive_requests 1000000\`, \`location = /healthz { return 200 \"ok\\n\"; }\`, \`location / { root DIR; }\`"
-clear_sides
-side "workerd+builtin" "http://127.0.0.1:$P1/healthz" "$P1" "$WD1" "$WD_CMD"
-side "nginx" "http://127.0.0.1:$P2/healthz" "$P2" "$NG" "$NG_CMD"
-compare "Bundled worker vs nginx, /healthz, 2 workers each"
-clear_sides
-side "workerd+builtin" "http://127.0.0.1:$P1/small.html" "$P1" "$WD1" "$WD_CMD"
-side "nginx" "http://127.0.0.1:$P2/small.html" "$P2" "$NG" "$NG_CMD"
-compare "Bundled worker vs nginx, a 1 KiB static file, 2 workers each"
-stop "$WD1" "$NG"
+builtin_vs_nginx /healthz /healthz
+builtin_vs_nginx /small.html "a 1 KiB static file"
+builtin_vs_nginx /100k.bin "a 100 KiB static file"
+builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate)" --transfer
+stop "$BI_PID" "$NG_PID"
+ROUNDS=$ROUNDS_ALL
 fi
 
 if [[ $ONLY == all || $ONLY == uvicorn ]]; then

@@ -92,21 +92,34 @@ wrk_ms() {
   awk -v p="$2%" '$1==p {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$1"
 }
 
-# run_wrk URL PORT MASTER_PID: one timed load; prints "rps p50_ms p99_ms requests split [errors]"
+# wrk_mbps FILE: wrk's "Transfer/sec:" in MB/s (wrk's units: 1 MB = 2^20 bytes).
+wrk_mbps() {
+  awk '/^Transfer\/sec:/ {
+    v=$2; u=v; sub(/^[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
+    if (u=="B") f=1/1048576; else if (u=="KB") f=1/1024; else if (u=="MB") f=1
+    else if (u=="GB") f=1024; else if (u=="TB") f=1048576; else f=0
+    printf "%.2f\n", v*f}' "$1"
+}
+
+# run_wrk URL PORT MASTER_PID: one timed load; prints "rps p50_ms p99_ms requests split MB/s [errors]"
+# (MB/s: wrk's Transfer/sec). WRK_ARGS, when set, adds arguments to wrk (compare --transfer
+# sets a longer --timeout).
 run_wrk() {
   local url=$1 port=$2 master=$3 out conns
   out=$WORK/wrk.out
-  timeout $((DURATION + 30)) wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency "$url" >"$out" &
+  # shellcheck disable=SC2086  # WRK_ARGS: words on purpose
+  timeout $((DURATION + 30)) wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency ${WRK_ARGS:-} "$url" >"$out" &
   local wrk_pid=$!
   sleep $((DURATION / 2))
   conns=$(split "$port" "$master")
   wait $wrk_pid
-  local rps p50 p99 requests errors
+  local rps p50 p99 requests errors mbps
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   requests=$(awk '/requests in/ {print $1}' "$out")
   p50=$(wrk_ms "$out" 50); p99=$(wrk_ms "$out" 99)
+  mbps=$(wrk_mbps "$out")
   errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
-  echo "${rps:-0} ${p50:-0} ${p99:-0} ${requests:-0} ${conns:--} ${errors:+[$errors]}"
+  echo "${rps:-0} ${p50:-0} ${p99:-0} ${requests:-0} ${conns:--} ${mbps:-0} ${errors:+[$errors]}"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -122,57 +135,86 @@ S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=()
 side() { S_NAME+=("$1"); S_URL+=("$2"); S_PORT+=("$3"); S_PID+=("$4"); S_CMD+=("$5"); }
 clear_sides() { S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=(); }
 
-# compare TITLE [REF]: a wrk load on every registered side, rounds alternating between them
-# (ROUNDS rounds of DURATION s); prints each round and the medians, and writes a markdown table
-# with ratios against side REF (an index, default the last side). Besides the medians of all
-# rounds, each side's median over the rounds in which it spread its connections evenly is given:
-# a worker that accepts everything at once (uvicorn does) piles the connections onto one process
-# by chance, which halves throughput whichever supervisor runs it, and that luck is not the
-# supervisor's cost.
+# compare [--transfer] TITLE [REF]: a wrk load on every registered side, rounds alternating
+# between them (ROUNDS rounds of DURATION s); prints each round and the medians, and writes a
+# markdown table with ratios against side REF (an index, default the last side). Throughput is
+# req/s, or with --transfer wrk's transfer rate in MB/s (for large files; wrk then gets
+# --timeout 30s, a 10 MiB response to each of 64 connections taking longer than its default 2 s
+# on a slow machine). Besides the medians of all rounds:
+# - each side's medians (throughput, p99) over the rounds in which it spread its connections
+#   evenly (`even`): a worker that accepts everything at once (uvicorn does) piles the
+#   connections onto one process by chance, which halves throughput whichever supervisor runs
+#   it, and that luck is not the supervisor's cost;
+# - round-paired, against REF: the median over the rounds in which both it and REF were evenly
+#   split of the per-round ratios (its throughput, p99 in that round over REF's in the same
+#   round; the two loads of a round run back to back, so a slow stretch of the machine hits
+#   both).
 compare() {
+  local unit="req/s" prec=0 what=throughput WRK_ARGS=${WRK_ARGS:-}
+  if [ "${1:-}" = --transfer ]; then unit="MB/s"; prec=1; what="transfer rate"; WRK_ARGS+=" --timeout 30s"; shift; fi
   local title=$1 n=${#S_NAME[@]}
   local ref=${2:-$((n - 1))}
-  local -A rps p50 p99 spl
-  say "== $title: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds"
-  local r i a b c d e rest
+  local -A thr p50 p99 spl evn
+  local wrk_line
+  wrk_line="wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency${WRK_ARGS:+ ${WRK_ARGS# }}"
+  say "== $title: $wrk_line, $ROUNDS rounds"
+  local r i a b c d e f rest
   for r in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((n - 1))); do
-      read -r a b c d e rest < <(run_wrk "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
-      rps[$i,$r]=$a; p50[$i,$r]=$b; p99[$i,$r]=$c; spl[$i,$r]=$e
-      say "$(printf '  round %d %-24s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  conns/worker %s %s' \
-        "$r" "${S_NAME[$i]}" "$a" "$b" "$c" "$e" "$rest")"
+      read -r a b c d e f rest < <(run_wrk "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
+      if [ "$unit" = "MB/s" ]; then thr[$i,$r]=$f; else thr[$i,$r]=$a; fi
+      p50[$i,$r]=$b; p99[$i,$r]=$c; spl[$i,$r]=$e
+      if even "$e"; then evn[$i,$r]=1; else evn[$i,$r]=0; fi
+      say "$(printf "  round %d %-24s %10.0f req/s %8.1f MB/s  p50 %7.2f ms  p99 %7.2f ms  conns/worker %s %s" \
+        "$r" "${S_NAME[$i]}" "$a" "$f" "$b" "$c" "$e" "$rest")"
     done
   done
-  local -a med_rps med_p50 med_p99 even_rps even_n splits
+  local -a med_thr med_p50 med_p99 even_thr even_p99 even_n splits pair_thr pair_p99 pair_n
   for i in $(seq 0 $((n - 1))); do
-    local -a xr=() x5=() x9=() er=()
+    local -a xt=() x5=() x9=() et=() e9=() pt=() p9=()
     local sp=""
     for r in $(seq "$ROUNDS"); do
-      xr+=("${rps[$i,$r]}"); x5+=("${p50[$i,$r]}"); x9+=("${p99[$i,$r]}"); sp+="${spl[$i,$r]}, "
-      even "${spl[$i,$r]}" && er+=("${rps[$i,$r]}")
+      xt+=("${thr[$i,$r]}"); x5+=("${p50[$i,$r]}"); x9+=("${p99[$i,$r]}"); sp+="${spl[$i,$r]}, "
+      ((evn[$i,$r])) && { et+=("${thr[$i,$r]}"); e9+=("${p99[$i,$r]}"); }
+      if ((evn[$i,$r] && evn[$ref,$r])) && [ "$i" -ne "$ref" ]; then
+        pt+=("$(div "${thr[$i,$r]}" "${thr[$ref,$r]}" %.4f)"); p9+=("$(div "${p99[$i,$r]}" "${p99[$ref,$r]}" %.4f)")
+      fi
     done
-    med_rps[$i]=$(medianof "${xr[@]}"); med_p50[$i]=$(medianof "${x5[@]}"); med_p99[$i]=$(medianof "${x9[@]}")
-    even_n[$i]=${#er[@]}; even_rps[$i]=$( ((${#er[@]})) && medianof "${er[@]}" || echo "")
-    splits[$i]=${sp%, }
-    say "$(printf '  median %-23s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms' \
-      "${S_NAME[$i]}" "${med_rps[$i]}" "${med_p50[$i]}" "${med_p99[$i]}")"
+    med_thr[i]=$(medianof "${xt[@]}"); med_p50[i]=$(medianof "${x5[@]}"); med_p99[i]=$(medianof "${x9[@]}")
+    even_n[i]=${#et[@]}; even_thr[i]=""; even_p99[i]=""
+    ((${#et[@]})) && { even_thr[i]=$(medianof "${et[@]}"); even_p99[i]=$(medianof "${e9[@]}"); }
+    pair_n[i]=${#pt[@]}; pair_thr[i]=""; pair_p99[i]=""
+    # (a ratio is "-" when the reference measured 0: left out of the median)
+    ((${#pt[@]})) && { pair_thr[i]=$(printf '%s\n' "${pt[@]}" | grep -v '^-$' | median); pair_p99[i]=$(printf '%s\n' "${p9[@]}" | grep -v '^-$' | median); }
+    splits[i]=${sp%, }
+    local evtext="none"
+    ((even_n[i])) && evtext="$(printf '%.*f %s, p99 %.2f ms' "$prec" "${even_thr[$i]}" "$unit" "${even_p99[$i]}")"
+    say "$(printf "  median %-23s %10s %-5s  p50 %7.2f ms  p99 %7.2f ms; evenly split rounds (%d of %d): %s" \
+      "${S_NAME[$i]}" "$(printf '%.*f' "$prec" "${med_thr[$i]}")" "$unit" "${med_p50[$i]}" "${med_p99[$i]}" "${even_n[$i]}" "$ROUNDS" "$evtext")"
   done
   for i in $(seq 0 $((n - 1))); do
     [ "$i" -eq "$ref" ] && continue
-    say "  ratio ${S_NAME[$i]} / ${S_NAME[$ref]}: throughput $(div "${med_rps[$i]}" "${med_rps[$ref]}")x, p50 $(div "${med_p50[$i]}" "${med_p50[$ref]}")x, p99 $(div "${med_p99[$i]}" "${med_p99[$ref]}")x; evenly split rounds only: throughput $(div "${even_rps[$i]}" "${even_rps[$ref]}")x (${even_n[$i]} and ${even_n[$ref]} of $ROUNDS rounds)"
+    say "  ratio ${S_NAME[$i]} / ${S_NAME[$ref]}: $what $(div "${med_thr[$i]}" "${med_thr[$ref]}")x, p50 $(div "${med_p50[$i]}" "${med_p50[$ref]}")x, p99 $(div "${med_p99[$i]}" "${med_p99[$ref]}")x; evenly split rounds only: $what $(div "${even_thr[$i]}" "${even_thr[$ref]}")x, p99 $(div "${even_p99[$i]}" "${even_p99[$ref]}")x (${even_n[$i]} and ${even_n[$ref]} of $ROUNDS rounds); rounds both evenly split, median of per-round ratios: $what $(div "${pair_thr[$i]}" 1)x, p99 $(div "${pair_p99[$i]}" 1)x (${pair_n[$i]} of $ROUNDS rounds)"
   done
   say ""
   md "### $title"
   md ""
-  md "| server | req/s | p50 ms | p99 ms | req/s vs ${S_NAME[$ref]} | p50 vs | p99 vs | req/s, evenly split rounds (vs) | conns per worker, each round |"
-  md "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  md "| server | $unit | p50 ms | p99 ms | $unit vs ${S_NAME[$ref]} | p50 vs | p99 vs | evenly split rounds: $unit (vs) | evenly split rounds: p99 ms (vs) | both evenly split, per-round ratios: $unit, p99 | conns per worker, each round |"
+  md "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
   for i in $(seq 0 $((n - 1))); do
-    local ev="-"
-    ((even_n[i])) && ev="$(printf '%.0f' "${even_rps[$i]}") in ${even_n[$i]}/$ROUNDS ($(div "${even_rps[$i]}" "${even_rps[$ref]}")×)"
-    md "| ${S_NAME[$i]} | $(printf '%.0f' "${med_rps[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_rps[$i]}" "${med_rps[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev | ${splits[$i]} |"
+    local ev_thr="-" ev_p99="-" pair="-"
+    if ((even_n[i])); then
+      ev_thr="$(printf '%.*f' "$prec" "${even_thr[$i]}") in ${even_n[$i]}/$ROUNDS ($(div "${even_thr[$i]}" "${even_thr[$ref]}")×)"
+      ev_p99="$(printf '%.2f' "${even_p99[$i]}") ($(div "${even_p99[$i]}" "${even_p99[$ref]}")×)"
+    fi
+    [ "$i" -ne "$ref" ] && ((pair_n[i])) && pair="**$(div "${pair_thr[$i]}" 1)×**, $(div "${pair_p99[$i]}" 1)× in ${pair_n[$i]}/$ROUNDS"
+    [ "$i" -ne "$ref" ] && ((pair_n[i] == 0)) && pair="none of $ROUNDS rounds"
+    md "| ${S_NAME[$i]} | $(printf '%.*f' "$prec" "${med_thr[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_thr[$i]}" "${med_thr[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev_thr | $ev_p99 | $pair | ${splits[$i]} |"
   done
   md ""
-  md "Load: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds. Servers:"
+  md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")" \
+    "\"Evenly split rounds\": that server's medians over the rounds in which no worker held more than 3/4 of its connections, against ${S_NAME[$ref]}'s over its own such rounds." \
+    "\"Both evenly split\": over the rounds in which this server and ${S_NAME[$ref]} were both evenly split, the median of the per-round ratios (this server's $unit, then p99, over ${S_NAME[$ref]}'s in the same round). Servers:"
   md ""
   for i in $(seq 0 $((n - 1))); do md "- ${S_NAME[$i]} (\`/${S_URL[$i]#http://127.0.0.1:*/}\`): ${S_CMD[$i]}"; done
   md ""
@@ -215,6 +257,69 @@ nginx_temp_paths() {
   for d in client_body:body proxy:proxy fastcgi:fastcgi uwsgi:uwsgi scgi:scgi; do
     echo "  ${d%%:*}_temp_path $WORK/nginx/${d#*:};"
   done
+}
+
+# --- the bundled worker and nginx on the same files (bench_core.sh, bench_syscalls.sh) --------
+# The files both serve from $WORK/static: 1 KiB of HTML, 100 KiB and 10 MiB of random bytes.
+STATIC_FILES=(small.html 100k.bin 10m.bin)
+# start_builtin_and_nginx: workerd with the bundled worker and nginx, 2 workers each, serving
+# $WORK/static on free loopback ports. Sets BI_PID BI_PORT (workerd), NG_PID NG_PORT (nginx's
+# master) and BI_CMD NG_CMD (how they were started, for the markdown), adds both pids to PIDS,
+# waits until both answer, and checks that both return every file byte for byte.
+start_builtin_and_nginx() {
+  local static=$WORK/static f
+  mkdir -p "$static" "$WORK/nginx"
+  chmod 755 "$WORK" "$static"   # nginx's workers run as another user when started as root
+  "$PY" -c 'import sys; sys.stdout.write(("<p>" + "x" * 56 + "</p>\n") * 16)' >"$static/small.html"  # 1024 bytes
+  head -c 102400 /dev/urandom >"$static/100k.bin"
+  head -c 10485760 /dev/urandom >"$static/10m.bin"
+  chmod 644 "$static"/*
+  BI_PORT=$(free_port)
+  cat >"$WORK/builtin.yaml" <<YAML
+listen: ["127.0.0.1:$BI_PORT"]
+workers: 2
+app:
+  builtin: {root: $static}
+control: {socket: $WORK/builtin.sock}
+log: {level: warn}
+YAML
+  "$WORKERD" start $ALLOW_ROOT "$WORK/builtin.yaml" 2>"$WORK/workerd-builtin.log" &
+  BI_PID=$!; PIDS+=("$BI_PID")
+  NG_PORT=$(free_port)
+  cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+master_process on;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  open_file_cache max=1000 inactive=20s;
+  open_file_cache_valid 1s;
+  open_file_cache_errors on;
+$(nginx_temp_paths)
+  server {
+    listen 127.0.0.1:$NG_PORT;
+    location = /healthz { return 200 "ok\n"; }
+    location / { root $static; }
+  }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
+  NG_PID=$!; PIDS+=("$NG_PID")
+  wait_http "http://127.0.0.1:$BI_PORT/healthz"
+  wait_http "http://127.0.0.1:$NG_PORT/healthz"
+  for f in "${STATIC_FILES[@]}"; do
+    cmp <(curl -fsS "http://127.0.0.1:$BI_PORT/$f") "$static/$f"
+    cmp <(curl -fsS "http://127.0.0.1:$NG_PORT/$f") "$static/$f"
+  done
+  BI_CMD="\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {root: DIR}}\`, \`log: {level: warn}\`"
+  NG_CMD="\`nginx -c CONF\`: \`worker_processes 2\`, \`access_log off\`, \`sendfile on\`, \`tcp_nopush on\`, \`keepalive_requests 1000000\`, \`open_file_cache max=1000 inactive=20s\`, \`open_file_cache_valid 1s\`, \`open_file_cache_errors on\`, \`location = /healthz { return 200 \"ok\\n\"; }\`, \`location / { root DIR; }\`"
 }
 
 # md_servers_end: the list of servers (NAMES[i]: CMDS[i]) under the table, then md_end.

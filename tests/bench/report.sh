@@ -26,11 +26,12 @@ Performance is shown side by side, in one run, under the same load, as ratios: a
 on a shared 2-core machine are noise, ratios much less so (though still noisy, see below).
 
 ```
-make bench                     # installs wrk, nginx-light, gunicorn, uvicorn, FastAPI; builds; runs
-                               # every script below (about 35 minutes) and rewrites this page
+make bench                     # installs wrk, nginx-light, strace, gunicorn, uvicorn, FastAPI; builds;
+                               # runs every script below (about 45 minutes) and rewrites this page
 tests/bench/all.sh [RESULTS_DIR] [OUT]   # the same without make; WORKERD=/path/to/workerd
                                          # (WORKERCTL defaults to the one next to it)
-tests/bench/bench_core.sh [ROUNDS] [SECONDS] [builtin|uvicorn|all]
+tests/bench/bench_core.sh [ROUNDS] [SECONDS] [builtin|uvicorn|all]   # builtin: at least 5 rounds
+tests/bench/bench_syscalls.sh [REQUESTS] [LARGE_REQUESTS] [CONNECTIONS]
 tests/bench/bench_balance.sh [ROUNDS] [SECONDS] [WORKERS]
 tests/bench/bench_reload.sh [ROUNDS] [SECONDS]
 tests/bench/bench_hang.sh [ROUNDS]
@@ -67,7 +68,7 @@ echo "This page was generated on $(date -u '+%Y-%m-%d %H:%M UTC') by \`tests/ben
 echo
 echo "- $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) of memory"
 echo "- kernel $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?')"
-echo "- Debian packages: nginx-light $(version nginx-light), gunicorn $(version gunicorn), python3-uvicorn $(version python3-uvicorn), python3-fastapi $(version python3-fastapi), wrk $(version wrk), python3 $(version python3)"
+echo "- Debian packages: nginx-light $(version nginx-light), gunicorn $(version gunicorn), python3-uvicorn $(version python3-uvicorn), python3-fastapi $(version python3-fastapi), wrk $(version wrk), strace $(version strace), python3 $(version python3)"
 echo "- workerd: $("$WORKERD" --version 2>/dev/null || echo '?'), built from $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (plus whatever was uncommitted)"
 echo
 
@@ -75,17 +76,17 @@ section core "Throughput and latency"
 cat <<'EOF'
 Reading it:
 
-- **Bundled worker vs nginx.** Both answer `/healthz` from memory; the static file is a 1 KiB
-  HTML file from the same directory, opened per request by both (no `open_file_cache` for
-  nginx). Per request, under `strace`, nginx makes 8 system calls (`recvfrom`, `openat`,
-  `fstat`, `TCP_CORK` on, `writev` of the header, `sendfile`, `close`, `TCP_CORK` off); the
-  bundled worker 12 (`recvfrom`, `stat`, a `readlink` per path component, four here: the
-  `realpath` that keeps symlinks inside the root; `openat`, `fadvise64`, `fstat`, `read`, one
-  `sendmsg` of header and body, `close`), which likely accounts for much of the gap on the
-  static file. The bundled workers split the 64 connections evenly in every round:
-  a worker holding clearly more connections than a live peer leaves the next one to that peer
-  (the load board, README, "How workers get the socket"). nginx's split (EPOLLEXCLUSIVE)
-  varies from round to round, from even to lopsided.
+- **Bundled worker vs nginx.** Both answer `/healthz` from memory; the static files (1 KiB of
+  HTML, 100 KiB and 10 MiB of random bytes) come from the same directory. nginx is set up the
+  way a static server is tuned: `sendfile on`, `tcp_nopush on`, `open_file_cache` (descriptors
+  kept open across requests), no access log. The 10 MiB file is measured by transfer rate
+  (wrk's `Transfer/sec`), the others by requests per second; at least 5 rounds each. What each
+  server does per request is counted in [system calls per request](#system-calls-per-request).
+  The bundled workers split the 64 connections evenly in every round: a worker holding clearly
+  more connections than a live peer leaves the next one to that peer (the load board, README,
+  "How workers get the socket"). nginx's split (EPOLLEXCLUSIVE) varies from round to round,
+  from even to lopsided, so each table also gives medians over each server's evenly split
+  rounds and, round by round, the ratios in the rounds where both were evenly split.
 - **workerd + uvicorn vs gunicorn + UvicornWorker vs `uvicorn --workers`.** The supervisor is
   not on the request path at all (the workers accept from the socket directly), so a
   difference between workerd and gunicorn is this machine's noise and above all how the 64
@@ -107,6 +108,7 @@ Reading it:
   and Linux passes it on to every accepted connection.
 
 EOF
+section syscalls "System calls per request"
 section balance "Load balance across workers"
 cat <<'EOF'
 Reading it:

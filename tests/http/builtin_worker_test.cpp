@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -325,4 +326,146 @@ TEST_CASE("a request head sent a byte at a time is cut at keepalive_timeout, not
     CHECK(closed);
     // The idle sweep runs about once a second: closed within the timeout plus a sweep or two.
     CHECK(Clock::now() - start < std::chrono::milliseconds(4000));
+}
+
+TEST_CASE("static files: nothing outside the root, fresh after a change, gone after a delete, large files whole") {
+    Worker w;
+    const std::string site = w.dir.path() + "/site";
+    // Out of the root through a symlink (absolute, relative, or a directory), or through "..":
+    // refused, whatever the cache holds.
+    std::filesystem::create_symlink(w.dir.path() + "/outside.txt", site + "/abs-leak.txt");
+    std::filesystem::create_symlink("../outside.txt", site + "/rel-leak.txt");
+    std::filesystem::create_symlink(w.dir.path(), site + "/up");
+    std::filesystem::create_symlink(site + "/data.txt", site + "/alias.txt");  // inside: served
+    for (int round = 0; round < 2; ++round) {  // the second from the cache
+        for (const char* path : {"/abs-leak.txt", "/rel-leak.txt", "/up/outside.txt"}) {
+            CAPTURE(path);
+            auto r = http_get(w.port, path);
+            REQUIRE(r);
+            CHECK(r->status == 404);
+            CHECK(r->body.find("secret") == std::string::npos);
+        }
+        CHECK(http_get(w.port, "/../outside.txt")->status == 400);
+        CHECK(http_get(w.port, "/up/../../outside.txt")->status == 400);
+        CHECK(http_get(w.port, "/alias.txt")->body == "0123456789abcdefghij");
+    }
+
+    // Changed in place, well within the cache's validity: the next request has the new bytes
+    // (and a new ETag, and the right length).
+    HttpConnection c(w.port);
+    REQUIRE(c.request("/data.txt"));
+    auto before = c.read_response();
+    REQUIRE(before);
+    w.dir.write("site/data.txt", "changed, and longer than before");
+    REQUIRE(c.request("/data.txt"));
+    auto after = c.read_response();
+    REQUIRE(after);
+    CHECK(after->body == "changed, and longer than before");
+    CHECK(after->headers["content-length"] == "31");
+    CHECK(after->headers["etag"] != before->headers["etag"]);
+    // Deleted: 404 from the next request on.
+    std::filesystem::remove(site + "/data.txt");
+    REQUIRE(c.request("/data.txt"));
+    CHECK(c.read_response()->status == 404);
+
+    // A file larger than what is kept in memory goes out with sendfile: whole, ranged, HEAD.
+    std::string big(3 * 1024 * 1024 + 17, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+    w.dir.write("site/big.bin", big);
+    REQUIRE(c.request("/big.bin"));
+    auto whole = c.read_response(10s);
+    REQUIRE(whole);
+    CHECK(whole->status == 200);
+    CHECK(whole->headers["content-length"] == std::to_string(big.size()));
+    CHECK(whole->body == big);
+    REQUIRE(c.request("/big.bin", "GET", "Range: bytes=1000000-2999999\r\n"));
+    auto part = c.read_response(10s);
+    REQUIRE(part);
+    CHECK(part->status == 206);
+    CHECK(part->headers["content-range"] == "bytes 1000000-2999999/" + std::to_string(big.size()));
+    CHECK(part->body == big.substr(1000000, 2000000));
+    REQUIRE(c.request("/big.bin", "HEAD"));
+    auto head = c.read_response(5s, true);
+    REQUIRE(head);
+    CHECK(head->headers["content-length"] == std::to_string(big.size()));
+    REQUIRE(c.request("/healthz"));  // the connection is still in step
+    CHECK(c.read_response()->body == "ok\n");
+}
+
+TEST_CASE("precompressed siblings: file.gz / file.br only to a client that accepts them, with Vary") {
+    Worker w;
+    w.dir.write("site/app.js", "console.log('plain');\n");
+    w.dir.write("site/app.js.gz", "GZIP-BYTES");
+    w.dir.write("site/app.js.br", "BROTLI-BYTES");
+    w.dir.write("site/style.css", "body {}\n");
+    w.dir.write("site/style.css.gz", "GZ-CSS");
+    HttpConnection c(w.port);
+    auto get = [&](const std::string& path, const std::string& headers) {
+        REQUIRE(c.request(path, "GET", headers));
+        auto r = c.read_response();
+        REQUIRE(r);
+        return *r;
+    };
+    auto plain = get("/app.js", "");
+    CHECK(plain.body == "console.log('plain');\n");
+    CHECK(plain.headers.count("content-encoding") == 0);
+    CHECK(plain.headers["vary"] == "Accept-Encoding");
+    CHECK(plain.headers["content-type"] == "text/javascript; charset=utf-8");
+
+    auto gz = get("/app.js", "Accept-Encoding: gzip, deflate\r\n");
+    CHECK(gz.body == "GZIP-BYTES");
+    CHECK(gz.headers["content-encoding"] == "gzip");
+    CHECK(gz.headers["vary"] == "Accept-Encoding");
+    CHECK(gz.headers["content-type"] == "text/javascript; charset=utf-8");
+    CHECK(gz.headers["content-length"] == "10");
+    CHECK(gz.headers["etag"] != plain.headers["etag"]);  // another representation
+
+    auto br = get("/app.js", "Accept-Encoding: gzip, deflate, br\r\n");
+    CHECK(br.body == "BROTLI-BYTES");
+    CHECK(br.headers["content-encoding"] == "br");
+    CHECK(get("/app.js", "Accept-Encoding: gzip, br;q=0\r\n").body == "GZIP-BYTES");
+    CHECK(get("/app.js", "Accept-Encoding: gzip;q=0, br;q=0\r\n").body == "console.log('plain');\n");
+    CHECK(get("/app.js", "Accept-Encoding: identity\r\n").body == "console.log('plain');\n");
+    CHECK(get("/style.css", "Accept-Encoding: br\r\n").body == "body {}\n");
+    CHECK(get("/style.css", "Accept-Encoding: br, gzip\r\n").body == "GZ-CSS");
+    // The encoded one answers conditional requests with its own validator.
+    auto again = get("/app.js", "Accept-Encoding: gzip\r\nIf-None-Match: " + gz.headers["etag"] + "\r\n");
+    CHECK(again.status == 304);
+    CHECK(again.headers["content-encoding"] == "gzip");
+    // A file with no sibling says nothing of encodings.
+    auto data = get("/data.txt", "Accept-Encoding: gzip\r\n");
+    CHECK(data.headers.count("vary") == 0);
+    CHECK(data.headers.count("content-encoding") == 0);
+
+    // Off: siblings are plain files, served only when asked for by name.
+    http::BuiltinWorkerOptions off;
+    off.precompressed = false;
+    Worker w2(off);
+    w2.dir.write("site/app.js", "plain");
+    w2.dir.write("site/app.js.gz", "GZIP-BYTES");
+    auto r = http_request(w2.port, "/app.js");
+    REQUIRE(r);
+    CHECK(r->body == "plain");
+    HttpConnection c2(w2.port);
+    REQUIRE(c2.request("/app.js", "GET", "Accept-Encoding: gzip\r\n"));
+    auto r2 = c2.read_response();
+    REQUIRE(r2);
+    CHECK(r2->body == "plain");
+    CHECK(r2->headers.count("vary") == 0);
+}
+
+TEST_CASE("pipelined requests are answered in order, on one connection") {
+    Worker w;
+    HttpConnection c(w.port);
+    std::string burst;
+    for (int i = 0; i < 50; ++i) {
+        burst += i % 2 == 0 ? "GET /data.txt HTTP/1.1\r\nHost: x\r\n\r\n" : "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    }
+    REQUIRE(c.send(burst));
+    for (int i = 0; i < 50; ++i) {
+        CAPTURE(i);
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->body == (i % 2 == 0 ? "0123456789abcdefghij" : "ok\n"));
+    }
 }

@@ -1,44 +1,11 @@
 #include "daemon/http/static_files.hpp"
 
-#include <unistd.h>
-
 #include <doctest/doctest.h>
-
-#include <filesystem>
 
 #include "daemon/http/http_date.hpp"
 #include "tests/support/test_support.hpp"
 
 using namespace workerd::http;
-namespace fs = std::filesystem;
-
-TEST_CASE("lookup: files, index.html, redirects, and nothing outside the root") {
-    workerd::test::TempDir dir;
-    dir.write("root/index.html", "home");
-    dir.write("root/docs/index.html", "docs");
-    dir.write("root/a.txt", "aaa");
-    dir.write("root/empty/.keep", "");
-    dir.write("secret.txt", "outside");
-    const std::string root = fs::canonical(dir.path() + "/root").string();
-    fs::create_symlink(dir.path() + "/secret.txt", root + "/leak.txt");
-    fs::create_symlink(dir.path(), root + "/up");
-    fs::create_symlink(root + "/a.txt", root + "/alias.txt");
-
-    auto a = lookup_static(root, "/a.txt");
-    CHECK(a.kind == StaticLookup::Kind::file);
-    CHECK(a.file.size == 3);
-    CHECK(lookup_static(root, "/").file.path == root + "/index.html");
-    CHECK(lookup_static(root, "/docs/").file.path == root + "/docs/index.html");
-    auto redirect = lookup_static(root, "/docs");
-    CHECK(redirect.kind == StaticLookup::Kind::redirect);
-    CHECK(redirect.location == "/docs/");
-    CHECK(lookup_static(root, "/missing").kind == StaticLookup::Kind::not_found);
-    CHECK(lookup_static(root, "/empty/").kind == StaticLookup::Kind::not_found);  // no index
-    // Symlinks out of the root are refused; those inside it are fine.
-    CHECK(lookup_static(root, "/leak.txt").kind == StaticLookup::Kind::not_found);
-    CHECK(lookup_static(root, "/up/secret.txt").kind == StaticLookup::Kind::not_found);
-    CHECK(lookup_static(root, "/alias.txt").kind == StaticLookup::Kind::file);
-}
 
 TEST_CASE("content types by extension") {
     CHECK(content_type_for("/x/index.html") == "text/html; charset=utf-8");
@@ -85,6 +52,22 @@ TEST_CASE("ranges") {
     CHECK(parse_range("bytes=0-1,5-6", 100, r) == RangeKind::full);
     CHECK(parse_range("items=0-1", 100, r) == RangeKind::full);
     CHECK(parse_range("bytes=x-1", 100, r) == RangeKind::full);
+}
+
+TEST_CASE("Accept-Encoding: a coding named or through *, with q above 0") {
+    CHECK(accepts_encoding("gzip, deflate, br", "gzip"));
+    CHECK(accepts_encoding("gzip, deflate, br", "br"));
+    CHECK(accepts_encoding("GZIP", "gzip"));
+    CHECK(accepts_encoding("br;q=0.5, gzip;q=1.0", "gzip"));
+    CHECK_FALSE(accepts_encoding("", "gzip"));
+    CHECK_FALSE(accepts_encoding("deflate", "gzip"));
+    CHECK_FALSE(accepts_encoding("gzip;q=0", "gzip"));
+    CHECK_FALSE(accepts_encoding("gzip; q=0.000", "gzip"));
+    CHECK(accepts_encoding("*", "br"));
+    CHECK_FALSE(accepts_encoding("*;q=0", "br"));
+    CHECK_FALSE(accepts_encoding("*, gzip;q=0", "gzip"));  // named beats *
+    CHECK(accepts_encoding("gzip;q=0.001", "gzip"));
+    CHECK_FALSE(accepts_encoding("gzipped", "gzip"));
 }
 
 TEST_CASE("http dates round-trip") {
