@@ -1,7 +1,6 @@
 #include "daemon/http/builtin_worker.hpp"
 
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -94,13 +93,6 @@ int run_builtin_worker(const BuiltinWorkerOptions& options) {
     // reaches it by mistake (`systemctl kill` without --kill-whom=main) must not end it.
     for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_IGN);
     for (int fd : options.listen_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    // Connections and cached files need descriptors: the soft limit goes up to the hard one, as
-    // nginx's worker_rlimit_nofile would (a soft limit of 1024 is below max_connections' default).
-    rlimit nofile{};
-    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &nofile);
-    }
     EventLoop loop;
     Server server(loop, options);
     // The server has mapped the load board; the mapping outlives the descriptor.

@@ -166,13 +166,13 @@ void Connection::on_request(const beast::error_code& ec) {
     // While draining, every response says Connection: close: the client reconnects to a
     // worker that is not going away, and nothing is reset under it.
     keep_alive_ = parser_->keep_alive() && !server_.draining();
-    if (shed_) return shed();
+    // Too late to be useful (queue_timeout), or too many at once (max_concurrency): 503 now.
+    if (shed_) return send_unavailable();
     route();
 }
 
-// Too late to be useful (queue_timeout), or too many at once (max_concurrency): 503 now, with
-// a hint to retry, and the connection stays open for the next request.
-void Connection::shed() {
+// 503 with a hint to retry; the connection stays open for the next request.
+void Connection::send_unavailable() {
     begin(bhttp::status::service_unavailable);
     header("Retry-After", "1");
     header("Content-Type", "text/plain; charset=utf-8");
@@ -272,6 +272,9 @@ void Connection::serve_static() {
         body_view_ = body_;
         end_head(body_.size());
         return send();
+    }
+    if (found->kind == CachedFile::Kind::unavailable) {
+        return send_unavailable();  // out of descriptors: a moment later it may work; 404 would be a lie
     }
     if (found->kind != CachedFile::Kind::file) return send_error(bhttp::status::not_found, false);
 

@@ -51,7 +51,7 @@ private:
     void route();
     void serve_demo();
     void serve_static();
-    void shed();
+    void send_unavailable();
 
     // --- responses: a head built in place, a body from memory, and a file part ---
     /// Starts a response: status line, Server, Date.

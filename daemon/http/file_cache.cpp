@@ -73,7 +73,8 @@ std::shared_ptr<const CachedFile> FileCache::find(const std::string& url_path, s
     }
     make_room();
     auto entry = resolve(url_path, now);
-    entries_.emplace(url_path, entry);
+    if (entry->kind == CachedFile::Kind::unavailable && release_idle()) entry = resolve(url_path, now);
+    if (entry->kind != CachedFile::Kind::unavailable) entries_.emplace(url_path, entry);
     return entry;
 }
 
@@ -84,6 +85,10 @@ UniqueFd FileCache::open_beneath(const std::string& rel) {
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
         const long fd = ::syscall(SYS_openat2, root_fd_.get(), rel.c_str(), &how, sizeof how);
         if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+        if (errno == EMFILE || errno == ENFILE) {
+            out_of_fds_ = true;
+            return UniqueFd();
+        }
         if (errno == ENOSYS) {
             openat2_ = false;
         } else if (errno != EXDEV) {
@@ -96,7 +101,9 @@ UniqueFd FileCache::open_beneath(const std::string& rel) {
     // followed) decides, then it is opened without following links.
     const std::string real = real_path(root_ + "/" + rel);
     if (real.empty() || !inside_root(root_, real)) return UniqueFd();
-    return UniqueFd(::open(real.c_str(), kOpenFlags | O_NOFOLLOW));
+    UniqueFd fd(::open(real.c_str(), kOpenFlags | O_NOFOLLOW));
+    if (!fd && (errno == EMFILE || errno == ENFILE)) out_of_fds_ = true;
+    return fd;
 }
 
 std::shared_ptr<CachedFile> FileCache::resolve(const std::string& url_path, std::chrono::steady_clock::time_point now) {
@@ -104,8 +111,10 @@ std::shared_ptr<CachedFile> FileCache::resolve(const std::string& url_path, std:
     e->valid_until = now + kValidity;
     e->used = now;
     std::string rel = url_path.size() > 1 ? url_path.substr(1) : std::string(".");
+    out_of_fds_ = false;
     UniqueFd fd = open_beneath(rel);
     struct stat st {};
+    if (out_of_fds_) e->kind = CachedFile::Kind::unavailable;
     if (!fd || ::fstat(fd.get(), &st) != 0) return e;
     if (S_ISDIR(st.st_mode)) {
         if (url_path.empty() || url_path.back() != '/') {
@@ -115,6 +124,7 @@ std::shared_ptr<CachedFile> FileCache::resolve(const std::string& url_path, std:
         }
         rel = url_path.substr(1) + "index.html";
         fd = open_beneath(rel);
+        if (out_of_fds_) e->kind = CachedFile::Kind::unavailable;
         if (!fd || ::fstat(fd.get(), &st) != 0) return e;
     }
     if (!S_ISREG(st.st_mode)) return e;
@@ -144,6 +154,20 @@ void FileCache::describe(CachedFile& e, const struct stat& st) {
             e.content.clear();  // changing as we read: sent from the file, checked as it goes
         }
     }
+}
+
+bool FileCache::release_idle() {
+    bool released = false;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        if (it->second->kind == CachedFile::Kind::file && it->second.use_count() == 1) {
+            memory_ -= it->second->content.size();
+            it = entries_.erase(it);
+            released = true;
+        } else {
+            ++it;
+        }
+    }
+    return released;
 }
 
 void FileCache::make_room() {

@@ -18,7 +18,9 @@ namespace workerd::http {
 /// What one URL path under the static root led to when last looked at: an open file (with its
 /// validators, and its bytes when small), a redirect to the directory's '/', or nothing.
 struct CachedFile {
-    enum class Kind { file, redirect, missing } kind = Kind::missing;
+    /// unavailable: the process is out of descriptors (EMFILE/ENFILE) even after closing the
+    /// cached ones nobody is sending: answered 503, and not kept.
+    enum class Kind { file, redirect, missing, unavailable } kind = Kind::missing;
     UniqueFd fd;                    ///< file: open for reading
     StaticFile file;                ///< file: size and mtime (path: the name it was opened by)
     dev_t dev = 0;
@@ -64,10 +66,13 @@ private:
     /// Sets size, mtime, validators (and the bytes, when small) from `st`.
     void describe(CachedFile& entry, const struct stat& st);
     void make_room();
+    /// Closes the cached files no response is sending (out of descriptors); false if none.
+    bool release_idle();
 
     std::string root_;
     UniqueFd root_fd_;
     bool openat2_ = true;  ///< false once the kernel said ENOSYS
+    bool out_of_fds_ = false;  ///< the last open_beneath failed with EMFILE/ENFILE
     std::unordered_map<std::string, std::shared_ptr<CachedFile>> entries_;
     std::uint64_t memory_ = 0;  ///< bytes held in memory by all entries
 };

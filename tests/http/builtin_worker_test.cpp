@@ -98,6 +98,8 @@ TEST_CASE("flags and LISTEN_FDS") {
     CHECK_THROWS_AS(http::parse_builtin_worker_args({"--listen-fd", "3", "--bogus"}), std::invalid_argument);
     CHECK_THROWS_AS(http::parse_builtin_worker_args({"--listen-fd", "3", "--max-connections", "0"}),
                     std::invalid_argument);
+    CHECK(http::parse_builtin_worker_args({"--listen-fd", "3"}).precompressed);
+    CHECK_FALSE(http::parse_builtin_worker_args({"--listen-fd", "3", "--no-precompressed"}).precompressed);
 }
 
 TEST_CASE("keep-alive, HEAD, headers") {

@@ -54,6 +54,9 @@ TEST_CASE("the bundled worker runs as `workerd serve-builtin` with its settings"
     CHECK(has(argv, "--root"));
     CHECK(has(argv, "/srv/site"));
     CHECK(has(argv, "--demo"));
+    CHECK_FALSE(has(argv, "--no-precompressed"));  // on by default
+    app.builtin->precompressed = false;
+    CHECK(has(worker_argv(app, two_listeners(), "/x/workerd"), "--no-precompressed"));
 }
 
 TEST_CASE("the environment follows the LISTEN_FDS convention and drops inherited LISTEN_*") {

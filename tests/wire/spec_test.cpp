@@ -100,6 +100,7 @@ TEST_CASE("builtin settings") {
     CHECK(b.keepalive_timeout == 2s);
     CHECK(b.max_header_size == 8192);
     CHECK(b.max_body_size == 2 * 1024 * 1024);
+    CHECK_FALSE(b.precompressed);
 }
 
 TEST_CASE("the shipped example specs are valid") {
