@@ -19,7 +19,7 @@ namespace workerd::http {
 /// EventLoop. The socket is watched edge-triggered from accept to close, and the connection
 /// remembers what the last edge said (readable, writable), as nginx does: a keep-alive request
 /// costs one recvmsg and one sendmsg (plus, for a file, one fstat and one sendfile).
-class Connection : public Watcher, public std::enable_shared_from_this<Connection> {
+class Connection final : public Watcher, public std::enable_shared_from_this<Connection> {
 public:
     Connection(Server& server, UniqueFd socket, bool tcp);
     ~Connection();

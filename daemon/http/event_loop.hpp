@@ -58,7 +58,7 @@ public:
     void stop() { stopped_ = true; }
 
 private:
-    class SignalWatcher : public Watcher {
+    class SignalWatcher final : public Watcher {
     public:
         explicit SignalWatcher(EventLoop& loop) : loop_(loop) {}
         void on_events(std::uint32_t events) override;

@@ -84,7 +84,7 @@ public:
     void closed(Connection* c);
 
 private:
-    struct Listener : Watcher {
+    struct Listener final : Watcher {
         Listener(Server& s, int f, bool t) : server(s), fd(f), tcp(t) {}
         void on_events(std::uint32_t) override { server.accept(*this); }
         Server& server;
