@@ -113,7 +113,7 @@ soak: test-deps build
 	cd $(BUILD_DIR) && WORKERD_SOAK=1 ctest --output-on-failure --timeout 900 -R reliability
 
 ## make bench: side-by-side benchmarks (workerd vs nginx, gunicorn, uvicorn; tests/bench/all.sh,
-## about 15 minutes); prints ratios and rewrites docs/benchmarks.md with them.
+## about 45 minutes); prints ratios and rewrites docs/benchmarks.md with them.
 bench: bench-deps build
 	WORKERD=$(CURDIR)/$(BUILD_DIR)/bin/workerd tests/bench/all.sh $(CURDIR)/$(BUILD_DIR)/bench-results docs/benchmarks.md
 
