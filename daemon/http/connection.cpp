@@ -53,8 +53,8 @@ void append_number(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
-Connection::Connection(Server& server, UniqueFd socket, bool tcp)
-    : server_(server), socket_(std::move(socket)), tcp_(tcp), last_activity_(Clock::now()) {}
+Connection::Connection(Server& server, UniqueFd socket)
+    : server_(server), socket_(std::move(socket)), last_activity_(Clock::now()) {}
 
 Connection::~Connection() {
     // A request cut short by the worker's own exit still counts as finished: failed.

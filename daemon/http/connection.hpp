@@ -21,7 +21,7 @@ namespace workerd::http {
 /// costs one recvmsg and one sendmsg (plus, for a file, one fstat and one sendfile).
 class Connection final : public Watcher, public std::enable_shared_from_this<Connection> {
 public:
-    Connection(Server& server, UniqueFd socket, bool tcp);
+    Connection(Server& server, UniqueFd socket);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -75,7 +75,6 @@ private:
 
     Server& server_;
     UniqueFd socket_;
-    const bool tcp_;
     bool readable_ = true;     ///< the last edge said readable, and no read has found it empty since
     bool writable_ = true;     ///< no write has found the socket's buffer full since the last edge
     bool peer_closed_ = false; ///< EPOLLRDHUP: a short read does not mean "nothing more to read"

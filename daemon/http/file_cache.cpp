@@ -17,7 +17,8 @@ namespace {
 constexpr int kOpenFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;  // NONBLOCK: a FIFO must not wait
 
 bool same_version(const CachedFile& e, const struct stat& st) {
-    return e.dev == st.st_dev && e.ino == st.st_ino && e.file.size == static_cast<std::uint64_t>(st.st_size) &&
+    // (The same open file: its device and inode cannot change, only its size and mtime.)
+    return e.file.size == static_cast<std::uint64_t>(st.st_size) &&
            e.file.mtime == st.st_mtim.tv_sec && e.file.mtime_nsec == st.st_mtim.tv_nsec;
 }
 
@@ -71,7 +72,7 @@ std::shared_ptr<const CachedFile> FileCache::find(const std::string& url_path, s
         memory_ -= it->second->content.size();
         entries_.erase(it);
     }
-    make_room();
+    make_room(now);
     auto entry = resolve(url_path, now);
     if (entry->kind == CachedFile::Kind::unavailable && release_idle()) entry = resolve(url_path, now);
     if (entry->kind != CachedFile::Kind::unavailable) entries_.emplace(url_path, entry);
@@ -137,8 +138,6 @@ std::shared_ptr<CachedFile> FileCache::resolve(const std::string& url_path, std:
 }
 
 void FileCache::describe(CachedFile& e, const struct stat& st) {
-    e.dev = st.st_dev;
-    e.ino = st.st_ino;
     e.file.size = static_cast<std::uint64_t>(st.st_size);
     e.file.mtime = st.st_mtim.tv_sec;
     e.file.mtime_nsec = st.st_mtim.tv_nsec;
@@ -170,10 +169,9 @@ bool FileCache::release_idle() {
     return released;
 }
 
-void FileCache::make_room() {
+void FileCache::make_room(std::chrono::steady_clock::time_point now) {
     if (entries_.size() < kMaxEntries) return;
     // Expired entries first; then the least recently used one.
-    const auto now = std::chrono::steady_clock::now();
     for (auto it = entries_.begin(); it != entries_.end();) {
         if (it->second->valid_until <= now) {
             memory_ -= it->second->content.size();

@@ -23,8 +23,6 @@ struct CachedFile {
     enum class Kind { file, redirect, missing, unavailable } kind = Kind::missing;
     UniqueFd fd;                    ///< file: open for reading
     StaticFile file;                ///< file: size and mtime (path: the name it was opened by)
-    dev_t dev = 0;
-    ino_t ino = 0;
     std::string etag;               ///< file
     std::string last_modified;      ///< file
     std::string_view type;          ///< file: Content-Type, by the name's extension
@@ -65,7 +63,7 @@ private:
     UniqueFd open_beneath(const std::string& rel);
     /// Sets size, mtime, validators (and the bytes, when small) from `st`.
     void describe(CachedFile& entry, const struct stat& st);
-    void make_room();
+    void make_room(std::chrono::steady_clock::time_point now);
     /// Closes the cached files no response is sending (out of descriptors); false if none.
     bool release_idle();
 
