@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "daemon/http/connection.hpp"
 
@@ -183,15 +184,17 @@ void Server::drain(std::function<void()> on_done) {
         loop_.remove(l->fd);
         ::close(l->fd);  // this process's copy only; the daemon keeps the socket
     }
-    if (connections_.empty()) {
-        // Checked again when it runs: a connection accepted just before the drain may have
-        // arrived meanwhile, and then its end finishes the drain (closed()).
-        loop_.post([this] {
-            if (connections_.empty()) on_drained_();
-        });
-        return;
-    }
+    if (connections_.empty()) return finish_drain_soon();
     sweep();
+}
+
+// Checked again when it runs: a connection may have been accepted meanwhile (drain() takes in
+// the queue, and a connection whose request was already there is answered and closed at once,
+// before the next one is accepted), and then its own end finishes the drain.
+void Server::finish_drain_soon() {
+    loop_.post([this] {
+        if (connections_.empty() && on_drained_) std::exchange(on_drained_, nullptr)();
+    });
 }
 
 void Server::closed(Connection* c) {
@@ -201,7 +204,7 @@ void Server::closed(Connection* c) {
     closed_.push_back(std::move(it->second));
     connections_.erase(it);
     if (board_) board_->set_connections(static_cast<int>(connections_.size()));
-    if (draining_ && connections_.empty() && on_drained_) loop_.post([this] { on_drained_(); });
+    if (draining_ && connections_.empty()) finish_drain_soon();
 }
 
 void Server::sweep() {

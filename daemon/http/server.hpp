@@ -96,6 +96,8 @@ private:
     /// Takes what the kernel has queued on `listener`, up to kAcceptBurst a turn, while no
     /// live peer holds clearly fewer connections (the load board).
     void accept(Listener& listener);
+    /// Once draining and no connection is left (still so when the posted call runs), on_drained_.
+    void finish_drain_soon();
     /// Accepts one connection the kernel has queued; false when none is (or on an error,
     /// after which a retry is set).
     bool accept_one(Listener& listener);

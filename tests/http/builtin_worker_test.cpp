@@ -307,6 +307,41 @@ TEST_CASE("SIGTERM drains: in-flight requests finish, keep-alive connections clo
     // New connections are no longer accepted by this worker (the queue is the daemon's).
 }
 
+TEST_CASE("a drain takes in the queued connections: one answered at once does not end it while another's request is on its way") {
+    Worker w(demo_options());
+    // The loop is held by /demo/block (HTTP/1.0: its connection closes after the answer) while
+    // TERM arrives and two connections queue: one with its request, one without yet. When the
+    // loop wakes, the drain takes both in; the first is answered and closed at once, and the
+    // worker must still wait for the second (this once ended the drain, and reset it).
+    HttpConnection blocker(w.port);
+    // Accepted first, so the loop blocks in the blocker's read, not in an accept burst that
+    // would then take the other two in before TERM is seen.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(blocker.send("GET /demo/block?ms=400 HTTP/1.0\r\nHost: t\r\n\r\n"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::kill(w.pid, SIGTERM);
+    HttpConnection ready(w.port);
+    REQUIRE(ready.request("/healthz"));
+    HttpConnection later(w.port);
+    REQUIRE(later.connected());
+    auto blocked = blocker.read_response(5s);
+    REQUIRE(blocked);
+    CHECK(blocked->status == 200);
+    auto first = ready.read_response(5s);
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // within the drain's idle window
+    REQUIRE(later.request("/healthz"));
+    auto second = later.read_response(5s);
+    REQUIRE(second);
+    CHECK(second->status == 200);
+    CHECK(second->headers["connection"] == "close");
+    const auto status = w.wait_exit(5s);
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+}
+
 TEST_CASE("a request head sent a byte at a time is cut at keepalive_timeout, not kept open by each byte") {
     http::BuiltinWorkerOptions o;
     o.keepalive_timeout = std::chrono::milliseconds(1000);
