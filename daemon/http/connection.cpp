@@ -285,24 +285,33 @@ void Connection::serve_static() {
     bool vary = false;
     if (server_.options().precompressed) {
         static constexpr std::pair<std::string_view, std::string_view> kSiblings[] = {{".br", "br"}, {".gz", "gzip"}};
-        for (const auto& [suffix, coding] : kSiblings) {
-            key_.assign(found->file.path).append(suffix);
-            auto sibling = files.find(key_, *request_started_);
-            if (sibling->kind != CachedFile::Kind::file) continue;
+        if (!found->siblings_known) {
+            // Looked up once for as long as the entry lives (its validity): not per request.
+            for (std::size_t i = 0; i < 2; ++i) {
+                key_.assign(found->file.path).append(kSiblings[i].first);
+                auto sibling = files.find(key_, *request_started_);
+                if (sibling->kind == CachedFile::Kind::file) found->siblings[i] = std::move(sibling);
+            }
+            found->siblings_known = true;
+        }
+        for (std::size_t i = 0; i < 2; ++i) {
+            auto& sibling = found->siblings[i];
+            if (sibling && (!sibling->in_memory || *request_started_ >= sibling->valid_until)) {
+                // Sent from its file (checked at each use, like any file sent that way), or
+                // past its own validity: asked for again.
+                key_.assign(found->file.path).append(kSiblings[i].first);
+                auto fresh = files.find(key_, *request_started_);
+                sibling = fresh->kind == CachedFile::Kind::file ? std::move(fresh) : nullptr;
+            }
+            if (!sibling) continue;
             vary = true;
-            if (encoding.empty() && accepts_encoding(head_.accept_encoding, coding)) {
-                chosen = std::move(sibling);
-                encoding = coding;
+            if (encoding.empty() && accepts_encoding(head_.accept_encoding, kSiblings[i].second)) {
+                chosen = sibling;
+                encoding = kSiblings[i].second;
             }
         }
     }
     const CachedFile& file = *chosen;
-    auto representation = [&] {
-        header("ETag", file.etag);
-        header("Last-Modified", file.last_modified);
-        if (!encoding.empty()) header("Content-Encoding", encoding);
-        if (vary) header("Vary", "Accept-Encoding");
-    };
 
     // If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
     bool not_modified = false;
@@ -314,7 +323,7 @@ void Connection::serve_static() {
     }
     if (not_modified) {
         begin(bhttp::status::not_modified);
-        representation();
+        representation(file, encoding, vary);
         end_head(std::nullopt);
         body_view_ = {};
         return send();
@@ -335,9 +344,35 @@ void Connection::serve_static() {
         return send();
     }
     const std::uint64_t length = file.file.size == 0 ? 0 : range.last - range.first + 1;
+    // The common answer (the whole file, as it is, on a kept-alive HTTP/1.1 connection) reuses
+    // the head made for the file's previous one within the same second, as /healthz does.
+    const bool plain = kind == RangeKind::full && encoding.empty() && version_ == 11 && keep_alive_;
+    if (plain && file.head_date == server_.date().now() && file.head_vary == vary) {
+        status_ = 200;
+        out_.assign(file.head);
+    } else {
+        head_for_file(file, found->type, encoding, vary, kind, range, length);
+        if (plain) {
+            file.head.assign(out_);
+            file.head_date = server_.date().now();
+            file.head_vary = vary;
+        }
+    }
+    body_for_file(std::move(chosen), range, length);
+}
+
+void Connection::representation(const CachedFile& file, std::string_view encoding, bool vary) {
+    header("ETag", file.etag);
+    header("Last-Modified", file.last_modified);
+    if (!encoding.empty()) header("Content-Encoding", encoding);
+    if (vary) header("Vary", "Accept-Encoding");
+}
+
+void Connection::head_for_file(const CachedFile& file, std::string_view type, std::string_view encoding, bool vary,
+                               RangeKind kind, const ByteRange& range, std::uint64_t length) {
     begin(kind == RangeKind::partial ? bhttp::status::partial_content : bhttp::status::ok);
-    representation();
-    header("Content-Type", found->type);
+    representation(file, encoding, vary);
+    header("Content-Type", type);
     header("Accept-Ranges", "bytes");
     if (kind == RangeKind::partial) {
         out_ += "Content-Range: bytes ";
@@ -349,8 +384,11 @@ void Connection::serve_static() {
         out_ += "\r\n";
     }
     end_head(length);
-    if (file.in_memory) {
-        body_view_ = std::string_view(file.content).substr(range.first, length);
+}
+
+void Connection::body_for_file(std::shared_ptr<const CachedFile> chosen, const ByteRange& range, std::uint64_t length) {
+    if (chosen->in_memory) {
+        body_view_ = std::string_view(chosen->content).substr(range.first, length);
     } else {
         body_view_ = {};
         file_offset_ = range.first;

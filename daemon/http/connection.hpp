@@ -51,6 +51,13 @@ private:
     void route();
     void serve_demo();
     void serve_static();
+    /// The validators, and the encoding's headers, of a file's answer.
+    void representation(const CachedFile& file, std::string_view encoding, bool vary);
+    /// The head of a 200 or 206 for `file` (`type`: the original file's, for a sibling).
+    void head_for_file(const CachedFile& file, std::string_view type, std::string_view encoding, bool vary,
+                       RangeKind kind, const ByteRange& range, std::uint64_t length);
+    /// Sends `length` bytes of `chosen` from `range.first`, from memory or with sendfile.
+    void body_for_file(std::shared_ptr<const CachedFile> chosen, const ByteRange& range, std::uint64_t length);
     void send_unavailable();
 
     // --- responses: a head built in place, a body from memory, and a file part ---

@@ -47,7 +47,8 @@ std::shared_ptr<const CachedFile> FileCache::find(const std::string& url_path, s
     if (it != entries_.end() && now < it->second->valid_until) {
         CachedFile& e = *it->second;
         e.used = now;
-        if (e.kind != CachedFile::Kind::file) return it->second;
+        // In memory: a snapshot, trusted for the validity. Sent from the file: checked.
+        if (e.kind != CachedFile::Kind::file || e.in_memory) return it->second;
         struct stat st {};
         if (::fstat(e.fd.get(), &st) == 0 && st.st_nlink > 0) {
             if (same_version(e, st)) return it->second;

@@ -31,15 +31,27 @@ struct CachedFile {
     std::string location;           ///< redirect: the URL path with a trailing '/'
     std::chrono::steady_clock::time_point valid_until;
     std::chrono::steady_clock::time_point used;
+
+    // Filled by the worker's (single) thread on first use, for as long as the entry lives:
+    /// file: the whole head of a plain 200 to an HTTP/1.1 keep-alive request for the file itself
+    /// (no range, no encoding), made again when the Date (or `head_vary`) changes.
+    mutable std::string head;
+    mutable std::string head_date;
+    mutable bool head_vary = false;
+    /// file: its precompressed siblings (FILE.br, FILE.gz; null where none), once looked up.
+    mutable bool siblings_known = false;
+    mutable std::shared_ptr<const CachedFile> siblings[2];
 };
 
 /// An open-file cache for the static root, like nginx's open_file_cache: a URL path is
 /// resolved (one openat2 that cannot leave the root), opened and fstat'ed once, and the answer
-/// kept for `kValidity`. Each use of a cached file checks it with one fstat on its open
-/// descriptor: a file deleted (no links left) is looked up again, one changed in place (size or
-/// mtime) is re-read, so neither is ever served stale; a file replaced by rename, or one that
-/// appears where nothing was, is seen once the entry's validity ends. Small files' bytes are
-/// kept in memory (one write sends head and body); the rest go out with sendfile.
+/// kept for `kValidity` (nginx's open_file_cache_valid). Small files' bytes are read with their
+/// validators and kept in memory: a consistent snapshot, served with no system call but the
+/// write until the validity ends, so a change, a rename over it or a delete is seen within
+/// kValidity. A larger file goes out with sendfile from its open descriptor, so each use checks
+/// it with one fstat (the length and ETag sent must be those of the bytes): deleted (no links
+/// left) it is looked up again, changed in place (size or mtime) it is described anew. A file
+/// that appears where nothing was is seen once the entry's validity ends.
 class FileCache {
 public:
     static constexpr std::chrono::milliseconds kValidity{1000};

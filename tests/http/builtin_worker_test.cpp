@@ -182,6 +182,41 @@ TEST_CASE("conditional requests and ranges") {
     REQUIRE(unsatisfiable);
     CHECK(unsatisfiable->status == 416);
     CHECK(unsatisfiable->headers["content-range"] == "bytes */20");
+
+    // The whole file's head is made once a second and reused: the answers around a range, a
+    // HEAD, an HTTP/1.0 request and a Connection: close are each their own.
+    REQUIRE(c.request("/data.txt"));
+    auto plain = c.read_response();
+    REQUIRE(plain);
+    CHECK(plain->status == 200);
+    CHECK(plain->body == "0123456789abcdefghij");
+    CHECK(plain->headers.count("content-range") == 0);
+    CHECK(plain->headers["etag"] == etag);
+    CHECK(plain->headers.count("connection") == 0);
+    REQUIRE(c.request("/data.txt", "GET", "Range: bytes=0-0\r\n"));
+    CHECK(c.read_response()->headers["content-range"] == "bytes 0-0/20");
+    REQUIRE(c.request("/data.txt"));
+    auto again = c.read_response();
+    REQUIRE(again);
+    CHECK(again->status == 200);
+    CHECK(again->headers.count("content-range") == 0);
+    CHECK(again->headers["content-length"] == "20");
+    REQUIRE(c.request("/data.txt", "HEAD"));
+    auto head = c.read_response(5s, true);
+    REQUIRE(head);
+    CHECK(head->headers["content-length"] == "20");
+    CHECK(head->body.empty());
+    REQUIRE(c.send("GET /data.txt HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"));
+    auto old_client = c.read_response();
+    REQUIRE(old_client);
+    CHECK(old_client->headers["connection"] == "keep-alive");
+    CHECK(old_client->body == "0123456789abcdefghij");
+    REQUIRE(c.request("/data.txt", "GET", "Connection: close\r\n"));
+    auto last = c.read_response();
+    REQUIRE(last);
+    CHECK(last->headers["connection"] == "close");
+    CHECK(last->body == "0123456789abcdefghij");
+    CHECK(c.wait_closed(2s));
 }
 
 TEST_CASE("limits: 431 for a large head, 413 for a large body, 503 past max_connections") {
@@ -365,7 +400,7 @@ TEST_CASE("a request head sent a byte at a time is cut at keepalive_timeout, not
     CHECK(Clock::now() - start < std::chrono::milliseconds(4000));
 }
 
-TEST_CASE("static files: nothing outside the root, fresh after a change, gone after a delete, large files whole") {
+TEST_CASE("static files: nothing outside the root, fresh within the validity after a change or a delete (a large file at once), large files whole") {
     Worker w;
     const std::string site = w.dir.path() + "/site";
     // Out of the root through a symlink (absolute, relative, or a directory), or through "..":
@@ -387,23 +422,33 @@ TEST_CASE("static files: nothing outside the root, fresh after a change, gone af
         CHECK(http_get(w.port, "/alias.txt")->body == "0123456789abcdefghij");
     }
 
-    // Changed in place, well within the cache's validity: the next request has the new bytes
-    // (and a new ETag, and the right length).
+    // Changed in place: a small file's bytes are served as they were (whole: the old bytes with
+    // their own length and ETag) for at most the cache's validity, then the new ones.
     HttpConnection c(w.port);
     REQUIRE(c.request("/data.txt"));
     auto before = c.read_response();
     REQUIRE(before);
+    const auto changed_at = Clock::now();
     w.dir.write("site/data.txt", "changed, and longer than before");
-    REQUIRE(c.request("/data.txt"));
-    auto after = c.read_response();
-    REQUIRE(after);
+    std::optional<HttpResponse> after;
+    while (Clock::now() - changed_at < std::chrono::seconds(3)) {
+        REQUIRE(c.request("/data.txt"));
+        after = c.read_response();
+        REQUIRE(after);
+        if (after->body != before->body) break;
+        CHECK(after->headers["etag"] == before->headers["etag"]);  // the old snapshot, whole
+        CHECK(after->headers["content-length"] == before->headers["content-length"]);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(Clock::now() - changed_at < std::chrono::milliseconds(1500));  // 1 s validity, plus slack
     CHECK(after->body == "changed, and longer than before");
     CHECK(after->headers["content-length"] == "31");
     CHECK(after->headers["etag"] != before->headers["etag"]);
-    // Deleted: 404 from the next request on.
+    // Deleted: 404 within the validity.
     std::filesystem::remove(site + "/data.txt");
-    REQUIRE(c.request("/data.txt"));
-    CHECK(c.read_response()->status == 404);
+    const auto deleted_at = Clock::now();
+    CHECK(eventually([&] { return c.request("/data.txt") && c.read_response()->status == 404; }, 3s));
+    CHECK(Clock::now() - deleted_at < std::chrono::milliseconds(1500));
 
     // A file larger than what is kept in memory goes out with sendfile: whole, ranged, HEAD.
     std::string big(3 * 1024 * 1024 + 17, '\0');
@@ -425,6 +470,16 @@ TEST_CASE("static files: nothing outside the root, fresh after a change, gone af
     auto head = c.read_response(5s, true);
     REQUIRE(head);
     CHECK(head->headers["content-length"] == std::to_string(big.size()));
+    // A large file is sent from its open descriptor, so each request checks it: changed in
+    // place, the very next answer has the new length and ETag (never old headers on new bytes).
+    const std::string smaller(1024 * 1024 + 5, 'z');
+    w.dir.write("site/big.bin", smaller);
+    REQUIRE(c.request("/big.bin"));
+    auto rewritten = c.read_response(10s);
+    REQUIRE(rewritten);
+    CHECK(rewritten->headers["content-length"] == std::to_string(smaller.size()));
+    CHECK(rewritten->headers["etag"] != whole->headers["etag"]);
+    CHECK(rewritten->body == smaller);
     REQUIRE(c.request("/healthz"));  // the connection is still in step
     CHECK(c.read_response()->body == "ok\n");
 }

@@ -71,7 +71,7 @@ TEST_CASE("lookup: files, index.html, redirects, and nothing outside the root") 
     CHECK(cache.find("/docs-alias", now)->kind == Kind::redirect);
 }
 
-TEST_CASE("a changed file is served fresh, a deleted one no more, a new one once the entry expires") {
+TEST_CASE("a changed file is served fresh within the validity, a deleted one no more; a large one at its next use") {
     workerd::test::TempDir dir;
     dir.write("root/page.html", "version 1");
     dir.write("root/big.bin", std::string(FileCache::kInMemoryMax + 1, 'x'));
@@ -85,27 +85,37 @@ TEST_CASE("a changed file is served fresh, a deleted one no more, a new one once
     CHECK(bytes_of(*first) == "version 1");
     CHECK(cache.find("/page.html", now) == first);  // cached: the same entry
 
-    // Rewritten in place, well within the validity: the next use sees it (fstat on the open file).
+    // Rewritten in place: a small file is a snapshot (bytes and ETag read together), served as
+    // it was until the validity ends, then fresh.
     dir.write("root/page.html", "version two");
+    CHECK(cache.find("/page.html", now + FileCache::kValidity / 2) == first);
+    now += FileCache::kValidity;
     auto second = cache.find("/page.html", now);
     CHECK(bytes_of(*second) == "version two");
     CHECK(second->etag != first->etag);
     CHECK(bytes_of(*first) == "version 1");  // a response being written keeps what it had
 
-    // Replaced by rename (a deploy): the old file is unlinked, so it is looked up again.
+    // Replaced by rename (a deploy): seen once the validity ends.
     dir.write("root/page.html.new", "version 3");
     fs::rename(root + "/page.html.new", root + "/page.html");
+    now += FileCache::kValidity;
     CHECK(bytes_of(*cache.find("/page.html", now)) == "version 3");
 
-    // Deleted: not found from the next request on.
+    // Deleted: not found once the validity ends.
     fs::remove(root + "/page.html");
+    now += FileCache::kValidity;
     CHECK(cache.find("/page.html", now)->kind == Kind::missing);
 
-    // Large files are not kept in memory; they are read (sent) from the open descriptor.
+    // Large files are not kept in memory; they are sent from the open descriptor, so each use
+    // checks it (fstat): the length and ETag sent are always the bytes'.
     auto big = cache.find("/big.bin", now);
     REQUIRE(big->kind == Kind::file);
     CHECK_FALSE(big->in_memory);
     CHECK(bytes_of(*big).size() == FileCache::kInMemoryMax + 1);
+    dir.write("root/big.bin", std::string(FileCache::kInMemoryMax + 100, 'y'));  // in place, within the validity
+    auto bigger = cache.find("/big.bin", now);
+    CHECK(bigger->file.size == FileCache::kInMemoryMax + 100);
+    CHECK(bigger->etag != big->etag);
     fs::remove(root + "/big.bin");
     CHECK(cache.find("/big.bin", now)->kind == Kind::missing);
 
