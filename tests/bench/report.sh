@@ -87,14 +87,13 @@ Reading it:
   "How workers get the socket"). nginx's split (EPOLLEXCLUSIVE) varies from round to round,
   from even to lopsided, so each table also gives medians over each server's evenly split
   rounds and, round by round, the ratios in the rounds where both were evenly split.
-- **The 1 KiB file's p99** (open, issue 19): the bundled worker answers more requests than
-  nginx with half its median latency, but its 99th percentile has been about 1.5-2× nginx's.
-  It is the file path, not the size (a 3-byte file shows it, `/healthz` does not); a complete
-  answer precomputed like `/healthz`'s brings it down by about a quarter, and skipping the
-  per-request `fstat` that keeps a file changed in place fresh at once (nginx's
-  `open_file_cache_valid` trusts its cache for the whole second) by a little more. The worker
-  is then descheduled in mid-turn less often: with wrk's two threads and two workers on two
-  cores, the tail is how long a worker holds a core while wrk waits.
+- **Small files' p99.** On a small file the bundled worker answers more requests than nginx
+  with a lower median; its 99th percentile is the hard part (issue 19 asks for at most 1.2×
+  nginx's). With wrk's two threads and two workers on two cores the tail is how long a worker
+  holds a core while wrk waits (the worker descheduled in mid-turn), so it follows the CPU a
+  request costs: a small file is a snapshot in memory (no system call but the read and the
+  write, nginx's `open_file_cache_valid` semantics), and the whole head of a plain 200 is made
+  once a second, as `/healthz`'s. Each took about a quarter off this p99 in quick runs.
 - **workerd + uvicorn vs gunicorn + UvicornWorker vs `uvicorn --workers`.** The supervisor is
   not on the request path at all (the workers accept from the socket directly), so a
   difference between workerd and gunicorn is this machine's noise and above all how the 64
