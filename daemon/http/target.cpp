@@ -11,6 +11,11 @@ int hex_value(char c) {
 }
 
 bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
+    // Most paths have nothing to decode: one copy instead of a push_back per byte.
+    if (in.find('%') == std::string_view::npos && (!plus_is_space || in.find('+') == std::string_view::npos)) {
+        out.assign(in);
+        return true;
+    }
     out.clear();
     for (std::size_t i = 0; i < in.size(); ++i) {
         const char c = in[i];
