@@ -482,12 +482,8 @@ void Connection::write_more() {
             // MSG_MORE: with a file part to come, the head waits to share its packet.
             const ssize_t n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT | (file_left_ > 0 ? MSG_MORE : 0));
             if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    writable_ = false;
-                    return;
-                }
-                return close();
+                if (write_failed()) continue;
+                return;
             }
             sent_ += static_cast<std::size_t>(n);
             continue;
@@ -503,12 +499,8 @@ void Connection::write_more() {
         auto offset = static_cast<off_t>(file_offset_);
         const ssize_t n = ::sendfile(socket_.get(), file_->fd.get(), &offset, std::min(file_left_, budget));
         if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                writable_ = false;
-                return;
-            }
-            return close();
+            if (write_failed()) continue;
+            return;
         }
         // The file shrank under us: the promised length cannot be kept, so the client must see
         // the connection end rather than wait for bytes that will not come.
@@ -519,6 +511,16 @@ void Connection::write_more() {
     }
     finish_request();
     after_write();
+}
+
+bool Connection::write_failed() {
+    if (errno == EINTR) return true;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        writable_ = false;  // the next writable edge goes on
+    } else {
+        close();
+    }
+    return false;
 }
 
 void Connection::finish_request(bool failed) {

@@ -73,6 +73,9 @@ private:
     void send();
     /// Writes what is left of the response as far as the socket takes it.
     void write_more();
+    /// After a write that returned -1: true to try again at once (EINTR); otherwise the socket
+    /// is full (writable_ cleared, the next edge goes on) or broken (closed).
+    bool write_failed();
     /// The request is answered (its last byte is with the kernel), or the write `failed`:
     /// counted in the server's stats, by the response's class.
     void finish_request(bool failed = false);
