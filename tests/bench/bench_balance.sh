@@ -43,27 +43,10 @@ app:
   env: {PYTHONPATH: \"$ROOT/packaging/python:$PYPATH\", BENCH_COUNT_DIR: $COUNT_DIR}"); PIDS+=("$WR")
 
 PN=$(free_port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes $WORKERS;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  log_format pid '\$pid';
+start_nginx "$WORKERS" "$PN" "  log_format pid '\$pid';
   access_log $WORK/nginx/access.log pid buffer=256k flush=500ms;
-  keepalive_requests 1000000;
-$(nginx_temp_paths)
-  server {
-    listen 127.0.0.1:$PN;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
-NG=$!; PIDS+=("$NG")
+  keepalive_requests 1000000;" '    location / { return 200 "ok\n"; }'
+NG=$NG_PID
 
 PG=$(free_port)
 PYTHONPATH=$PYPATH BENCH_COUNT_DIR=$COUNT_DIR "$PY" -m gunicorn -k uvicorn.workers.UvicornWorker \

@@ -24,27 +24,9 @@ md_begin load "The load generator: workerd load vs wrk" "$ROUNDS" "$DURATION"
 
 # --- the target: nginx, 2 workers, a tiny response ----------------------------------------------
 PORT=$(free_port)
-mkdir -p "$WORK/nginx"
 chmod 755 "$WORK"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-$(nginx_temp_paths)
-  server {
-    listen 127.0.0.1:$PORT;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
-NG=$!; PIDS+=("$NG")
+start_nginx 2 "$PORT" '  access_log off;
+  keepalive_requests 1000000;' '    location / { return 200 "ok\n"; }'
 URL="http://127.0.0.1:$PORT/"
 wait_http "$URL"
 

@@ -259,6 +259,33 @@ nginx_temp_paths() {
   done
 }
 
+# start_nginx WORKERS PORT HTTP SERVER: writes $WORK/nginx/nginx.conf (WORKERS processes under
+# a master, in the foreground; this run's pid file, error log and temporary paths; the lines HTTP
+# in http {}, the lines SERVER in the one server, on 127.0.0.1:PORT) and starts nginx on it.
+# Sets NG_PID (also in PIDS, so the exit trap stops it).
+start_nginx() {
+  local workers=$1 port=$2 http=$3 server=$4
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+$http
+$(nginx_temp_paths)
+  server {
+    listen 127.0.0.1:$port;
+$server
+  }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
+  NG_PID=$!; PIDS+=("$NG_PID")
+}
+
 # --- the bundled worker and nginx on the same files (bench_core.sh, bench_syscalls.sh) --------
 # The files both serve from $WORK/static: 1 KiB of HTML, 100 KiB and 10 MiB of random bytes.
 STATIC_FILES=(small.html 100k.bin 10m.bin)
@@ -286,32 +313,15 @@ YAML
   "$WORKERD" start $ALLOW_ROOT "$WORK/builtin.yaml" 2>"$WORK/workerd-builtin.log" &
   BI_PID=$!; PIDS+=("$BI_PID")
   NG_PORT=$(free_port)
-  cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  include /etc/nginx/mime.types;
+  start_nginx 2 "$NG_PORT" '  include /etc/nginx/mime.types;
   access_log off;
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
   open_file_cache max=1000 inactive=20s;
   open_file_cache_valid 1s;
-  open_file_cache_errors on;
-$(nginx_temp_paths)
-  server {
-    listen 127.0.0.1:$NG_PORT;
-    location = /healthz { return 200 "ok\n"; }
-    location / { root $static; }
-  }
-}
-CONF
-  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
-  NG_PID=$!; PIDS+=("$NG_PID")
+  open_file_cache_errors on;' "    location = /healthz { return 200 \"ok\\n\"; }
+    location / { root $static; }"
   wait_http "http://127.0.0.1:$BI_PORT/healthz"
   wait_http "http://127.0.0.1:$NG_PORT/healthz"
   for f in "${STATIC_FILES[@]}"; do

@@ -60,6 +60,15 @@ struct Worker {
             ::waitpid(pid, nullptr, 0);
         }
     }
+    // The connections the worker holds: its sockets besides the listener.
+    int connections() const {
+        const std::string listening = open_fds(::getpid()).at(listener->fd());
+        int n = 0;
+        for (const auto& [fd, link] : open_fds(pid)) {
+            if (link.starts_with("socket:") && link != listening) ++n;
+        }
+        return n;
+    }
     std::optional<int> wait_exit(Ms timeout) {
         int status = 0;
         if (eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout)) {
@@ -298,17 +307,9 @@ TEST_CASE("SIGTERM drains: in-flight requests finish, keep-alive connections clo
     REQUIRE(reuse.read_response());
     // All three connections accepted by the worker (sockets besides the listener), so the
     // in-flight request is really in flight when TERM arrives.
-    const std::string listening = open_fds(::getpid()).at(w.listener->fd());
-    REQUIRE(eventually(
-        [&] {
-            int connections = 0;
-            for (const auto& [fd, link] : open_fds(w.pid)) {
-                if (link.starts_with("socket:") && link != listening) ++connections;
-            }
-            return connections >= 3;
-        },
-        2s));
+    REQUIRE(eventually([&] { return w.connections() >= 3; }, 2s));
 
+    const std::string listening = open_fds(::getpid()).at(w.listener->fd());
     auto holds_listener = [&] {
         for (const auto& [fd, link] : open_fds(w.pid)) {
             if (link == listening) return true;
@@ -348,11 +349,14 @@ TEST_CASE("a drain takes in the queued connections: one answered at once does no
     // TERM arrives and two connections queue: one with its request, one without yet. When the
     // loop wakes, the drain takes both in; the first is answered and closed at once, and the
     // worker must still wait for the second (this once ended the drain, and reset it).
+    REQUIRE(eventually([&] { return w.connections() == 0; }, 2s));  // the start's check is closed
     HttpConnection blocker(w.port);
     // Accepted first, so the loop blocks in the blocker's read, not in an accept burst that
     // would then take the other two in before TERM is seen.
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(eventually([&] { return w.connections() == 1; }, 2s));
     REQUIRE(blocker.send("GET /demo/block?ms=400 HTTP/1.0\r\nHost: t\r\n\r\n"));
+    // Time for the loop to read it and block (nothing outside shows that it has), well inside
+    // the 400 ms the block lasts.
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ::kill(w.pid, SIGTERM);
     HttpConnection ready(w.port);
