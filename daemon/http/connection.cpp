@@ -1,5 +1,7 @@
 #include "daemon/http/connection.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,8 +55,8 @@ void append_number(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
-Connection::Connection(Server& server, UniqueFd socket)
-    : server_(server), socket_(std::move(socket)), last_activity_(Clock::now()) {}
+Connection::Connection(Server& server, UniqueFd socket, bool tcp)
+    : server_(server), socket_(std::move(socket)), tcp_(tcp), last_activity_(Clock::now()) {}
 
 Connection::~Connection() {
     // A request cut short by the worker's own exit still counts as finished: failed.
@@ -496,8 +498,14 @@ void Connection::write_more() {
             });
             return;
         }
+        // A file part that takes more than one call (more than this turn may send, or a call
+        // came back short, below) goes out corked to its last byte: each call would otherwise
+        // end with a part-filled packet, pushed at once (nginx's tcp_nopush; a file that goes
+        // in one call costs no setsockopt).
+        const std::uint64_t want = std::min(file_left_, budget);
+        if (want < file_left_ && !corked_) cork(true);
         auto offset = static_cast<off_t>(file_offset_);
-        const ssize_t n = ::sendfile(socket_.get(), file_->fd.get(), &offset, std::min(file_left_, budget));
+        const ssize_t n = ::sendfile(socket_.get(), file_->fd.get(), &offset, want);
         if (n < 0) {
             if (write_failed()) continue;
             return;
@@ -508,9 +516,17 @@ void Connection::write_more() {
         file_offset_ += static_cast<std::uint64_t>(n);
         file_left_ -= static_cast<std::uint64_t>(n);
         budget -= std::min(budget, static_cast<std::uint64_t>(n));
+        if (file_left_ > 0 && !corked_) cork(true);
     }
+    if (corked_) cork(false);  // and what waits goes
     finish_request();
     after_write();
+}
+
+void Connection::cork(bool on) {
+    if (!tcp_) return;
+    const int value = on ? 1 : 0;
+    if (::setsockopt(socket_.get(), IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0) corked_ = on;
 }
 
 bool Connection::write_failed() {

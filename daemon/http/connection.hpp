@@ -18,10 +18,12 @@ namespace workerd::http {
 /// body), routes them (/healthz, /demo/*, static files) and writes responses, on the worker's
 /// EventLoop. The socket is watched edge-triggered from accept to close, and the connection
 /// remembers what the last edge said (readable, writable), as nginx does: a keep-alive request
-/// costs one recvmsg and one sendmsg (plus, for a file, one fstat and one sendfile).
+/// costs one recvmsg and one sendmsg (plus, for a large file, one fstat and one sendfile; and two
+/// setsockopt for TCP_CORK when it takes several sendfile calls).
 class Connection final : public Watcher, public std::enable_shared_from_this<Connection> {
 public:
-    Connection(Server& server, UniqueFd socket);
+    /// `tcp`: the socket is TCP (corked while a large file goes out in several sendfile calls).
+    Connection(Server& server, UniqueFd socket, bool tcp);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -73,6 +75,8 @@ private:
     void send();
     /// Writes what is left of the response as far as the socket takes it.
     void write_more();
+    /// TCP_CORK on or off (a TCP socket only; a failure leaves it as it was).
+    void cork(bool on);
     /// After a write that returned -1: true to try again at once (EINTR); otherwise the socket
     /// is full (writable_ cleared, the next edge goes on) or broken (closed).
     bool write_failed();
@@ -88,6 +92,8 @@ private:
     bool readable_ = true;     ///< the last edge said readable, and no read has found it empty since
     bool writable_ = true;     ///< no write has found the socket's buffer full since the last edge
     bool peer_closed_ = false; ///< EPOLLRDHUP: a short read does not mean "nothing more to read"
+    const bool tcp_;
+    bool corked_ = false;      ///< TCP_CORK is on: a large file is going out in several calls
     Phase phase_ = Phase::reading;
     boost::beast::flat_buffer buffer_;
     RequestHead head_;

@@ -140,7 +140,7 @@ bool Server::accept_one(Listener& listener) {
                 reject_busy(fd);
                 return true;
             }
-            auto c = std::make_shared<Connection>(*this, UniqueFd(fd));
+            auto c = std::make_shared<Connection>(*this, UniqueFd(fd), listener.tcp);
             connections_.emplace(c.get(), c);
             if (board_) board_->set_connections(static_cast<int>(connections_.size()));
             c->start();
