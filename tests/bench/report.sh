@@ -89,11 +89,17 @@ Reading it:
   rounds and, round by round, the ratios in the rounds where both were evenly split.
 - **Small files' p99.** On a small file the bundled worker answers more requests than nginx
   with a lower median; its 99th percentile is the hard part (issue 19 asks for at most 1.2×
-  nginx's). With wrk's two threads and two workers on two cores the tail is how long a worker
-  holds a core while wrk waits (the worker descheduled in mid-turn), so it follows the CPU a
-  request costs: a small file is a snapshot in memory (no system call but the read and the
-  write, nginx's `open_file_cache_valid` semantics), and the whole head of a plain 200 is made
-  once a second, as `/healthz`'s. Each took about a quarter off this p99 in quick runs.
+  nginx's). With wrk's two threads and two workers on two cores the tail is how long a
+  request waits for a core: behind the other three threads, or on a core's queue while the other
+  has one thread (`perf sched timehist`: a worker queued 3-4 ms behind both wrk threads while
+  the other worker had a core to itself). Making a request cheaper helped (a small file is a
+  snapshot in memory, nginx's `open_file_cache_valid` semantics; the whole head of a plain 200 is
+  made once a second, as `/healthz`'s: each took about a quarter off this p99 in quick runs).
+  The rest is placement: the load board gives each worker 16 of each wrk thread's 32
+  connections, so every thread talks to both workers and they migrate (about 400 times a worker
+  in 3 s); nginx's accept sometimes gives each wrk thread's connections to one worker, the pairs
+  keep to their cores (0 migrations) and its p99 drops; spread at random (`reuseport`) its
+  p99 is no better than ours. So p99 ratios on this machine move by 20% from run to run.
 - **workerd + uvicorn vs gunicorn + UvicornWorker vs `uvicorn --workers`.** The supervisor is
   not on the request path at all (the workers accept from the socket directly), so a
   difference between workerd and gunicorn is this machine's noise and above all how the 64
