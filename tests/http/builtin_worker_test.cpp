@@ -355,9 +355,8 @@ TEST_CASE("a drain takes in the queued connections: one answered at once does no
     // would then take the other two in before TERM is seen.
     REQUIRE(eventually([&] { return w.connections() == 1; }, 2s));
     REQUIRE(blocker.send("GET /demo/block?ms=400 HTTP/1.0\r\nHost: t\r\n\r\n"));
-    // Time for the loop to read it and block (nothing outside shows that it has), well inside
-    // the 400 ms the block lasts.
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // The loop has read it and blocks: its thread sleeps inside /demo/block.
+    REQUIRE(eventually([&] { return in_sleep_syscall(w.pid); }, 2s));
     ::kill(w.pid, SIGTERM);
     HttpConnection ready(w.port);
     REQUIRE(ready.request("/healthz"));
