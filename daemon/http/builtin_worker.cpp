@@ -80,6 +80,19 @@ BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& a
     if (const char* board = env("WORKERD_BOARD_FD")) {
         o.board_fd = static_cast<int>(parse_number("WORKERD_BOARD_FD", board, 3));
     }
+    if (const char* peers = env("WORKERD_PEER_FDS")) {
+        // "5:1,6:0": fd 5 is slot 1's socket, fd 6 slot 0's.
+        std::string_view rest(peers);
+        while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            const std::string item(rest.substr(0, comma));
+            rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+            const auto colon = item.find(':');
+            if (colon == std::string::npos) throw std::invalid_argument("WORKERD_PEER_FDS: '" + item + "' is not FD:SLOT");
+            o.peer_fds.emplace_back(static_cast<int>(parse_number("WORKERD_PEER_FDS", item.substr(0, colon).c_str(), 3)),
+                                    static_cast<int>(parse_number("WORKERD_PEER_FDS", item.substr(colon + 1).c_str(), 0)));
+        }
+    }
     if (const char* ms = env("WORKERD_QUEUE_TIMEOUT_MS")) {
         o.queue_timeout = std::chrono::milliseconds(parse_number("WORKERD_QUEUE_TIMEOUT_MS", ms, 0));
     }
@@ -93,6 +106,7 @@ int run_builtin_worker(const BuiltinWorkerOptions& options) {
     // reaches it by mistake (`systemctl kill` without --kill-whom=main) must not end it.
     for (int sig : {SIGHUP, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_IGN);
     for (int fd : options.listen_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    for (const auto& [fd, slot] : options.peer_fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     EventLoop loop;
     Server server(loop, options);
     // The server has mapped the load board; the mapping outlives the descriptor.
@@ -104,7 +118,7 @@ int run_builtin_worker(const BuiltinWorkerOptions& options) {
         if (sig == SIGQUIT) return loop.stop();
         server.drain([&] { loop.stop(); });
     });
-    server.start(options.listen_fds);
+    server.start(options.listen_fds, options.peer_fds);
     loop.run();
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace workerd::http {
@@ -21,6 +22,9 @@ struct BuiltinWorkerOptions {
     int slot = -1;                        ///< from WORKERD_SLOT, for /demo/whoami
     long generation = -1;                 ///< from WORKERD_GENERATION, for /demo/whoami
     int board_fd = -1;                    ///< from WORKERD_BOARD_FD: the fleet's LoadBoard
+    /// From WORKERD_PEER_FDS ("FD:SLOT,..."; `reuse_port: cpu`): other slots' sockets, taken
+    /// from only while their own worker holds clearly more connections (or is gone).
+    std::vector<std::pair<int, int>> peer_fds;
     /// From WORKERD_QUEUE_TIMEOUT_MS (spec: queue_timeout): a request that waited longer in the
     /// kernel gets 503 at once. 0: never.
     std::chrono::milliseconds queue_timeout{0};
@@ -30,7 +34,7 @@ struct BuiltinWorkerOptions {
 };
 
 /// Parses `serve-builtin` flags (argv after the subcommand) and the environment
-/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION, WORKERD_BOARD_FD,
+/// (LISTEN_FDS/LISTEN_PID, WORKERD_SLOT, WORKERD_GENERATION, WORKERD_BOARD_FD, WORKERD_PEER_FDS,
 /// WORKERD_QUEUE_TIMEOUT_MS, WORKERD_MAX_CONCURRENCY). Throws std::invalid_argument
 /// with a one-line message on bad input.
 BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& args);

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "daemon/http/connection.hpp"
+#include "daemon/os/listen_queue.hpp"
 
 namespace workerd::http {
 
@@ -34,8 +35,13 @@ Server::Server(EventLoop& loop, const BuiltinWorkerOptions& options)
 
 Server::~Server() = default;
 
-void Server::start(const std::vector<int>& listen_fds) {
-    for (int fd : listen_fds) {
+void Server::start(const std::vector<int>& listen_fds, const std::vector<std::pair<int, int>>& peers) {
+    std::vector<std::pair<int, int>> all;
+    for (int fd : listen_fds) all.emplace_back(fd, -1);
+    all.insert(all.end(), peers.begin(), peers.end());
+    peers_ = static_cast<int>(peers.size());
+    if (peers_ > 0) margin_ = LoadBoard::kStealMargin;
+    for (const auto& [fd, peer_slot] : all) {
         sockaddr_storage addr{};
         socklen_t len = sizeof addr;
         if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -52,7 +58,7 @@ void Server::start(const std::vector<int>& listen_fds) {
         // accept4 must not wait: the loop says when something is queued. (The flag is on the
         // socket the fleet shares, as it was under Asio's acceptors; every bundled worker sets it.)
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-        listeners_.push_back(std::make_unique<Listener>(*this, fd, tcp));
+        listeners_.push_back(std::make_unique<Listener>(*this, fd, tcp, peer_slot));
     }
     for (auto& l : listeners_) {
         loop_.add(l->fd, EPOLLIN, l.get());
@@ -103,11 +109,22 @@ void Server::heartbeat() {
 // taken at once, the rest on the next turn. When a live peer holds clearly fewer connections,
 // this worker waits a moment so the peer takes the next one: a shared accept queue otherwise
 // hands a burst of keep-alive connections to whichever process happens to be awake.
+//
+// `reuse_port: cpu` (peer slots' sockets given): each worker's own queue holds its CPU's
+// connections, and the margin is wider (kStealMargin). A worker that yields its own queue waits
+// at most kMaxYield: a peer started before this slot's socket existed (a scale-up) cannot take
+// from it, and the connections must not wait on that.
 void Server::accept(Listener& listener) {
     if (draining_ || listener.waiting) return;
     for (int i = 0; i < kAcceptBurst; ++i) {
-        if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms())) {
-            return retry_accept(listener, kYieldToPeer);
+        if (listener.peer_slot >= 0 && !may_take_from(listener)) return;
+        if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms(), margin_)) {
+            const auto now = Clock::now();
+            if (peers_ == 0) return retry_accept(listener, kYieldToPeer);
+            if (listener.yielding_since == Clock::time_point{}) listener.yielding_since = now;
+            if (now - listener.yielding_since < kMaxYield) return retry_accept(listener, kYieldToPeer);
+        } else {
+            listener.yielding_since = {};
         }
         if (!accept_one(listener)) return;  // nothing queued: the next edge says when
         if (draining_) return;
@@ -118,6 +135,17 @@ void Server::accept(Listener& listener) {
         listener.waiting = false;
         accept(listener);
     });
+}
+
+// Another slot's socket (`reuse_port: cpu`): the kernel put the connection there because its
+// handshake came in on that slot's CPU, and that slot's worker takes it, unless it holds clearly
+// more connections than this one or is gone (then this one evens it out, as on a shared queue).
+// While it may not, connections waiting there are looked at again in a moment: the edge that
+// said so is spent.
+bool Server::may_take_from(Listener& listener) {
+    if (board_ && board_->busier(listener.peer_slot, static_cast<int>(connections_.size()), LoadBoard::now_ms(), margin_)) return true;
+    if (auto queue = listen_queue(listener.fd, false); queue && queue->depth > 0) retry_accept(listener, kYieldToPeer);
+    return false;
 }
 
 void Server::retry_accept(Listener& listener, std::chrono::milliseconds after) {
@@ -179,7 +207,7 @@ void Server::drain(std::function<void()> on_done) {
         // The last copy of a listening socket to close resets every connection still in its
         // queue: one made a moment before a stop would see a reset instead of an answer. What
         // is queued now is taken in first, and served (saying Connection: close).
-        while (accept_one(*l)) {
+        while (l->peer_slot < 0 && accept_one(*l)) {  // (another slot's queue is its own worker's)
         }
         loop_.remove(l->fd);
         ::close(l->fd);  // this process's copy only; the daemon keeps the socket

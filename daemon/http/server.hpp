@@ -31,12 +31,16 @@ public:
     static constexpr std::chrono::milliseconds kYieldToPeer{1};
     /// The most connections taken from the queue in one turn (while no peer has room).
     static constexpr int kAcceptBurst = 16;
+    /// `reuse_port: cpu`: the longest a worker leaves its own queue to a peer with room.
+    static constexpr std::chrono::milliseconds kMaxYield{5};
 
     Server(EventLoop& loop, const BuiltinWorkerOptions& options);
     ~Server();
 
-    /// Starts accepting on every listener fd (they stay owned by this process until drain).
-    void start(const std::vector<int>& listen_fds);
+    /// Starts accepting on every listener fd, and on `peers` (fd, slot: other slots' sockets,
+    /// `reuse_port: cpu`) while their own worker holds clearly more connections or is gone.
+    /// They stay owned by this process until drain.
+    void start(const std::vector<int>& listen_fds, const std::vector<std::pair<int, int>>& peers = {});
 
     /// Stops accepting at once; busy connections finish their request and close, idle ones
     /// close after kDrainIdleWindow. `on_done` runs once no connection is left.
@@ -85,17 +89,22 @@ public:
 
 private:
     struct Listener final : Watcher {
-        Listener(Server& s, int f, bool t) : server(s), fd(f), tcp(t) {}
+        Listener(Server& s, int f, bool t, int peer) : server(s), fd(f), tcp(t), peer_slot(peer) {}
         void on_events(std::uint32_t) override { server.accept(*this); }
         Server& server;
         int fd;
         bool tcp;
+        int peer_slot;  ///< -1: this worker's own; else the slot whose socket it is
+        Clock::time_point yielding_since{};  ///< `reuse_port: cpu`: left to a peer since then
         bool waiting = false;  ///< a retry timer is set (yielding to a peer, or after an error)
     };
 
     /// Takes what the kernel has queued on `listener`, up to kAcceptBurst a turn, while no
-    /// live peer holds clearly fewer connections (the load board).
+    /// live peer holds clearly fewer connections (the load board); from a peer slot's socket,
+    /// only while that slot's worker holds clearly more (or is gone).
     void accept(Listener& listener);
+    /// A peer slot's socket the board does not let this worker take from now: false.
+    bool may_take_from(Listener& listener);
     /// Once draining and no connection is left (still so when the posted call runs), on_drained_.
     void finish_drain_soon();
     /// Accepts one connection the kernel has queued; false when none is (or on an error,
@@ -119,6 +128,8 @@ private:
     std::vector<std::shared_ptr<Connection>> closed_;
     EventLoop::TimerId sweep_timer_ = 0;
     std::optional<LoadBoard> board_;  ///< shared with the fleet's other bundled workers
+    int peers_ = 0;                     ///< other slots' sockets taken from (`reuse_port: cpu`)
+    int margin_ = LoadBoard::kMargin;   ///< the board's margin: kStealMargin with peers
     Notifier notifier_;
     RequestStats stats_;
     std::string last_stats_;         ///< the last STATS sent

@@ -61,17 +61,25 @@ void LoadBoard::touch(std::int64_t now) {
 
 void LoadBoard::leave() { table_->entries[slot_].seen_ms.store(0, std::memory_order_relaxed); }
 
-bool LoadBoard::peer_has_room(int mine, std::int64_t now) const {
-    if (mine < kMargin) return false;
+bool LoadBoard::peer_has_room(int mine, std::int64_t now, int margin) const {
+    if (mine < margin) return false;
     const int used = table_->slots_used.load(std::memory_order_relaxed);
     for (int i = 0; i < used && i < kSlots; ++i) {
         if (i == slot_) continue;
         const Entry& e = table_->entries[i];
         const std::int64_t seen = e.seen_ms.load(std::memory_order_relaxed);
         if (seen == 0 || now - seen > kStaleAfterMs) continue;
-        if (e.connections.load(std::memory_order_relaxed) <= mine - kMargin) return true;
+        if (e.connections.load(std::memory_order_relaxed) <= mine - margin) return true;
     }
     return false;
+}
+
+bool LoadBoard::busier(int slot, int mine, std::int64_t now, int margin) const {
+    if (slot < 0 || slot >= kSlots) return true;
+    const Entry& e = table_->entries[slot];
+    const std::int64_t seen = e.seen_ms.load(std::memory_order_relaxed);
+    if (seen == 0 || now - seen > kStaleAfterMs) return true;
+    return e.connections.load(std::memory_order_relaxed) >= mine + margin;
 }
 
 std::int64_t LoadBoard::now_ms() {

@@ -26,6 +26,10 @@ public:
     static constexpr int kSlots = 1024;                ///< slots past this do not take part
     static constexpr std::int64_t kStaleAfterMs = 1000;  ///< a peer silent this long is ignored
     static constexpr int kMargin = 2;  ///< defer when a live peer holds this many fewer
+    /// The margin under `reuse_port: cpu`, where each worker has its own queue (its CPU's
+    /// connections) and takes from another's only when that one holds this many more: wider,
+    /// so a connection stays with the worker of its CPU unless the split is clearly uneven.
+    static constexpr int kStealMargin = 8;
 
     /// A new, zeroed board for one fleet, as a close-on-exec memfd.
     static UniqueFd create();
@@ -47,8 +51,11 @@ public:
     /// Leaves the board: peers stop deferring to this worker at once (used when draining).
     void leave();
 
-    /// True when some other live slot holds at least kMargin fewer connections than `mine`.
-    bool peer_has_room(int mine, std::int64_t now_ms) const;
+    /// True when some other live slot holds at least `margin` fewer connections than `mine`.
+    bool peer_has_room(int mine, std::int64_t now_ms, int margin = kMargin) const;
+    /// True when `slot` holds at least `margin` more connections than `mine`, or is not live
+    /// (never there, left, or silent past kStaleAfterMs): the converse of peer_has_room.
+    bool busier(int slot, int mine, std::int64_t now_ms, int margin = kMargin) const;
 
     static std::int64_t now_ms();
 

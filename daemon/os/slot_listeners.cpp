@@ -1,5 +1,8 @@
 #include "daemon/os/slot_listeners.hpp"
 
+#include <sched.h>
+#include <sys/socket.h>
+
 #include <fstream>
 #include <set>
 
@@ -15,8 +18,31 @@ bool SlotListeners::kernel_migrates_queues() {
     return (in >> on) && on == 1;
 }
 
-SlotListeners::Set SlotListeners::for_slot(int slot, const Set& main) {
-    if (slot == 0) return main;
+std::vector<int> SlotListeners::allowed_cpus() {
+    std::vector<int> out;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+            if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
+        }
+    }
+    if (out.empty()) out.push_back(0);
+    return out;
+}
+
+SlotListeners::Set SlotListeners::for_slot(int slot, const Set& main, bool by_cpu) {
+    Set out = slot == 0 ? main : sockets_for(slot, main);
+    // Set each time: a reload may turn it on or off (-1: the kernel hashes again). Linux before
+    // 6.1 takes the option and keeps hashing among reuseport sockets.
+    const int cpu = by_cpu ? cpu_of(slot) : -1;
+    for (const auto& l : out) {
+        if (l->address().kind == ListenAddress::Kind::tcp) ::setsockopt(l->fd(), SOL_SOCKET, SO_INCOMING_CPU, &cpu, sizeof cpu);
+    }
+    return out;
+}
+
+SlotListeners::Set SlotListeners::sockets_for(int slot, const Set& main) {
     Set out;
     for (const auto& l : main) {
         if (l->address().kind != ListenAddress::Kind::tcp) {

@@ -25,7 +25,10 @@ public:
     /// Made on first use and kept while the slot lives. A socket that cannot be made (say the
     /// port is held by a socket without SO_REUSEPORT, such as one from systemd) is the main
     /// listener instead: the slot shares it, with a warning once per listener.
-    Set for_slot(int slot, const Set& main);
+    /// `by_cpu` (`reuse_port: cpu`): each TCP socket returned takes the connections whose
+    /// handshake arrives on the slot's CPU (SO_INCOMING_CPU: the (slot mod n)-th CPU this process
+    /// may run on); without it, that is cleared and the kernel spreads by hash.
+    Set for_slot(int slot, const Set& main, bool by_cpu = false);
 
     /// Takes `listener` as `slot`'s socket for `main` (one handed over across SIGUSR2).
     void adopt(int slot, const Listener& main, std::shared_ptr<Listener> listener);
@@ -43,8 +46,14 @@ public:
     /// `main`'s sibling sockets, every slot's (to add up accept queues, to hand over).
     std::vector<std::pair<int, const Listener*>> siblings_of(const Listener& main) const;
 
+    /// The CPU whose connections `slot`'s sockets take under `reuse_port: cpu`.
+    int cpu_of(int slot) const { return cpus_[static_cast<std::size_t>(slot) % cpus_.size()]; }
+
 private:
     static std::string key(const Listener& l);
+    std::vector<int> cpus_ = allowed_cpus();
+    static std::vector<int> allowed_cpus();
+    Set sockets_for(int slot, const Set& main);
     std::map<std::pair<int, std::string>, std::shared_ptr<Listener>> sockets_;
     std::map<std::string, bool> warned_;
 };

@@ -87,10 +87,18 @@ void Arbiter::launch(const core::action::Spawn& spawn) {
     request.slot = spawn.slot;
     request.generation = spawn.generation;
     request.spec = &spec();
-    request.listeners = sockets_.for_slot(spawn.slot, spec().reuse_port);
-    // With a socket per slot the kernel spreads connections; the board's holding back would
-    // only delay a worker's own queue.
-    if (board_ && !spec().reuse_port) request.board_fd = board_.get();
+    request.listeners = sockets_.for_slot(spawn.slot, spec());
+    // With a socket per slot hashed by the kernel, the board's holding back would only delay a
+    // worker's own queue. By CPU, what arrives on one CPU goes to one slot: the bundled workers
+    // also get the other slots' sockets, and the board says when to take from them.
+    if (board_ && (!spec().reuse_port || spec().reuse_port_cpu)) request.board_fd = board_.get();
+    if (board_ && spec().reuse_port_cpu) {
+        std::vector<int> active;
+        for (const auto& [index, slot] : fleet_.slots()) {
+            if (slot.active) active.push_back(index);
+        }
+        request.peers = sockets_.peers_of(spawn.slot, active, spec());
+    }
     if (spec().app.preload) {
         request.zygote_fd = zygotes_.socket_of(spawn.generation);
         if (request.zygote_fd < 0) {
@@ -119,7 +127,7 @@ void Arbiter::start_zygote(long generation) {
     request.slot = -1;
     request.generation = generation;
     request.spec = &spec();
-    request.listeners = sockets_.for_slot(0, spec().reuse_port);  // for {fd} in the command
+    request.listeners = sockets_.for_slot(0, spec());  // for {fd} in the command
     try {
         // Its workers are forked from it and reparented here: this process reaps them.
         become_child_subreaper();

@@ -198,7 +198,7 @@ void Arbiter::adopt(Handover& h) {
     std::vector<core::AdoptedWorker> adopted;
     for (auto& hw : h.workers) {
         adopted.push_back({hw.pid, hw.slot, hw.generation, hw.ready, hw.draining, std::chrono::milliseconds(hw.age_ms)});
-        processes_.add(hw.pid, hw.slot, sockets_.for_slot(hw.slot, spec().reuse_port), UniqueFd(hw.stdout_fd),
+        processes_.add(hw.pid, hw.slot, sockets_.for_slot(hw.slot, spec()), UniqueFd(hw.stdout_fd),
                        UniqueFd(hw.stderr_fd), UniqueFd(hw.notify_fd));
     }
     // Then the rolling path replaces them: a new generation, as after a reload of the same spec.

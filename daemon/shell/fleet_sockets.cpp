@@ -17,8 +17,23 @@ FleetSockets::FleetSockets(std::vector<Listener> listeners) {
     for (auto& l : listeners) current_.push_back(std::make_shared<Listener>(std::move(l)));
 }
 
-FleetSockets::Set FleetSockets::for_slot(int slot, bool reuse_port) {
-    return reuse_port ? slots_.for_slot(slot, current_) : current_;
+FleetSockets::Set FleetSockets::for_slot(int slot, const Spec& spec) {
+    return spec.reuse_port ? slots_.for_slot(slot, current_, spec.reuse_port_cpu) : current_;
+}
+
+std::vector<std::pair<int, std::shared_ptr<Listener>>> FleetSockets::peers_of(int slot, const std::vector<int>& slots,
+                                                                             const Spec& spec) {
+    std::vector<std::pair<int, std::shared_ptr<Listener>>> out;
+    const Set own = for_slot(slot, spec);
+    for (int other : slots) {
+        if (other == slot) continue;
+        for (const auto& l : for_slot(other, spec)) {
+            // Unix listeners are shared (already its own); a slot sharing the main listener too.
+            if (l->address().kind != ListenAddress::Kind::tcp || std::find(own.begin(), own.end(), l) != own.end()) continue;
+            out.emplace_back(other, l);
+        }
+    }
+    return out;
 }
 
 std::optional<ListenQueue> FleetSockets::queue_of(const Listener& l) const {

@@ -28,8 +28,12 @@ public:
     const Set& current() const { return current_; }
 
     /// What a worker of `slot` accepts on: the fleet's listeners, or with `reuse_port` the
-    /// slot's own sockets for them.
-    Set for_slot(int slot, bool reuse_port);
+    /// slot's own sockets for them (with `reuse_port: cpu`, each taking its CPU's connections).
+    Set for_slot(int slot, const Spec& spec);
+    /// `reuse_port: cpu`, for a bundled worker of `slot`: the TCP sockets of the other `slots`,
+    /// each with its slot, which it takes connections from when their own worker has clearly
+    /// more (or is gone), so connections that all arrive on one CPU still spread.
+    std::vector<std::pair<int, std::shared_ptr<Listener>>> peers_of(int slot, const std::vector<int>& slots, const Spec& spec);
 
     /// Each listener's accept queue, with its slots' sockets added up.
     std::vector<QueueFacts> queues() const;

@@ -22,6 +22,14 @@ Launched ProcessLauncher::launch(const LaunchRequest& r) {
     request.cwd = spec.app.cwd;
     request.env = worker_env(base_env_, spec.app, addresses, r.slot, r.generation, spec.run_as);
     for (const auto& l : r.listeners) request.inherit_fds.push_back(l->fd());
+    if (!r.peers.empty()) {
+        std::string peers;
+        for (const auto& [slot, l] : r.peers) {
+            peers += fmt::format("{}{}:{}", peers.empty() ? "" : ",", 3 + request.inherit_fds.size(), slot);
+            request.inherit_fds.push_back(l->fd());
+        }
+        request.env.push_back("WORKERD_PEER_FDS=" + peers);
+    }
     if (r.board_fd >= 0) {
         request.env.push_back(fmt::format("WORKERD_BOARD_FD={}", 3 + request.inherit_fds.size()));
         request.inherit_fds.push_back(r.board_fd);

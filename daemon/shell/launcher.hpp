@@ -24,6 +24,8 @@ struct LaunchRequest {
     const Spec* spec = nullptr;
     std::vector<std::shared_ptr<Listener>> listeners;  ///< the sockets it accepts on
     int board_fd = -1;                                 ///< the bundled workers' LoadBoard, or -1
+    /// `reuse_port: cpu`: other slots' sockets (with their slot) a bundled worker may take from.
+    std::vector<std::pair<int, std::shared_ptr<Listener>>> peers;
     /// Preload: the daemon's end of its generation's zygote socket; the worker is forked from
     /// it instead of started (-1: start the program).
     int zygote_fd = -1;

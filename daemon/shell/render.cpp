@@ -194,7 +194,7 @@ json render_config(const core::Fleet& fleet, const std::string& control_socket) 
         {"file", fleet.spec().file},
         {"listen", listen},
         {"backlog", fleet.spec().backlog},
-        {"reuse_port", fleet.spec().reuse_port},
+        {"reuse_port", fleet.spec().reuse_port_cpu ? json("cpu") : json(fleet.spec().reuse_port)},
         {"workers", fleet.desired()},
         {"workers_in_spec", fleet.spec().workers_auto ? json("auto") : json(fleet.spec().workers)},
         {"app", app},

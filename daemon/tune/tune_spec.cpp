@@ -20,7 +20,11 @@ std::string tuning_spec_text(const std::string& text, const Spec& spec, const Tu
     root.remove("autoscale");
     root.remove("metrics");
     root.remove("reuse_port");  // kept below when set: a fresh node keeps the order readable
-    if (spec.reuse_port) root["reuse_port"] = true;
+    if (spec.reuse_port_cpu) {
+        root["reuse_port"] = "cpu";
+    } else if (spec.reuse_port) {
+        root["reuse_port"] = true;
+    }
     YAML::Node control;
     control["socket"] = places.control_socket;
     root["control"] = control;

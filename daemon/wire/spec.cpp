@@ -447,7 +447,15 @@ void SpecReader::read(const YAML::Node& root, int cpu_count, Spec& spec) {
     for_each_key(root, "", {
         {"listen", [&](auto&, auto& v) { listen_seen = true; read_listen(v, spec.listen); }},
         {"backlog", [&](auto& k, auto& v) { if (auto x = integer(v, k, 1, 1 << 20)) spec.backlog = static_cast<int>(*x); }},
-        {"reuse_port", [&](auto& k, auto& v) { if (auto x = boolean(v, k)) spec.reuse_port = *x; }},
+        {"reuse_port", [&](auto& k, auto& v) {
+             if (v.IsScalar() && v.Scalar() == "cpu") {
+                 spec.reuse_port = spec.reuse_port_cpu = true;
+             } else if (bool x = false; v.IsScalar() && YAML::convert<bool>::decode(v, x)) {
+                 spec.reuse_port = x;
+             } else {
+                 error(v, k, fmt::format("must be true, false or cpu, not '{}'", v.IsScalar() ? v.Scalar() : "a collection"));
+             }
+         }},
         {"workers", [&](auto&, auto& v) { read_workers(v, cpu_count, spec); }},
         {"app", [&](auto&, auto& v) { read_app(v, spec.app, app_seen); }},
         {"graceful_timeout", [&](auto& k, auto& v) { if (auto x = duration(v, k)) spec.graceful_timeout = *x; }},

@@ -153,6 +153,9 @@ struct Spec {
     std::vector<ListenAddress> listen;   ///< at least one
     int backlog = 2048;                  ///< requested; clamped to somaxconn when binding
     bool reuse_port = false;             ///< a SO_REUSEPORT socket per worker slot (TCP)
+    /// `reuse_port: cpu`: each slot's socket takes the connections that arrive on one CPU
+    /// (SO_INCOMING_CPU), and the bundled workers even out what arrives unevenly.
+    bool reuse_port_cpu = false;
     bool workers_auto = false;           ///< `workers: auto`
     Workload workload = Workload::mixed; ///< how `auto` counts: cpu, mixed, io, gunicorn
     std::optional<std::uint64_t> memory_per_worker;  ///< a hint for the memory budget

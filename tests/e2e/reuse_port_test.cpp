@@ -3,7 +3,12 @@
 // queued on a slot whose worker dies are served by its replacement.
 #include <doctest/doctest.h>
 
+#include <sched.h>
+
+#include <chrono>
 #include <csignal>
+#include <memory>
+#include <vector>
 #include <future>
 #include <set>
 #include <thread>
@@ -145,4 +150,125 @@ TEST_CASE("reuse_port: SIGUSR2 hands every slot's socket to the new image; no re
     const std::string report = load.report();
     CHECK_MESSAGE(wrk_socket_errors(report) == 0, report);
     CHECK(listeners_of(daemon.workers()) == before);
+}
+
+namespace {
+
+// The CPUs this process may run on, in order (the daemon, started from here, sees the same).
+std::vector<int> allowed_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> out;
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
+    }
+    return out;
+}
+
+// Moves the calling thread onto `cpu`: on loopback the kernel takes in a connection's handshake
+// on the CPU that called connect().
+void run_on(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    REQUIRE(::sched_setaffinity(0, sizeof set, &set) == 0);
+}
+
+// A connection made from `cpu`, kept open, and the pid of the worker that answered on it.
+struct Placed {
+    std::unique_ptr<HttpConnection> conn;
+    int cpu = -1;
+    pid_t pid = 0;
+};
+
+Placed connect_from(int cpu, int port) {
+    run_on(cpu);
+    Placed p{std::make_unique<HttpConnection>(port), cpu, 0};
+    REQUIRE(p.conn->connected());
+    REQUIRE(p.conn->request("/demo/whoami"));
+    auto r = p.conn->read_response(5s);
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    p.pid = json::parse(r->body)["pid"].get<pid_t>();
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("reuse_port: cpu: each worker takes its CPU's connections; what all arrives on one CPU is still shared") {
+    const auto cpus = allowed_cpus();
+    if (cpus.size() < 2) {
+        MESSAGE("needs 2 CPUs to steer between; this process may use " << cpus.size());
+        return;
+    }
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, SpecBuilder(port).set("reuse_port", "cpu").workers(2).builtin().set("graceful_timeout", "5s"));
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 20s), daemon.log());
+    const json status = daemon.status();
+    const auto config = daemon.ctl({"config"});
+    REQUIRE(config.exit_code == 0);
+    CHECK(json::parse(config.output)["reuse_port"] == "cpu");
+    const pid_t slot0 = pid_in_slot(status, 0);
+    const pid_t slot1 = pid_in_slot(status, 1);
+    REQUIRE(slot0 > 0);
+    REQUIRE(slot1 > 0);
+    // Each load runs in a thread of its own: a thread's CPU affinity is its own to change.
+    auto in_thread = [&](auto body) { return std::async(std::launch::async, body).get(); };
+
+    // Alternating CPUs, so the two workers' counts never drift apart: slot i's socket takes the
+    // connections that come in on the i-th allowed CPU, and its worker keeps them.
+    const auto paired = in_thread([&] {
+        std::vector<Placed> out;
+        for (int i = 0; i < 16; ++i) out.push_back(connect_from(cpus[static_cast<std::size_t>(i % 2)], port));
+        return out;
+    });
+    for (const auto& p : paired) {
+        CAPTURE(p.cpu);
+        CHECK(p.pid == (p.cpu == cpus[0] ? slot0 : slot1));
+    }
+
+    // All from the first CPU: slot 0's queue, and once its worker holds clearly more
+    // (LoadBoard::kStealMargin), slot 1's worker takes from it too.
+    const auto lopsided = in_thread([&] {
+        std::vector<Placed> out;
+        for (int i = 0; i < 24; ++i) out.push_back(connect_from(cpus[0], port));
+        return out;
+    });
+    int taken_by_1 = 0;
+    for (const auto& p : lopsided) {
+        CHECK((p.pid == slot0 || p.pid == slot1));
+        if (p.pid == slot1) ++taken_by_1;
+    }
+    MESSAGE(fmt::format("of 24 connections from CPU {}: {} to slot 0's worker, {} to slot 1's", cpus[0], 24 - taken_by_1, taken_by_1));
+    CHECK(taken_by_1 >= 4);
+}
+
+TEST_CASE("reuse_port: cpu: after a scale-up the new slot's connections are served at once") {
+    const auto cpus = allowed_cpus();
+    if (cpus.size() < 2) {
+        MESSAGE("needs 2 CPUs to steer between; this process may use " << cpus.size());
+        return;
+    }
+    TempDir dir;
+    const int port = free_tcp_port();
+    Daemon daemon(dir, SpecBuilder(port).set("reuse_port", "cpu").workers(2).builtin().set("graceful_timeout", "5s"));
+    REQUIRE_MESSAGE(daemon.wait_ready(2, 20s), daemon.log());
+    // The first two workers were started before slot 2's socket existed: they cannot take from
+    // it. Its own worker, yielding to them while they hold fewer, waits at most a few ms.
+    const auto r = daemon.ctl({"scale", "3", "--wait"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    const auto placed = std::async(std::launch::async, [&] {
+        std::vector<Placed> out;
+        for (int i = 0; i < 30; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            out.push_back(connect_from(cpus[static_cast<std::size_t>(i % 2)], port));
+            CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+        }
+        return out;
+    }).get();
+    std::set<pid_t> answered;
+    for (const auto& p : placed) answered.insert(p.pid);
+    CHECK(answered.size() >= 2);
 }

@@ -47,6 +47,31 @@ TEST_CASE("a worker defers only to a live peer holding clearly fewer connections
     }
 }
 
+TEST_CASE("reuse_port: cpu: a worker takes from a peer's queue only when that peer holds clearly more, or is gone") {
+    UniqueFd fd = LoadBoard::create();
+    auto a = LoadBoard::attach(fd.get(), 0);
+    auto b = LoadBoard::attach(fd.get(), 1);
+    REQUIRE(a);
+    REQUIRE(b);
+    const std::int64_t now = LoadBoard::now_ms();
+    const int m = LoadBoard::kStealMargin;
+    a->touch(now);
+    b->touch(now);
+    b->set_connections(10);
+    CHECK_FALSE(a->busier(1, 10 - m + 1, now, m));
+    CHECK(a->busier(1, 10 - m, now, m));
+    // The converse of peer_has_room with the same margin: b yields its queue exactly when a may
+    // take from it, so a connection never waits on two workers that each leave it to the other.
+    for (int mine = 0; mine <= 12; ++mine) {
+        a->set_connections(mine);
+        CHECK(b->peer_has_room(10, now, m) == a->busier(1, mine, now, m));
+    }
+    CHECK(a->busier(1, 100, now + LoadBoard::kStaleAfterMs + 1, m));  // silent: take
+    b->leave();
+    CHECK(a->busier(1, 100, now, m));  // draining: take
+    CHECK(a->busier(5, 100, now, m));  // never there: take
+}
+
 TEST_CASE("attach refuses what is not a board slot") {
     UniqueFd fd = LoadBoard::create();
     CHECK_FALSE(LoadBoard::attach(fd.get(), -1));

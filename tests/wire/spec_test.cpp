@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
+#include <vector>
 
 #include "tests/support/test_support.hpp"
 
@@ -88,6 +90,20 @@ TEST_CASE("defaults, a single listen string and workers: auto") {
     CHECK_FALSE(r.spec->health.request_timeout);
     CHECK(r.spec->backlog == 2048);
     CHECK(r.spec->log.level == "info");
+}
+
+TEST_CASE("reuse_port: true, false or cpu") {
+    test::TempDir dir;
+    for (const auto& [value, on, cpu] : std::vector<std::tuple<std::string, bool, bool>>{
+             {"false", false, false}, {"true", true, false}, {"cpu", true, true}}) {
+        CAPTURE(value);
+        const std::string path = dir.path() + "/spec.yaml";
+        std::ofstream(path) << "listen: \"127.0.0.1:8000\"\nreuse_port: " << value << "\napp: {builtin: {}}\n";
+        auto r = load_spec_file(path, 2);
+        REQUIRE(r.ok());
+        CHECK(r.spec->reuse_port == on);
+        CHECK(r.spec->reuse_port_cpu == cpu);
+    }
 }
 
 TEST_CASE("builtin settings") {
