@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side throughput and latency, one run, same load for every server (wrk, loopback only):
-#   1. workerd + bundled worker (2 workers)  vs  nginx (2 workers), on /healthz (`return 200`
-#      for nginx) and on static files of 1 KiB, 100 KiB and 10 MiB (transfer rate) served from
-#      the same directory; nginx with sendfile, tcp_nopush, open_file_cache, no access log.
+#   1. workerd + bundled worker (2 workers; by default, and with `reuse_port: cpu`)  vs  nginx
+#      (2 workers), on /healthz (`return 200` for nginx) and on static files of 1 KiB, 100 KiB
+#      and 10 MiB (transfer rate) served from the same directory; nginx with sendfile,
+#      tcp_nopush, open_file_cache, no access log.
 #      At least 5 rounds (issue 19): a smaller ROUNDS is raised to 5 for this group.
 #   2. workerd + workerd_uvicorn, workerd + `uvicorn --fd`, `uvicorn --workers 2` and
 #      gunicorn -k uvicorn.workers.UvicornWorker -w 2, on the same FastAPI route.
@@ -29,9 +30,18 @@ if [[ $ONLY == all || $ONLY == builtin ]]; then
 ROUNDS_ALL=$ROUNDS
 ROUNDS=$((ROUNDS < 5 ? 5 : ROUNDS))   # issue 19: at least 5 rounds against nginx
 start_builtin_and_nginx
+# The same workers with `reuse_port: cpu`: each worker's socket takes the connections that come
+# in on one CPU (on loopback, the CPU of the wrk thread that connects).
+read -r BC_PID BC_PORT < <(start_workerd builtin-cpu "workers: 2
+reuse_port: cpu
+app:
+  builtin: {root: $WORK/static}"); PIDS+=("$BC_PID")
+wait_http "http://127.0.0.1:$BC_PORT/healthz"
+BC_CMD="as workerd+builtin, with \`reuse_port: cpu\`"
 builtin_vs_nginx() {  # builtin_vs_nginx PATH WHAT [--transfer]
   clear_sides
   side "workerd+builtin" "http://127.0.0.1:$BI_PORT$1" "$BI_PORT" "$BI_PID" "$BI_CMD"
+  side "workerd+builtin, reuse_port: cpu" "http://127.0.0.1:$BC_PORT$1" "$BC_PORT" "$BC_PID" "$BC_CMD"
   side "nginx" "http://127.0.0.1:$NG_PORT$1" "$NG_PORT" "$NG_PID" "$NG_CMD"
   compare ${3:+"$3"} "Bundled worker vs nginx, $2, 2 workers each"
 }
@@ -39,7 +49,7 @@ builtin_vs_nginx /healthz /healthz
 builtin_vs_nginx /small.html "a 1 KiB static file"
 builtin_vs_nginx /100k.bin "a 100 KiB static file"
 builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate)" --transfer
-stop "$BI_PID" "$NG_PID"
+stop "$BI_PID" "$BC_PID" "$NG_PID"
 ROUNDS=$ROUNDS_ALL
 fi
 

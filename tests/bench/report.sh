@@ -100,6 +100,8 @@ Reading it:
   in 3 s); nginx's accept sometimes gives each wrk thread's connections to one worker, the pairs
   keep to their cores (0 migrations) and its p99 drops; spread at random (`reuseport`) its
   p99 is no better than ours. So p99 ratios on this machine move by 20% from run to run.
+  `reuse_port: cpu` makes those pairs on purpose (each worker's socket takes the connections
+  that come in on one CPU, here one wrk thread's): its small-file p99 is a fraction of both.
 - **workerd + uvicorn vs gunicorn + UvicornWorker vs `uvicorn --workers`.** The supervisor is
   not on the request path at all (the workers accept from the socket directly), so a
   difference between workerd and gunicorn is this machine's noise and above all how the 64
