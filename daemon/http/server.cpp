@@ -111,9 +111,9 @@ void Server::heartbeat() {
 // hands a burst of keep-alive connections to whichever process happens to be awake.
 //
 // `reuse_port: cpu` (peer slots' sockets given): each worker's own queue holds its CPU's
-// connections, and the margin is wider (kStealMargin). A worker that yields its own queue waits
-// at most kMaxYield: a peer started before this slot's socket existed (a scale-up) cannot take
-// from it, and the connections must not wait on that.
+// connections, and the margin is wider (kStealMargin). A worker leaves a connection on its own
+// queue to a peer for at most kMaxYield: a peer started before this slot's socket existed (a
+// scale-up) cannot take from it, and the connection must not wait on that.
 void Server::accept(Listener& listener) {
     if (draining_ || listener.waiting) return;
     for (int i = 0; i < kAcceptBurst; ++i) {
@@ -123,9 +123,8 @@ void Server::accept(Listener& listener) {
             if (peers_ == 0) return retry_accept(listener, kYieldToPeer);
             if (listener.yielding_since == Clock::time_point{}) listener.yielding_since = now;
             if (now - listener.yielding_since < kMaxYield) return retry_accept(listener, kYieldToPeer);
-        } else {
-            listener.yielding_since = {};
         }
+        listener.yielding_since = {};  // (the next connection may be left to a peer again)
         if (!accept_one(listener)) return;  // nothing queued: the next edge says when
         if (draining_) return;
     }

@@ -31,7 +31,8 @@ public:
     static constexpr std::chrono::milliseconds kYieldToPeer{1};
     /// The most connections taken from the queue in one turn (while no peer has room).
     static constexpr int kAcceptBurst = 16;
-    /// `reuse_port: cpu`: the longest a worker leaves its own queue to a peer with room.
+    /// `reuse_port: cpu`: the longest a worker leaves a connection on its own queue to a peer
+    /// with room.
     static constexpr std::chrono::milliseconds kMaxYield{5};
 
     Server(EventLoop& loop, const BuiltinWorkerOptions& options);

@@ -92,7 +92,7 @@ void Arbiter::launch(const core::action::Spawn& spawn) {
     // worker's own queue. By CPU, what arrives on one CPU goes to one slot: the bundled workers
     // also get the other slots' sockets, and the board says when to take from them.
     if (board_ && (!spec().reuse_port || spec().reuse_port_cpu)) request.board_fd = board_.get();
-    if (board_ && spec().reuse_port_cpu) {
+    if (board_ && spec().reuse_port_cpu && spec().app.builtin) {
         std::vector<int> active;
         for (const auto& [index, slot] : fleet_.slots()) {
             if (slot.active) active.push_back(index);
