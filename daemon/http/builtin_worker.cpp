@@ -89,8 +89,8 @@ BuiltinWorkerOptions parse_builtin_worker_args(const std::vector<std::string>& a
             rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
             const auto colon = item.find(':');
             if (colon == std::string::npos) throw std::invalid_argument("WORKERD_PEER_FDS: '" + item + "' is not FD:SLOT");
-            o.peer_fds.emplace_back(static_cast<int>(parse_number("WORKERD_PEER_FDS", item.substr(0, colon).c_str(), 3)),
-                                    static_cast<int>(parse_number("WORKERD_PEER_FDS", item.substr(colon + 1).c_str(), 0)));
+            o.peer_fds.emplace_back(static_cast<int>(parse_number("WORKERD_PEER_FDS", item.substr(0, colon), 3)),
+                                    static_cast<int>(parse_number("WORKERD_PEER_FDS", item.substr(colon + 1), 0)));
         }
     }
     if (const char* ms = env("WORKERD_QUEUE_TIMEOUT_MS")) {

@@ -39,8 +39,7 @@ void Server::start(const std::vector<int>& listen_fds, const std::vector<std::pa
     std::vector<std::pair<int, int>> all;
     for (int fd : listen_fds) all.emplace_back(fd, -1);
     all.insert(all.end(), peers.begin(), peers.end());
-    peers_ = static_cast<int>(peers.size());
-    if (peers_ > 0) margin_ = LoadBoard::kStealMargin;
+    steered_ = !peers.empty();
     for (const auto& [fd, peer_slot] : all) {
         sockaddr_storage addr{};
         socklen_t len = sizeof addr;
@@ -118,9 +117,9 @@ void Server::accept(Listener& listener) {
     if (draining_ || listener.waiting) return;
     for (int i = 0; i < kAcceptBurst; ++i) {
         if (listener.peer_slot >= 0 && !may_take_from(listener)) return;
-        if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms(), margin_)) {
+        if (board_ && board_->peer_has_room(static_cast<int>(connections_.size()), LoadBoard::now_ms(), margin())) {
+            if (!steered_) return retry_accept(listener, kYieldToPeer);
             const auto now = Clock::now();
-            if (peers_ == 0) return retry_accept(listener, kYieldToPeer);
             if (listener.yielding_since == Clock::time_point{}) listener.yielding_since = now;
             if (now - listener.yielding_since < kMaxYield) return retry_accept(listener, kYieldToPeer);
         }
@@ -142,7 +141,7 @@ void Server::accept(Listener& listener) {
 // While it may not, connections waiting there are looked at again in a moment: the edge that
 // said so is spent.
 bool Server::may_take_from(Listener& listener) {
-    if (board_ && board_->busier(listener.peer_slot, static_cast<int>(connections_.size()), LoadBoard::now_ms(), margin_)) return true;
+    if (board_ && board_->busier(listener.peer_slot, static_cast<int>(connections_.size()), LoadBoard::now_ms(), margin())) return true;
     if (auto queue = listen_queue(listener.fd, false); queue && queue->depth > 0) retry_accept(listener, kYieldToPeer);
     return false;
 }

@@ -129,8 +129,9 @@ private:
     std::vector<std::shared_ptr<Connection>> closed_;
     EventLoop::TimerId sweep_timer_ = 0;
     std::optional<LoadBoard> board_;  ///< shared with the fleet's other bundled workers
-    int peers_ = 0;                     ///< other slots' sockets taken from (`reuse_port: cpu`)
-    int margin_ = LoadBoard::kMargin;   ///< the board's margin: kStealMargin with peers
+    bool steered_ = false;  ///< given other slots' sockets (`reuse_port: cpu`)
+    /// The board's margin: wider when steered (LoadBoard::kStealMargin).
+    int margin() const { return steered_ ? LoadBoard::kStealMargin : LoadBoard::kMargin; }
     Notifier notifier_;
     RequestStats stats_;
     std::string last_stats_;         ///< the last STATS sent

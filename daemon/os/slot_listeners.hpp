@@ -46,13 +46,15 @@ public:
     /// `main`'s sibling sockets, every slot's (to add up accept queues, to hand over).
     std::vector<std::pair<int, const Listener*>> siblings_of(const Listener& main) const;
 
+    /// The CPUs this process may run on (sched_getaffinity), in order; slot i steers to the
+    /// (i mod n)-th under `reuse_port: cpu`.
+    static std::vector<int> allowed_cpus();
     /// The CPU whose connections `slot`'s sockets take under `reuse_port: cpu`.
     int cpu_of(int slot) const { return cpus_[static_cast<std::size_t>(slot) % cpus_.size()]; }
 
 private:
     static std::string key(const Listener& l);
     std::vector<int> cpus_ = allowed_cpus();
-    static std::vector<int> allowed_cpus();
     Set sockets_for(int slot, const Set& main);
     std::map<std::pair<int, std::string>, std::shared_ptr<Listener>> sockets_;
     std::map<std::string, bool> warned_;

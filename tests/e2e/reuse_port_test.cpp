@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/os/slot_listeners.hpp"
 #include "tests/support/spec_builder.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -24,8 +25,8 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string spec(int port, int workers) {
-    return SpecBuilder(port).set("reuse_port", "true").workers(workers).builtin().set("graceful_timeout", "5s");
+std::string spec(int port, int workers, const std::string& reuse_port = "true") {
+    return SpecBuilder(port).set("reuse_port", reuse_port).workers(workers).builtin().set("graceful_timeout", "5s");
 }
 
 // The socket a worker accepts on: its fd 3, as "socket:[INODE]".
@@ -154,16 +155,12 @@ TEST_CASE("reuse_port: SIGUSR2 hands every slot's socket to the new image; no re
 
 namespace {
 
-// The CPUs this process may run on, in order (the daemon, started from here, sees the same).
-std::vector<int> allowed_cpus() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    std::vector<int> out;
-    if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-        if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
-    }
-    return out;
+// The CPUs to steer between: the daemon's list (it is started from here, with this affinity).
+// Fewer than two: nothing to steer, and the test says so.
+std::vector<int> steerable_cpus() {
+    auto cpus = workerd::SlotListeners::allowed_cpus();
+    if (cpus.size() < 2) MESSAGE("needs 2 CPUs to steer between; this process may use " << cpus.size());
+    return cpus;
 }
 
 // Moves the calling thread onto `cpu`: on loopback the kernel takes in a connection's handshake
@@ -197,14 +194,11 @@ Placed connect_from(int cpu, int port) {
 }  // namespace
 
 TEST_CASE("reuse_port: cpu: each worker takes its CPU's connections; what all arrives on one CPU is still shared") {
-    const auto cpus = allowed_cpus();
-    if (cpus.size() < 2) {
-        MESSAGE("needs 2 CPUs to steer between; this process may use " << cpus.size());
-        return;
-    }
+    const auto cpus = steerable_cpus();
+    if (cpus.size() < 2) return;
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).set("reuse_port", "cpu").workers(2).builtin().set("graceful_timeout", "5s"));
+    Daemon daemon(dir, spec(port, 2, "cpu"));
     REQUIRE_MESSAGE(daemon.wait_ready(2, 20s), daemon.log());
     const json status = daemon.status();
     const auto config = daemon.ctl({"config"});
@@ -246,14 +240,11 @@ TEST_CASE("reuse_port: cpu: each worker takes its CPU's connections; what all ar
 }
 
 TEST_CASE("reuse_port: cpu: after a scale-up the new slot's connections are served at once") {
-    const auto cpus = allowed_cpus();
-    if (cpus.size() < 2) {
-        MESSAGE("needs 2 CPUs to steer between; this process may use " << cpus.size());
-        return;
-    }
+    const auto cpus = steerable_cpus();
+    if (cpus.size() < 2) return;
     TempDir dir;
     const int port = free_tcp_port();
-    Daemon daemon(dir, SpecBuilder(port).set("reuse_port", "cpu").workers(2).builtin().set("graceful_timeout", "5s"));
+    Daemon daemon(dir, spec(port, 2, "cpu"));
     REQUIRE_MESSAGE(daemon.wait_ready(2, 20s), daemon.log());
     // The first two workers were started before slot 2's socket existed: they cannot take from
     // it. Its own worker, yielding to them while they hold fewer, waits at most a few ms.
