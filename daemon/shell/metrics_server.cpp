@@ -83,8 +83,8 @@ tcp::acceptor bind_metrics(asio::io_context& io, const ListenAddress& address, U
     // The same binding rules and messages as the fleet's listeners; a socket handed over by
     // the previous image (SIGUSR2) is kept when it is still bound to the spec's address.
     Listener l = inherited && socket_bound_to(inherited.get(), address)
-                     ? Listener(address, std::move(inherited), 128, false)
-                     : open_listener(address, 128);
+                     ? Listener(address, std::move(inherited), MetricsServer::kBacklog, false)
+                     : open_listener(address, MetricsServer::kBacklog);
     tcp::acceptor acceptor(io);
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;

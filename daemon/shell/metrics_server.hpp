@@ -30,6 +30,10 @@ struct MetricsResponse {
 class MetricsServer {
 public:
     static constexpr int kMaxClients = 64;
+    /// The listen queue (clamped to net.core.somaxconn): room for many more connections than
+    /// kMaxClients, so a crowd of idle or slow clients, evicted and reconnecting, cannot fill it
+    /// and have a probe's handshake dropped (its SYN is then resent only after 1 s).
+    static constexpr int kBacklog = 1024;
     static constexpr std::chrono::seconds kRequestTimeout{10};
     static constexpr std::chrono::seconds kWriteTimeout{10};
     using Handler = std::function<MetricsResponse(const std::string& path)>;
