@@ -238,7 +238,9 @@ public:
 
 private:
     struct Conn {
-        explicit Conn(net::io_context& io) : socket(io), timer(io) {}
+        // Beast reads what the buffer has room for (at least 512 bytes, at most 64 KiB), and the
+        // parser empties it as it goes: without room made here, a large body came 512 bytes a call.
+        explicit Conn(net::io_context& io) : socket(io), timer(io) { buffer.reserve(64 * 1024); }
         tcp::socket socket;
         net::steady_timer timer;
         boost::beast::flat_buffer buffer;

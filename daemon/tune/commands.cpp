@@ -310,6 +310,9 @@ int load_command(const std::vector<std::string>& args) {
                     static_cast<unsigned long long>(r.errors()), static_cast<unsigned long long>(r.http_errors),
                     static_cast<unsigned long long>(r.connect_errors), static_cast<unsigned long long>(r.io_errors),
                     static_cast<unsigned long long>(r.timeouts), static_cast<unsigned long long>(r.unsent));
+        std::printf("  received  %.1f MiB/s (%s bytes, headers included)\n",
+                    r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds / 1048576.0 : 0.0,
+                    thousands(static_cast<double>(r.bytes)).c_str());
         std::printf("  latency   p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms%s\n", r.ms(50),
                     r.ms(90), r.ms(99), r.ms(99.9), static_cast<double>(r.latency.max()) / 1000.0,
                     o.rate > 0 ? "  (from each request's scheduled time)" : "");

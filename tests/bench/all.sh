@@ -33,9 +33,9 @@ run() {  # run LIMIT_SECONDS SCRIPT ARGS...
   fi
   echo
 }
-# bench_core.sh: 4 URLs x 2 servers x max(R, 5) rounds (the bundled worker vs nginx), then
-# 4 servers x R rounds (FastAPI), each load S s; half as much again for the rest.
-run $((300 + S * (8 * (R < 5 ? 5 : R) + 4 * R) * 3 / 2)) bench_core.sh "$R" "$S"
+# bench_core.sh: 5 loads x 3 servers x max(R, 5) rounds (the bundled worker twice vs nginx),
+# then 4 servers x R rounds (FastAPI), each load S s; half as much again for the rest.
+run $((300 + S * (15 * (R < 5 ? 5 : R) + 4 * R) * 3 / 2)) bench_core.sh "$R" "$S"
 run 600 bench_syscalls.sh              # strace -c on both servers' workers: about 2 minutes
 run 600 bench_balance.sh "$R" "$S"
 run 600 bench_reload.sh "$R" $((S * 3 / 2))

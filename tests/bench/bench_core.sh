@@ -2,8 +2,8 @@
 # Side-by-side throughput and latency, one run, same load for every server (wrk, loopback only):
 #   1. workerd + bundled worker (2 workers; by default, and with `reuse_port: cpu`)  vs  nginx
 #      (2 workers), on /healthz (`return 200` for nginx) and on static files of 1 KiB, 100 KiB
-#      and 10 MiB (transfer rate) served from the same directory; nginx with sendfile,
-#      tcp_nopush, open_file_cache, no access log.
+#      and 10 MiB (transfer rate; twice: read by wrk, then by `workerd load`) served from the
+#      same directory; nginx with sendfile, tcp_nopush, open_file_cache, no access log.
 #      At least 5 rounds (issue 19): a smaller ROUNDS is raised to 5 for this group.
 #   2. workerd + workerd_uvicorn, workerd + `uvicorn --fd`, `uvicorn --workers 2` and
 #      gunicorn -k uvicorn.workers.UvicornWorker -w 2, on the same FastAPI route.
@@ -49,6 +49,9 @@ builtin_vs_nginx /healthz /healthz
 builtin_vs_nginx /small.html "a 1 KiB static file"
 builtin_vs_nginx /100k.bin "a 100 KiB static file"
 builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate)" --transfer
+# wrk reads 8 KiB a call, and on this file its reads are most of the machine's CPU: the same
+# file again with `workerd load` (64 KiB a call) as the client, so the servers' cost shows.
+CLIENT=load builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate), read by workerd load" --transfer
 stop "$BI_PID" "$BC_PID" "$NG_PID"
 ROUNDS=$ROUNDS_ALL
 fi

@@ -122,6 +122,40 @@ run_wrk() {
   echo "${rps:-0} ${p50:-0} ${p99:-0} ${requests:-0} ${conns:--} ${mbps:-0} ${errors:+[$errors]}"
 }
 
+# run_load URL PORT MASTER_PID: as run_wrk, with the project's own client instead: `workerd load`
+# closed loop (THREADS event loops, CONNECTIONS connections, reads of up to 64 KiB where wrk's
+# are 8 KiB), for transfers that would otherwise measure wrk's read calls, not the server.
+run_load() {
+  local url=$1 port=$2 master=$3 out conns
+  out=$WORK/load.json
+  timeout $((DURATION + 60)) "$WORKERD" load "$url" -t "$THREADS" -c "$CONNECTIONS" --duration "${DURATION}s" \
+    --timeout 30s --json >"$out" 2>/dev/null &
+  local load_pid=$!
+  sleep $((DURATION / 2))
+  conns=$(split "$port" "$master")
+  wait $load_pid || true
+  "$PY" - "$out" "${conns:--}" <<'PYEOF'
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    print("0 0 0 0", sys.argv[2], "0 [no result]")
+    sys.exit()
+mbps = j["bytes"] / j["seconds"] / 1048576 if j["seconds"] else 0
+errors = f" [errors {j['errors']}]" if j["errors"] else ""
+print(f"{j['rate']:.2f} {j['p50_ms']:.3f} {j['p99_ms']:.3f} {j['requests']} {sys.argv[2]} {mbps:.2f}{errors}")
+PYEOF
+}
+
+# client_line: the load command compare runs (CLIENT: wrk, the default, or load), for the tables.
+client_line() {
+  if [ "${CLIENT:-wrk}" = load ]; then
+    echo "workerd load -t $THREADS -c $CONNECTIONS --duration ${DURATION}s --timeout 30s"
+  else
+    echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency${WRK_ARGS:+ ${WRK_ARGS# }}"
+  fi
+}
+
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 # medianof V...: the median of the arguments.
 medianof() { printf '%s\n' "$@" | median; }
@@ -135,7 +169,8 @@ S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=()
 side() { S_NAME+=("$1"); S_URL+=("$2"); S_PORT+=("$3"); S_PID+=("$4"); S_CMD+=("$5"); }
 clear_sides() { S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=(); }
 
-# compare [--transfer] TITLE [REF]: a wrk load on every registered side, rounds alternating
+# compare [--transfer] TITLE [REF]: a wrk load (or with CLIENT=load, `workerd load`: run_load)
+# on every registered side, rounds alternating
 # between them (ROUNDS rounds of DURATION s); prints each round and the medians, and writes a
 # markdown table with ratios against side REF (an index, default the last side). Throughput is
 # req/s, or with --transfer wrk's transfer rate in MB/s (for large files; wrk then gets
@@ -156,12 +191,12 @@ compare() {
   local ref=${2:-$((n - 1))}
   local -A thr p50 p99 spl evn
   local wrk_line
-  wrk_line="wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency${WRK_ARGS:+ ${WRK_ARGS# }}"
+  wrk_line=$(client_line)
   say "== $title: $wrk_line, $ROUNDS rounds"
   local r i a b c d e f rest
   for r in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((n - 1))); do
-      read -r a b c d e f rest < <(run_wrk "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
+      read -r a b c d e f rest < <("run_${CLIENT:-wrk}" "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
       if [ "$unit" = "MB/s" ]; then thr[$i,$r]=$f; else thr[$i,$r]=$a; fi
       p50[$i,$r]=$b; p99[$i,$r]=$c; spl[$i,$r]=$e
       if even "$e"; then evn[$i,$r]=1; else evn[$i,$r]=0; fi
@@ -212,7 +247,7 @@ compare() {
     md "| ${S_NAME[$i]} | $(printf '%.*f' "$prec" "${med_thr[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_thr[$i]}" "${med_thr[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev_thr | $ev_p99 | $pair | ${splits[$i]} |"
   done
   md ""
-  md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")" \
+  md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && [ "${CLIENT:-wrk}" = wrk ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")$([ "$unit" = "MB/s" ] && [ "${CLIENT:-wrk}" = load ] && echo " MB/s: bytes received (headers included) over the run's seconds, 1 MB = 2^20 bytes; \`workerd load\` reads up to 64 KiB a call.")" \
     "\"Evenly split rounds\": that server's medians over the rounds in which no worker held more than 3/4 of its connections, against ${S_NAME[$ref]}'s over its own such rounds." \
     "\"Both evenly split\": over the rounds in which this server and ${S_NAME[$ref]} were both evenly split, the median of the per-round ratios (this server's $unit, then p99, over ${S_NAME[$ref]}'s in the same round). Servers:"
   md ""

@@ -142,3 +142,27 @@ TEST_CASE("weighted requests go out in their proportions, and a bad request spec
     CHECK(no_url.exit_code == 2);
     CHECK(no_url.output.find("only http://") != std::string::npos);
 }
+
+TEST_CASE("large bodies: every byte of a 4 MiB file is received and counted, and the text says how fast") {
+    TempDir dir;
+    constexpr std::size_t kSize = 4 * 1024 * 1024;
+    dir.write("site/big.bin", std::string(kSize, 'z'));
+    const int port = free_tcp_port();
+    Daemon daemon(dir, SpecBuilder(port).workers(1).builtin("root: " + dir.path() + "/site"));
+    REQUIRE(daemon.wait_ready(1, 15s));
+    const json r = workerd_load({fmt::format("http://127.0.0.1:{}/big.bin", port), "-c", "4", "--duration", "1s",
+                                 "--timeout", "10s"},
+                                30s);
+    INFO(r.dump());
+    CHECK(r["errors"] == 0);
+    const auto ok = r["ok"].get<std::uint64_t>();
+    CHECK(ok >= 4);
+    // Each answer: the file, and a header of a few hundred bytes.
+    CHECK(r["bytes"].get<std::uint64_t>() >= ok * kSize);
+    CHECK(r["bytes"].get<std::uint64_t>() <= ok * (kSize + 1024));
+    const auto text = run_program({bin_path("workerd"), "load", fmt::format("http://127.0.0.1:{}/big.bin", port),
+                                   "-c", "2", "--duration", "1s", "--timeout", "10s"},
+                                  30s);
+    CHECK(text.exit_code == 0);
+    CHECK_MESSAGE(text.output.find("MiB/s (") != std::string::npos, text.output);
+}
