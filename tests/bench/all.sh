@@ -37,6 +37,7 @@ run() {  # run LIMIT_SECONDS SCRIPT ARGS...
 # then 4 servers x R rounds (FastAPI), each load S s; half as much again for the rest.
 run $((300 + S * (15 * (R < 5 ? 5 : R) + 4 * R) * 3 / 2)) bench_core.sh "$R" "$S"
 run 600 bench_syscalls.sh              # strace -c on both servers' workers: about 2 minutes
+run 900 bench_transfer.sh "$((R < 5 ? 5 : R))" "$S"   # 2 clients x 2 servers x max(R, 5) rounds
 run 600 bench_balance.sh "$R" "$S"
 run 600 bench_reload.sh "$R" $((S * 3 / 2))
 run 400 bench_hang.sh "$R"

@@ -51,7 +51,7 @@ builtin_vs_nginx /100k.bin "a 100 KiB static file"
 builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate)" --transfer
 # wrk reads 8 KiB a call, and on this file its reads are most of the machine's CPU: the same
 # file again with `workerd load` (64 KiB a call) as the client, so the servers' cost shows.
-CLIENT=load builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate), read by workerd load" --transfer
+LOAD_CLIENT=load builtin_vs_nginx /10m.bin "a 10 MiB static file (transfer rate), read by workerd load" --transfer
 stop "$BI_PID" "$BC_PID" "$NG_PID"
 ROUNDS=$ROUNDS_ALL
 fi

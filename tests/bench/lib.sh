@@ -147,9 +147,9 @@ print(f"{j['rate']:.2f} {j['p50_ms']:.3f} {j['p99_ms']:.3f} {j['requests']} {sys
 PYEOF
 }
 
-# client_line: the load command compare runs (CLIENT: wrk, the default, or load), for the tables.
+# client_line: the load command compare runs (LOAD_CLIENT: wrk, the default, or load), for the tables.
 client_line() {
-  if [ "${CLIENT:-wrk}" = load ]; then
+  if [ "${LOAD_CLIENT:-wrk}" = load ]; then
     echo "workerd load -t $THREADS -c $CONNECTIONS --duration ${DURATION}s --timeout 30s"
   else
     echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency${WRK_ARGS:+ ${WRK_ARGS# }}"
@@ -169,7 +169,7 @@ S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=()
 side() { S_NAME+=("$1"); S_URL+=("$2"); S_PORT+=("$3"); S_PID+=("$4"); S_CMD+=("$5"); }
 clear_sides() { S_NAME=(); S_URL=(); S_PORT=(); S_PID=(); S_CMD=(); }
 
-# compare [--transfer] TITLE [REF]: a wrk load (or with CLIENT=load, `workerd load`: run_load)
+# compare [--transfer] TITLE [REF]: a wrk load (or with LOAD_CLIENT=load, `workerd load`: run_load)
 # on every registered side, rounds alternating
 # between them (ROUNDS rounds of DURATION s); prints each round and the medians, and writes a
 # markdown table with ratios against side REF (an index, default the last side). Throughput is
@@ -196,7 +196,7 @@ compare() {
   local r i a b c d e f rest
   for r in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((n - 1))); do
-      read -r a b c d e f rest < <("run_${CLIENT:-wrk}" "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
+      read -r a b c d e f rest < <("run_${LOAD_CLIENT:-wrk}" "${S_URL[$i]}" "${S_PORT[$i]}" "${S_PID[$i]}")
       if [ "$unit" = "MB/s" ]; then thr[$i,$r]=$f; else thr[$i,$r]=$a; fi
       p50[$i,$r]=$b; p99[$i,$r]=$c; spl[$i,$r]=$e
       if even "$e"; then evn[$i,$r]=1; else evn[$i,$r]=0; fi
@@ -247,7 +247,7 @@ compare() {
     md "| ${S_NAME[$i]} | $(printf '%.*f' "$prec" "${med_thr[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_thr[$i]}" "${med_thr[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev_thr | $ev_p99 | $pair | ${splits[$i]} |"
   done
   md ""
-  md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && [ "${CLIENT:-wrk}" = wrk ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")$([ "$unit" = "MB/s" ] && [ "${CLIENT:-wrk}" = load ] && echo " MB/s: bytes received (headers included) over the run's seconds, 1 MB = 2^20 bytes; \`workerd load\` reads up to 64 KiB a call.")" \
+  md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && [ "${LOAD_CLIENT:-wrk}" = wrk ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")$([ "$unit" = "MB/s" ] && [ "${LOAD_CLIENT:-wrk}" = load ] && echo " MB/s: bytes received (headers included) over the run's seconds, 1 MB = 2^20 bytes; \`workerd load\` reads up to 64 KiB a call.")" \
     "\"Evenly split rounds\": that server's medians over the rounds in which no worker held more than 3/4 of its connections, against ${S_NAME[$ref]}'s over its own such rounds." \
     "\"Both evenly split\": over the rounds in which this server and ${S_NAME[$ref]} were both evenly split, the median of the per-round ratios (this server's $unit, then p99, over ${S_NAME[$ref]}'s in the same round). Servers:"
   md ""

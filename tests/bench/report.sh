@@ -32,6 +32,7 @@ tests/bench/all.sh [RESULTS_DIR] [OUT]   # the same without make; WORKERD=/path/
                                          # (WORKERCTL defaults to the one next to it)
 tests/bench/bench_core.sh [ROUNDS] [SECONDS] [builtin|uvicorn|all]   # builtin: at least 5 rounds
 tests/bench/bench_syscalls.sh [REQUESTS] [LARGE_REQUESTS] [CONNECTIONS]
+tests/bench/bench_transfer.sh [ROUNDS] [SECONDS]
 tests/bench/bench_balance.sh [ROUNDS] [SECONDS] [WORKERS]
 tests/bench/bench_reload.sh [ROUNDS] [SECONDS]
 tests/bench/bench_hang.sh [ROUNDS]
@@ -79,8 +80,10 @@ Reading it:
 - **Bundled worker vs nginx.** Both answer `/healthz` from memory; the static files (1 KiB of
   HTML, 100 KiB and 10 MiB of random bytes) come from the same directory. nginx is set up the
   way a static server is tuned: `sendfile on`, `tcp_nopush on`, `open_file_cache` (descriptors
-  kept open across requests), no access log. The 10 MiB file is measured by transfer rate
-  (wrk's `Transfer/sec`), the others by requests per second; at least 5 rounds each. What each
+  kept open across requests), no access log. The 10 MiB file is measured by transfer rate,
+  twice: read by wrk (its `Transfer/sec`), then by `workerd load`, whose 64 KiB reads cost less
+  than wrk's 8 KiB ones ([CPU per response](#cpu-per-response-on-a-10-mib-file) says how the CPU
+  divides); the others by requests per second; at least 5 rounds each. What each
   server does per request is counted in [system calls per request](#system-calls-per-request).
   The bundled workers split the 64 connections evenly in every round: a worker holding clearly
   more connections than a live peer leaves the next one to that peer (the load board, README,
@@ -124,6 +127,7 @@ Reading it:
 
 EOF
 section syscalls "System calls per request"
+section transfer "CPU per response on a 10 MiB file"
 section balance "Load balance across workers"
 cat <<'EOF'
 Reading it:

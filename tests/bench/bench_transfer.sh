@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Where the CPU goes while a 10 MiB static file is served: workerd + bundled worker (2 workers)
+# vs nginx (2 workers), the same servers as bench_core.sh's first group (start_builtin_and_nginx
+# in lib.sh). On this file the transfer rate of either server is set by the client's reads and
+# the kernel's loopback TCP, not by the server's own code, so besides the rate this measures each
+# server's CPU time per response, user and system apart (the servers' workers' utime and stime
+# in /proc over the load, which is all they do meanwhile), and the client's (bash's `time`).
+# Two clients, each with 2 threads and 64 connections: wrk (reads 8 KiB a call) and
+# `workerd load` (64 KiB a call). Rounds alternate the servers; medians and ratios are printed.
+#
+# Usage: tests/bench/bench_transfer.sh [ROUNDS] [SECONDS]   (defaults: 5 rounds of 10 s)
+# Every process started here is stopped by its pid on exit, even on failure.
+set -euo pipefail
+
+ROUNDS=${1:-5}
+DURATION=${2:-10}
+source "$(dirname "$0")/lib.sh"
+require wrk nginx ss curl "$WORKERD"
+machine
+md_begin transfer "CPU per response on a 10 MiB file" "$ROUNDS" "$DURATION"
+start_builtin_and_nginx
+TICK=$(getconf CLK_TCK)
+
+# ticks FIELD PID...: the sum of /proc/PID/stat's utime (FIELD 14) or stime (15), in ticks.
+ticks() {
+  local field=$1 t=0 p v; shift
+  for p in "$@"; do v=$(sed 's/^.*) //' "/proc/$p/stat" | cut -d' ' -f$((field - 2))); t=$((t + v)); done
+  echo "$t"
+}
+
+# one CLIENT PORT MASTER: one load on /10m.bin; prints "responses MB/s server_user_ms
+# server_sys_ms client_ms" (the CPU per response).
+one() {
+  local client=$1 port=$2 master=$3 url workers u0 s0 u1 s1 n mbps cpu
+  url="http://127.0.0.1:$port/10m.bin"
+  mapfile -t workers < <(workers_of "$port" "$master")
+  u0=$(ticks 14 "${workers[@]}"); s0=$(ticks 15 "${workers[@]}")
+  if [ "$client" = wrk ]; then
+    cpu=$( { TIMEFORMAT='%U %S'; time { timeout $((DURATION + 40)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+      --timeout 30s "$url" >"$WORK/out" 2>/dev/null || true; }; } 2>&1 )
+    n=$(awk '/requests in/ {print $1}' "$WORK/out"); mbps=$(wrk_mbps "$WORK/out")
+  else
+    cpu=$( { TIMEFORMAT='%U %S'; time { timeout $((DURATION + 60)) "$WORKERD" load "$url" -t "$THREADS" \
+      -c "$CONNECTIONS" --duration "${DURATION}s" --timeout 30s --json >"$WORK/out" 2>/dev/null || true; }; } 2>&1 )
+    read -r n mbps < <("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
+print(j["requests"], "%.2f" % (j["bytes"] / j["seconds"] / 1048576 if j["seconds"] else 0))' "$WORK/out")
+  fi
+  u1=$(ticks 14 "${workers[@]}"); s1=$(ticks 15 "${workers[@]}")
+  awk -v n="${n:-0}" -v m="${mbps:-0}" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v c="$cpu" -v hz="$TICK" 'BEGIN {
+    split(c, a, " "); if (n + 0 == 0) n = 1
+    printf "%d %.1f %.3f %.3f %.3f\n", n, m, du * 1000 / hz / n, ds * 1000 / hz / n, (a[1] + a[2]) * 1000 / n }'
+}
+
+SIDES=("workerd+builtin $BI_PORT $BI_PID" "nginx $NG_PORT $NG_PID")
+md "| client | server | MB/s | server CPU ms per response: user | system | total | client CPU ms per response | MB/s vs nginx | server CPU vs nginx |"
+md "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for client in wrk load; do
+  say "== $client on /10m.bin, $ROUNDS rounds of ${DURATION}s, $THREADS threads, $CONNECTIONS connections"
+  declare -A M U S C
+  for r in $(seq "$ROUNDS"); do
+    for i in 0 1; do
+      read -r name port master <<<"${SIDES[$i]}"
+      read -r n mbps u s c < <(one "$client" "$port" "$master")
+      M[$i,$r]=$mbps; U[$i,$r]=$u; S[$i,$r]=$s; C[$i,$r]=$c
+      say "$(printf '  round %d %-16s %6d responses %8.1f MB/s  server user %.3f ms  system %.3f ms  client %.3f ms per response' \
+        "$r" "$name" "$n" "$mbps" "$u" "$s" "$c")"
+    done
+  done
+  declare -a med_m med_t med_u med_s med_c
+  for i in 0 1; do
+    read -r name _ <<<"${SIDES[$i]}"
+    ms=(); us=(); ss=(); ts=(); cs=()
+    for r in $(seq "$ROUNDS"); do
+      ms+=("${M[$i,$r]}"); us+=("${U[$i,$r]}"); ss+=("${S[$i,$r]}"); cs+=("${C[$i,$r]}")
+      ts+=("$(awk -v a="${U[$i,$r]}" -v b="${S[$i,$r]}" 'BEGIN {printf "%.3f", a + b}')")
+    done
+    med_m[i]=$(medianof "${ms[@]}"); med_t[i]=$(medianof "${ts[@]}")
+    med_u[i]=$(medianof "${us[@]}"); med_s[i]=$(medianof "${ss[@]}"); med_c[i]=$(medianof "${cs[@]}")
+    say "$(printf '  median %-15s %8.1f MB/s  server CPU %.3f ms per response (user %.3f, system %.3f)  client %.3f ms' \
+      "$name" "${med_m[$i]}" "${med_t[$i]}" "${med_u[$i]}" "${med_s[$i]}" "${med_c[$i]}")"
+  done
+  for i in 0 1; do
+    read -r name _ <<<"${SIDES[$i]}"
+    vs_m="-"; vs_t="-"
+    [ "$i" -eq 0 ] && { vs_m="**$(div "${med_m[0]}" "${med_m[1]}")×**"; vs_t="**$(div "${med_t[0]}" "${med_t[1]}")×**"; }
+    md "| $client | $name | $(printf '%.1f' "${med_m[$i]}") | ${med_u[$i]} | ${med_s[$i]} | ${med_t[$i]} | ${med_c[$i]} | $vs_m | $vs_t |"
+  done
+  say "  ratio workerd+builtin / nginx: transfer rate $(div "${med_m[0]}" "${med_m[1]}")x, server CPU per response $(div "${med_t[0]}" "${med_t[1]}")x"
+  say ""
+  unset M U S C
+done
+md ""
+md "Medians of $ROUNDS rounds of ${DURATION} s, alternating the servers; each client with $THREADS threads and" \
+  "$CONNECTIONS connections on \`/10m.bin\`: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --timeout 30s URL\` and" \
+  "\`workerd load URL -t $THREADS -c $CONNECTIONS --duration ${DURATION}s --timeout 30s\`. Server CPU: the workers'" \
+  "utime and stime (/proc/PID/stat) over the load, per response; client CPU: bash's \`time\` of the client." \
+  "Servers as in the first table of this page."
+md ""
+stop "$BI_PID" "$NG_PID"
+md_end
