@@ -32,19 +32,14 @@ ticks() {
 # server_sys_ms client_ms" (the CPU per response).
 one() {
   local client=$1 port=$2 master=$3 url workers u0 s0 u1 s1 n mbps cpu
+  local _
   url="http://127.0.0.1:$port/10m.bin"
   mapfile -t workers < <(workers_of "$port" "$master")
   u0=$(ticks 14 "${workers[@]}"); s0=$(ticks 15 "${workers[@]}")
-  if [ "$client" = wrk ]; then
-    cpu=$( { TIMEFORMAT='%U %S'; time { timeout $((DURATION + 40)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
-      --timeout 30s "$url" >"$WORK/out" 2>/dev/null || true; }; } 2>&1 )
-    n=$(awk '/requests in/ {print $1}' "$WORK/out"); mbps=$(wrk_mbps "$WORK/out")
-  else
-    cpu=$( { TIMEFORMAT='%U %S'; time { timeout $((DURATION + 60)) "$WORKERD" load "$url" -t "$THREADS" \
-      -c "$CONNECTIONS" --duration "${DURATION}s" --timeout 30s --json >"$WORK/out" 2>/dev/null || true; }; } 2>&1 )
-    read -r n mbps < <("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
-print(j["requests"], "%.2f" % (j["bytes"] / j["seconds"] / 1048576 if j["seconds"] else 0))' "$WORK/out")
-  fi
+  # The client as bench_core.sh runs it (run_wrk, run_load in lib.sh); its CPU includes their
+  # few helpers (ss, awk, python: tens of ms against the client's seconds).
+  cpu=$( { TIMEFORMAT='%U %S'; time WRK_ARGS="--timeout 30s" "run_$client" "$url" "$port" "$master" >"$WORK/line"; } 2>&1 )
+  read -r _ _ _ n _ mbps _ <"$WORK/line"
   u1=$(ticks 14 "${workers[@]}"); s1=$(ticks 15 "${workers[@]}")
   awk -v n="${n:-0}" -v m="${mbps:-0}" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v c="$cpu" -v hz="$TICK" 'BEGIN {
     split(c, a, " "); if (n + 0 == 0) n = 1
@@ -91,7 +86,7 @@ for client in wrk load; do
 done
 md ""
 md "Medians of $ROUNDS rounds of ${DURATION} s, alternating the servers; each client with $THREADS threads and" \
-  "$CONNECTIONS connections on \`/10m.bin\`: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --timeout 30s URL\` and" \
+  "$CONNECTIONS connections on \`/10m.bin\`: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency --timeout 30s URL\` and" \
   "\`workerd load URL -t $THREADS -c $CONNECTIONS --duration ${DURATION}s --timeout 30s\`. Server CPU: the workers'" \
   "utime and stime (/proc/PID/stat) over the load, per response; client CPU: bash's \`time\` of the client." \
   "Servers as in the first table of this page."
