@@ -18,7 +18,7 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
 # Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3, gunicorn
 # forking its own workers, a Node server), wrk for load, setpriv (util-linux) to run workerctl
 # as another user, chromium (headless) to render the HTML reports a person looks at.
-TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi gunicorn wrk util-linux iproute2 prometheus systemd chromium \
+TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi gunicorn wrk util-linux prometheus systemd chromium \
   $(PACKAGE_PACKAGES) python3-yaml bash-completion man-db lintian
 # The Debian package: CPack's DEB generator takes dependencies from dpkg-shlibdeps (dpkg-dev)
 # and needs file; gzip compresses man pages and docs.

@@ -30,11 +30,6 @@ constexpr std::size_t kReadSize = 64 * 1024;
 /// (a fast reader of a large file would otherwise keep the loop to itself), as nginx's
 /// sendfile_max_chunk.
 constexpr std::uint64_t kSendPerTurn = 2 * 1024 * 1024;
-/// While a file part larger than one turn goes out, the socket takes more only when less than
-/// this is waiting in it unsent (TCP_NOTSENT_LOWAT; 16 KiB, as Apple's stacks and Cloudflare's
-/// edge use): the kernel holds a short queue instead of megabytes a connection, and each call
-/// sends at once what the peer's window allows, from the worker's own turn.
-constexpr int kLowWater = 16 * 1024;
 
 // A whole number query parameter (at most 9 digits); nullopt when absent or not one.
 std::optional<long> whole_param(const Target& target, const char* name) {
@@ -508,10 +503,7 @@ void Connection::write_more() {
         // end with a part-filled packet, pushed at once (nginx's tcp_nopush; a file that goes
         // in one call costs no setsockopt).
         const std::uint64_t want = std::min(file_left_, budget);
-        if (want < file_left_) {
-            if (!corked_) cork(true);
-            if (!low_water_) low_water(true);
-        }
+        if (want < file_left_ && !corked_) cork(true);
         auto offset = static_cast<off_t>(file_offset_);
         const ssize_t n = ::sendfile(socket_.get(), file_->fd.get(), &offset, want);
         if (n < 0) {
@@ -527,22 +519,14 @@ void Connection::write_more() {
         if (file_left_ > 0 && !corked_) cork(true);
     }
     if (corked_) cork(false);  // and what waits goes
-    if (low_water_) low_water(false);  // the next response, small most likely, goes in one call
     finish_request();
     after_write();
 }
 
-bool Connection::set_tcp_option(int option, int value) {
-    return tcp_ && ::setsockopt(socket_.get(), IPPROTO_TCP, option, &value, sizeof value) == 0;
-}
-
 void Connection::cork(bool on) {
-    if (set_tcp_option(TCP_CORK, on ? 1 : 0)) corked_ = on;
-}
-
-void Connection::low_water(bool on) {
-    // 0: back to the system's net.ipv4.tcp_notsent_lowat (no mark, by default).
-    if (set_tcp_option(TCP_NOTSENT_LOWAT, on ? kLowWater : 0)) low_water_ = on;
+    if (!tcp_) return;
+    const int value = on ? 1 : 0;
+    if (::setsockopt(socket_.get(), IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0) corked_ = on;
 }
 
 bool Connection::write_failed() {

@@ -75,12 +75,8 @@ private:
     void send();
     /// Writes what is left of the response as far as the socket takes it.
     void write_more();
-    /// setsockopt(IPPROTO_TCP, option, value) on a TCP socket: false for another or on failure.
-    bool set_tcp_option(int option, int value);
     /// TCP_CORK on or off (a TCP socket only; a failure leaves it as it was).
     void cork(bool on);
-    /// TCP_NOTSENT_LOWAT at kLowWater, or back to the system's (likewise).
-    void low_water(bool on);
     /// After a write that returned -1: true to try again at once (EINTR); otherwise the socket
     /// is full (writable_ cleared, the next edge goes on) or broken (closed).
     bool write_failed();
@@ -98,7 +94,6 @@ private:
     bool peer_closed_ = false; ///< EPOLLRDHUP: a short read does not mean "nothing more to read"
     const bool tcp_;
     bool corked_ = false;      ///< TCP_CORK is on: a large file is going out in several calls
-    bool low_water_ = false;   ///< TCP_NOTSENT_LOWAT is set: a file part above one turn is going out
     Phase phase_ = Phase::reading;
     boost::beast::flat_buffer buffer_;
     RequestHead head_;

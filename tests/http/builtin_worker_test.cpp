@@ -9,13 +9,10 @@
 #include <unistd.h>
 
 #include <doctest/doctest.h>
-#include <fmt/format.h>
 
 #include <csignal>
-#include <cstdio>
 #include <filesystem>
 #include <future>
-#include <sstream>
 #include <thread>
 
 #include "daemon/os/listener.hpp"
@@ -579,69 +576,4 @@ TEST_CASE("pipelined requests are answered in order, on one connection") {
         REQUIRE(r);
         CHECK(r->body == (i % 2 == 0 ? "0123456789abcdefghij" : "ok\n"));
     }
-}
-
-namespace {
-
-// The worker's side of its established connections on `port`, as `ss -ti` reports them: the
-// most unsent bytes one holds (notsent:, absent when none) and the bytes queued in all (Send-Q).
-struct SendQueues {
-    long notsent = 0;
-    long queued = 0;
-};
-SendQueues send_queues(int port) {
-    const auto r = run_program({"/usr/bin/ss", "-tinH", "state", "established", fmt::format("( sport = :{} )", port)});
-    REQUIRE(r.exit_code == 0);
-    REQUIRE_MESSAGE(r.output.find("cwnd:") != std::string::npos, "ss shows no TCP details: ", r.output);
-    SendQueues q;
-    std::istringstream lines(r.output);
-    for (std::string line; std::getline(lines, line);) {
-        long recv_q = 0, send_q = 0;
-        if (std::sscanf(line.c_str(), "%ld %ld", &recv_q, &send_q) == 2) q.queued += send_q;
-        if (const auto at = line.find("notsent:"); at != std::string::npos) {
-            q.notsent = std::max(q.notsent, std::stol(line.substr(at + 8)));
-        }
-    }
-    return q;
-}
-
-}  // namespace
-
-TEST_CASE("a large file to a client that stops reading: the worker keeps a short unsent queue, and the file arrives whole") {
-    Worker w;
-    std::string big(8 * 1024 * 1024, '\0');
-    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 13 + i / 65536) % 26);
-    w.dir.write("site/large.bin", big);
-    HttpConnection c(w.port);
-    REQUIRE(c.request("/large.bin"));
-    // The client reads nothing for a while: its window fills, and what the worker keeps in its
-    // socket beyond that, unsent, is bounded by the low-water mark (16 KiB, and what one call
-    // adds past it: a segment of up to 64 KiB). Without the mark, one turn's sendfile leaves
-    // up to 2 MiB there, and the next turns more, as far as the socket's buffer grows.
-    SendQueues most;
-    const auto until = Clock::now() + std::chrono::milliseconds(800);
-    while (Clock::now() < until) {
-        const auto q = send_queues(w.port);
-        most.notsent = std::max(most.notsent, q.notsent);
-        most.queued = q.queued;
-        std::this_thread::sleep_for(std::chrono::milliseconds(40));
-    }
-    MESSAGE("most unsent in the worker's socket: ", most.notsent, " bytes; queued at the end: ", most.queued);
-    CHECK(most.queued > 0);  // the worker filled what it could, and waits for the client
-    CHECK(most.notsent <= 256 * 1024);
-    auto whole = c.read_response(20s);
-    REQUIRE(whole);
-    CHECK(whole->status == 200);
-    CHECK(whole->body == big);
-    // The mark goes with the large file: a file that goes in one turn (up to 2 MiB) is handed
-    // to the kernel in one call, as far as the socket's buffer takes it.
-    const std::string medium(1536 * 1024, 'm');
-    w.dir.write("site/medium.bin", medium);
-    REQUIRE(c.request("/medium.bin"));
-    long after = 0;
-    CHECK(eventually([&] { after = send_queues(w.port).notsent; return after > 256 * 1024; }, 2s));
-    MESSAGE("unsent in the worker's socket for a 1.5 MiB file: ", after, " bytes");
-    auto second = c.read_response(20s);
-    REQUIRE(second);
-    CHECK(second->body == medium);
 }
