@@ -47,8 +47,8 @@ one() {
 }
 
 SIDES=("workerd+builtin $BI_PORT $BI_PID" "nginx $NG_PORT $NG_PID")
-md "| client | server | MB/s | server CPU ms per response: user | system | total | client CPU ms per response | MB/s vs nginx | server CPU vs nginx |"
-md "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+md "| client | server | MB/s | server CPU ms per response: user | system | total | client CPU ms per response | server + client | MB/s vs nginx | server CPU vs nginx | server + client vs nginx |"
+md "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for client in wrk load; do
   say "== $client on /10m.bin, $ROUNDS rounds of ${DURATION}s, $THREADS threads, $CONNECTIONS connections"
   declare -A M U S C
@@ -61,26 +61,28 @@ for client in wrk load; do
         "$r" "$name" "$n" "$mbps" "$u" "$s" "$c")"
     done
   done
-  declare -a med_m med_t med_u med_s med_c
+  declare -a med_m med_t med_u med_s med_c med_a
   for i in 0 1; do
     read -r name _ <<<"${SIDES[$i]}"
-    ms=(); us=(); ss=(); ts=(); cs=()
+    ms=(); us=(); ss=(); ts=(); cs=(); as=()
     for r in $(seq "$ROUNDS"); do
       ms+=("${M[$i,$r]}"); us+=("${U[$i,$r]}"); ss+=("${S[$i,$r]}"); cs+=("${C[$i,$r]}")
       ts+=("$(awk -v a="${U[$i,$r]}" -v b="${S[$i,$r]}" 'BEGIN {printf "%.3f", a + b}')")
+      as+=("$(awk -v a="${U[$i,$r]}" -v b="${S[$i,$r]}" -v c="${C[$i,$r]}" 'BEGIN {printf "%.3f", a + b + c}')")
     done
     med_m[i]=$(medianof "${ms[@]}"); med_t[i]=$(medianof "${ts[@]}")
     med_u[i]=$(medianof "${us[@]}"); med_s[i]=$(medianof "${ss[@]}"); med_c[i]=$(medianof "${cs[@]}")
-    say "$(printf '  median %-15s %8.1f MB/s  server CPU %.3f ms per response (user %.3f, system %.3f)  client %.3f ms' \
-      "$name" "${med_m[$i]}" "${med_t[$i]}" "${med_u[$i]}" "${med_s[$i]}" "${med_c[$i]}")"
+    med_a[i]=$(medianof "${as[@]}")
+    say "$(printf '  median %-15s %8.1f MB/s  server CPU %.3f ms per response (user %.3f, system %.3f)  client %.3f ms  both %.3f ms' \
+      "$name" "${med_m[$i]}" "${med_t[$i]}" "${med_u[$i]}" "${med_s[$i]}" "${med_c[$i]}" "${med_a[$i]}")"
   done
   for i in 0 1; do
     read -r name _ <<<"${SIDES[$i]}"
-    vs_m="-"; vs_t="-"
-    [ "$i" -eq 0 ] && { vs_m="**$(div "${med_m[0]}" "${med_m[1]}")×**"; vs_t="**$(div "${med_t[0]}" "${med_t[1]}")×**"; }
-    md "| $client | $name | $(printf '%.1f' "${med_m[$i]}") | ${med_u[$i]} | ${med_s[$i]} | ${med_t[$i]} | ${med_c[$i]} | $vs_m | $vs_t |"
+    vs_m="-"; vs_t="-"; vs_a="-"
+    [ "$i" -eq 0 ] && { vs_m="**$(div "${med_m[0]}" "${med_m[1]}")×**"; vs_t="$(div "${med_t[0]}" "${med_t[1]}")×"; vs_a="**$(div "${med_a[0]}" "${med_a[1]}")×**"; }
+    md "| $client | $name | $(printf '%.1f' "${med_m[$i]}") | ${med_u[$i]} | ${med_s[$i]} | ${med_t[$i]} | ${med_c[$i]} | ${med_a[$i]} | $vs_m | $vs_t | $vs_a |"
   done
-  say "  ratio workerd+builtin / nginx: transfer rate $(div "${med_m[0]}" "${med_m[1]}")x, server CPU per response $(div "${med_t[0]}" "${med_t[1]}")x"
+  say "  ratio workerd+builtin / nginx: transfer rate $(div "${med_m[0]}" "${med_m[1]}")x, server CPU per response $(div "${med_t[0]}" "${med_t[1]}")x, server + client $(div "${med_a[0]}" "${med_a[1]}")x"
   say ""
   unset M U S C
 done
@@ -88,7 +90,9 @@ md ""
 md "Medians of $ROUNDS rounds of ${DURATION} s, alternating the servers; each client with $THREADS threads and" \
   "$CONNECTIONS connections on \`/10m.bin\`: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency --timeout 30s URL\` and" \
   "\`workerd load URL -t $THREADS -c $CONNECTIONS --duration ${DURATION}s --timeout 30s\`. Server CPU: the workers'" \
-  "utime and stime (/proc/PID/stat) over the load, per response; client CPU: bash's \`time\` of the client." \
+  "utime and stime (/proc/PID/stat) over the load, per response; client CPU: bash's \`time\` of the client;" \
+  "server + client: the two added, round by round (on loopback the kernel's TCP work for a response is" \
+  "charged to whichever side's call or softirq does it)." \
   "Servers as in the first table of this page."
 md ""
 stop "$BI_PID" "$NG_PID"
