@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Where the CPU goes while a 10 MiB static file is served: workerd + bundled worker (2 workers)
 # vs nginx (2 workers), the same servers as bench_core.sh's first group (start_builtin_and_nginx
-# in lib.sh). On this file the transfer rate of either server is set by the client's reads and
-# the kernel's loopback TCP, not by the server's own code, so besides the rate this measures each
-# server's CPU time per response, user and system apart (the servers' workers' utime and stime
-# in /proc over the load, which is all they do meanwhile), and the client's (bash's `time`).
+# in lib.sh). On this file most of the CPU is the client's reads and the kernel's loopback TCP,
+# and on loopback that TCP work is charged to whichever side's call or softirq does it, so besides
+# the rate this measures each server's CPU time per response, user and system apart (the servers'
+# workers' utime and stime in /proc over the load, which is all they do meanwhile), the client's
+# (bash's `time`), and the two together.
 # Two clients, each with 2 threads and 64 connections: wrk (reads 8 KiB a call) and
 # `workerd load` (64 KiB a call). Rounds alternate the servers; medians and ratios are printed.
 #
