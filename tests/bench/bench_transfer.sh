@@ -5,9 +5,12 @@
 # and on loopback that TCP work is charged to whichever side's call or softirq does it, so besides
 # the rate this measures each server's CPU time per response, user and system apart (the servers'
 # workers' utime and stime in /proc over the load, which is all they do meanwhile), the client's
-# (bash's `time`), and the two together.
+# (bash's `time`), and the two together (with both cores busy, the machine's time per response:
+# the rate's inverse, however it is shared out).
 # Two clients, each with 2 threads and 64 connections: wrk (reads 8 KiB a call) and
-# `workerd load` (64 KiB a call). Rounds alternate the servers; medians and ratios are printed.
+# `workerd load` (64 KiB a call). Rounds alternate the servers; medians and ratios are printed,
+# and the rate round by round: the geometric mean of the rounds' ratios with its 95% interval
+# (lib.sh's ratio_interval), which says whether a difference of a few percent is one.
 #
 # Usage: tests/bench/bench_transfer.sh [ROUNDS] [SECONDS]   (defaults: 5 rounds of 10 s)
 # Every process started here is stopped by its pid on exit, even on failure.
@@ -48,6 +51,7 @@ one() {
 }
 
 SIDES=("workerd+builtin $BI_PORT $BI_PID" "nginx $NG_PORT $NG_PID")
+ROUND_BY_ROUND=""
 md "| client | server | MB/s | server CPU ms per response: user | system | total | client CPU ms per response | server + client | MB/s vs nginx | server CPU vs nginx | server + client vs nginx |"
 md "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for client in wrk load; do
@@ -81,19 +85,31 @@ for client in wrk load; do
     read -r name _ <<<"${SIDES[$i]}"
     vs_m="-"; vs_t="-"; vs_a="-"
     [ "$i" -eq 0 ] && { vs_m="**$(div "${med_m[0]}" "${med_m[1]}")×**"; vs_t="$(div "${med_t[0]}" "${med_t[1]}")×"; vs_a="**$(div "${med_a[0]}" "${med_a[1]}")×**"; }
-    md "| $client | $name | $(printf '%.1f' "${med_m[$i]}") | ${med_u[$i]} | ${med_s[$i]} | ${med_t[$i]} | ${med_c[$i]} | ${med_a[$i]} | $vs_m | $vs_t | $vs_a |"
+    md "$(printf '| %s | %s | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s | %s |' "$client" "$name" "${med_m[$i]}" \
+      "${med_u[$i]}" "${med_s[$i]}" "${med_t[$i]}" "${med_c[$i]}" "${med_a[$i]}" "$vs_m" "$vs_t" "$vs_a")"
   done
   say "  ratio workerd+builtin / nginx: transfer rate $(div "${med_m[0]}" "${med_m[1]}")x, server CPU per response $(div "${med_t[0]}" "${med_t[1]}")x, server + client $(div "${med_a[0]}" "${med_a[1]}")x"
+  # Round by round: each round's ratio is one sample of the difference (the sides alternate, so a
+  # slow spell of the machine tends to hit both); their spread says how far the medians can be
+  # trusted.
+  pairs=(); for r in $(seq "$ROUNDS"); do pairs+=("${M[0,$r]}" "${M[1,$r]}"); done
+  read -r gm lo hi _ < <(ratio_interval "${pairs[@]}")
+  say "  round by round: transfer rate ${gm}x nginx's, 95% interval ${lo}-${hi}x"
+  ROUND_BY_ROUND="${ROUND_BY_ROUND:+$ROUND_BY_ROUND, }$client ${gm}× (${lo}-${hi}×)"
   say ""
   unset M U S C
 done
+md ""
+md "Transfer rate round by round (the geometric mean of each round's ratio, with its 95% interval):" \
+  "$ROUND_BY_ROUND."
 md ""
 md "Medians of $ROUNDS rounds of ${DURATION} s, alternating the servers; each client with $THREADS threads and" \
   "$CONNECTIONS connections on \`/10m.bin\`: \`wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency --timeout 30s URL\` and" \
   "\`workerd load URL -t $THREADS -c $CONNECTIONS --duration ${DURATION}s --timeout 30s\`. Server CPU: the workers'" \
   "utime and stime (/proc/PID/stat) over the load, per response; client CPU: bash's \`time\` of the client;" \
   "server + client: the two added, round by round (on loopback the kernel's TCP work for a response is" \
-  "charged to whichever side's call or softirq does it)." \
+  "charged to whichever side's call or softirq does it; with both cores busy their sum is the" \
+  "machine's time per response, the rate's inverse)." \
   "Servers as in the first table of this page."
 md ""
 stop "$BI_PID" "$NG_PID"

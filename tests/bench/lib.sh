@@ -161,6 +161,29 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a
 medianof() { printf '%s\n' "$@" | median; }
 # div A B [FORMAT]: A/B, "-" when B is 0 or either is missing.
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN {if (a=="" || b=="" || b+0==0) print "-"; else printf f "\n", a/b}'; }
+# ratio_interval A1 B1 A2 B2 ...: the round-by-round ratios Ai/Bi as "GEOMEAN LOW HIGH N": their
+# geometric mean and its 95% interval (Student's t on the logarithms; rounds alternate the sides,
+# so each round's ratio is one sample). LOW and HIGH are "-" with fewer than 2 rounds.
+ratio_interval() {
+  "$PY" - "$@" <<'PYEOF'
+import math, statistics, sys
+v = [float(x) for x in sys.argv[1:]]
+logs = [math.log(a / b) for a, b in zip(v[0::2], v[1::2]) if a > 0 and b > 0]
+n = len(logs)
+if n == 0:
+    print("- - - 0"); sys.exit()
+m = statistics.mean(logs)
+if n < 2:
+    print(f"{math.exp(m):.3f} - - 1"); sys.exit()
+# t quantile 0.975 for n-1 degrees of freedom (1..30), then the normal's
+t = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+     2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+     2.052, 2.048, 2.045, 2.042]
+q = t[n - 2] if n - 1 <= len(t) else 1.960
+h = q * statistics.stdev(logs) / math.sqrt(n)
+print(f"{math.exp(m):.3f} {math.exp(m - h):.3f} {math.exp(m + h):.3f} {n}")
+PYEOF
+}
 
 # --- sides: the servers a script compares ---------------------------------------------------
 # side NAME URL PORT MASTER_PID COMMAND: registers one side; COMMAND is how it was started
@@ -204,7 +227,8 @@ compare() {
         "$r" "${S_NAME[$i]}" "$a" "$f" "$b" "$c" "$e" "$rest")"
     done
   done
-  local -a med_thr med_p50 med_p99 even_thr even_p99 even_n splits pair_thr pair_p99 pair_n
+  local -a med_thr med_p50 med_p99 even_thr even_p99 even_n splits pair_thr pair_p99 pair_n interval
+  local gm lo hi
   for i in $(seq 0 $((n - 1))); do
     local -a xt=() x5=() x9=() et=() e9=() pt=() p9=()
     local sp=""
@@ -229,7 +253,11 @@ compare() {
   done
   for i in $(seq 0 $((n - 1))); do
     [ "$i" -eq "$ref" ] && continue
-    say "  ratio ${S_NAME[$i]} / ${S_NAME[$ref]}: $what $(div "${med_thr[$i]}" "${med_thr[$ref]}")x, p50 $(div "${med_p50[$i]}" "${med_p50[$ref]}")x, p99 $(div "${med_p99[$i]}" "${med_p99[$ref]}")x; evenly split rounds only: $what $(div "${even_thr[$i]}" "${even_thr[$ref]}")x, p99 $(div "${even_p99[$i]}" "${even_p99[$ref]}")x (${even_n[$i]} and ${even_n[$ref]} of $ROUNDS rounds); rounds both evenly split, median of per-round ratios: $what $(div "${pair_thr[$i]}" 1)x, p99 $(div "${pair_p99[$i]}" 1)x (${pair_n[$i]} of $ROUNDS rounds)"
+    local -a all=()
+    for r in $(seq "$ROUNDS"); do all+=("${thr[$i,$r]}" "${thr[$ref,$r]}"); done
+    read -r gm lo hi _ < <(ratio_interval "${all[@]}")
+    interval[i]="$gm× ($lo-$hi×)"
+    say "  ratio ${S_NAME[$i]} / ${S_NAME[$ref]}: $what $(div "${med_thr[$i]}" "${med_thr[$ref]}")x, p50 $(div "${med_p50[$i]}" "${med_p50[$ref]}")x, p99 $(div "${med_p99[$i]}" "${med_p99[$ref]}")x; evenly split rounds only: $what $(div "${even_thr[$i]}" "${even_thr[$ref]}")x, p99 $(div "${even_p99[$i]}" "${even_p99[$ref]}")x (${even_n[$i]} and ${even_n[$ref]} of $ROUNDS rounds); rounds both evenly split, median of per-round ratios: $what $(div "${pair_thr[$i]}" 1)x, p99 $(div "${pair_p99[$i]}" 1)x (${pair_n[$i]} of $ROUNDS rounds); all rounds, round by round: $what ${gm}x, 95% interval $lo-${hi}x"
   done
   say ""
   md "### $title"
@@ -246,6 +274,10 @@ compare() {
     [ "$i" -ne "$ref" ] && ((pair_n[i] == 0)) && pair="none of $ROUNDS rounds"
     md "| ${S_NAME[$i]} | $(printf '%.*f' "$prec" "${med_thr[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_thr[$i]}" "${med_thr[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev_thr | $ev_p99 | $pair | ${splits[$i]} |"
   done
+  md ""
+  local line=""
+  for i in $(seq 0 $((n - 1))); do [ "$i" -ne "$ref" ] && line+="${line:+, }${S_NAME[$i]} ${interval[$i]}"; done
+  md "${what^} against ${S_NAME[$ref]}, all rounds, round by round (the geometric mean of the per-round ratios, with its 95% interval): $line."
   md ""
   md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && [ "${LOAD_CLIENT:-wrk}" = wrk ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")$([ "$unit" = "MB/s" ] && [ "${LOAD_CLIENT:-wrk}" = load ] && echo " MB/s: bytes received (headers included) over the run's seconds, 1 MB = 2^20 bytes; \`workerd load\` reads up to 64 KiB a call.")" \
     "\"Evenly split rounds\": that server's medians over the rounds in which no worker held more than 3/4 of its connections, against ${S_NAME[$ref]}'s over its own such rounds." \
