@@ -227,8 +227,8 @@ compare() {
         "$r" "${S_NAME[$i]}" "$a" "$f" "$b" "$c" "$e" "$rest")"
     done
   done
-  local -a med_thr med_p50 med_p99 even_thr even_p99 even_n splits pair_thr pair_p99 pair_n interval
-  local gm lo hi
+  local -a med_thr med_p50 med_p99 even_thr even_p99 even_n splits pair_thr pair_p99 pair_n
+  local gm lo hi intervals=""
   for i in $(seq 0 $((n - 1))); do
     local -a xt=() x5=() x9=() et=() e9=() pt=() p9=()
     local sp=""
@@ -256,7 +256,7 @@ compare() {
     local -a all=()
     for r in $(seq "$ROUNDS"); do all+=("${thr[$i,$r]}" "${thr[$ref,$r]}"); done
     read -r gm lo hi _ < <(ratio_interval "${all[@]}")
-    interval[i]="$gm× ($lo-$hi×)"
+    intervals+="${intervals:+, }${S_NAME[$i]} $gm× ($lo-$hi×)"
     say "  ratio ${S_NAME[$i]} / ${S_NAME[$ref]}: $what $(div "${med_thr[$i]}" "${med_thr[$ref]}")x, p50 $(div "${med_p50[$i]}" "${med_p50[$ref]}")x, p99 $(div "${med_p99[$i]}" "${med_p99[$ref]}")x; evenly split rounds only: $what $(div "${even_thr[$i]}" "${even_thr[$ref]}")x, p99 $(div "${even_p99[$i]}" "${even_p99[$ref]}")x (${even_n[$i]} and ${even_n[$ref]} of $ROUNDS rounds); rounds both evenly split, median of per-round ratios: $what $(div "${pair_thr[$i]}" 1)x, p99 $(div "${pair_p99[$i]}" 1)x (${pair_n[$i]} of $ROUNDS rounds); all rounds, round by round: $what ${gm}x, 95% interval $lo-${hi}x"
   done
   say ""
@@ -275,9 +275,7 @@ compare() {
     md "| ${S_NAME[$i]} | $(printf '%.*f' "$prec" "${med_thr[$i]}") | $(printf '%.2f' "${med_p50[$i]}") | $(printf '%.2f' "${med_p99[$i]}") | **$(div "${med_thr[$i]}" "${med_thr[$ref]}")×** | $(div "${med_p50[$i]}" "${med_p50[$ref]}")× | $(div "${med_p99[$i]}" "${med_p99[$ref]}")× | $ev_thr | $ev_p99 | $pair | ${splits[$i]} |"
   done
   md ""
-  local line=""
-  for i in $(seq 0 $((n - 1))); do [ "$i" -ne "$ref" ] && line+="${line:+, }${S_NAME[$i]} ${interval[$i]}"; done
-  md "${what^} against ${S_NAME[$ref]}, all rounds, round by round (the geometric mean of the per-round ratios, with its 95% interval): $line."
+  md "${what^} against ${S_NAME[$ref]}, all rounds, round by round (the geometric mean of the per-round ratios, with its 95% interval): $intervals."
   md ""
   md "Load: \`$wrk_line URL\`, $ROUNDS rounds alternating between the servers; medians of the rounds.$([ "$unit" = "MB/s" ] && [ "${LOAD_CLIENT:-wrk}" = wrk ] && echo " MB/s: wrk's \`Transfer/sec\` (1 MB = 2^20 bytes).")$([ "$unit" = "MB/s" ] && [ "${LOAD_CLIENT:-wrk}" = load ] && echo " MB/s: bytes received (headers included) over the run's seconds, 1 MB = 2^20 bytes; \`workerd load\` reads up to 64 KiB a call.")" \
     "\"Evenly split rounds\": that server's medians over the rounds in which no worker held more than 3/4 of its connections, against ${S_NAME[$ref]}'s over its own such rounds." \
