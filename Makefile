@@ -17,9 +17,10 @@ BUILD_PACKAGES := g++ cmake ninja-build make pkg-config \
   nlohmann-json3-dev libcli11-dev
 # Tests: the real apps the end-to-end tests run (uvicorn + FastAPI on Debian's python3, gunicorn
 # forking its own workers, a Node server), wrk for load, setpriv (util-linux) to run workerctl
-# as another user, chromium (headless) to render the HTML reports a person looks at.
+# as another user, chromium (headless) to render the HTML reports a person looks at, shellcheck
+# for the shell scripts.
 TEST_PACKAGES  := python3 python3-uvicorn python3-fastapi gunicorn wrk util-linux prometheus systemd chromium \
-  $(PACKAGE_PACKAGES) python3-yaml bash-completion man-db lintian
+  $(PACKAGE_PACKAGES) python3-yaml bash-completion man-db lintian shellcheck
 # The Debian package: CPack's DEB generator takes dependencies from dpkg-shlibdeps (dpkg-dev)
 # and needs file; gzip compresses man pages and docs.
 PACKAGE_PACKAGES := dpkg-dev file gzip

@@ -58,7 +58,8 @@ control: {socket: $WORK/$2.sock}
 metrics: {listen: "127.0.0.1:$mport"}
 log: {level: warn}
 YAML
-  "$1" start $(allow_root_flag "$1") "$WORK/$2.yaml" 2>"$WORK/$2.log" &
+  local flag; flag=$(allow_root_flag "$1")
+  "$1" start ${flag:+"$flag"} "$WORK/$2.yaml" 2>"$WORK/$2.log" &
   echo "$! $port $mport"
 }
 

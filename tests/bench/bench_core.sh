@@ -78,7 +78,7 @@ P6=$(free_port)
 GU=$!; PIDS+=("$GU")
 for p in "$P3" "$P4" "$P5" "$P6"; do wait_http "http://127.0.0.1:$p/healthz"; done
 sleep 1   # uvicorn --workers: both workers up, not only the first
-URL=/items/42?q=bench
+URL="/items/42?q=bench"
 clear_sides
 side "workerd+workerd_uvicorn" "http://127.0.0.1:$P3$URL" "$P3" "$WD2" \
   "\`workerd start SPEC\` with \`workers: 2\`, \`app.command: [python3, -m, workerd_uvicorn, app:app, --no-access-log, --log-level, warning]\` (cwd \`examples/fastapi\`)"

@@ -80,7 +80,7 @@ declare -A SMED SLO SHI
 for mode in preload spawn; do
   extra=""; [ "$mode" = preload ] && extra="
   preload: true"
-  read -r P Q < <(start_workerd "fa-$mode" "workers: 2
+  read -r P _ < <(start_workerd "fa-$mode" "workers: 2
 app:
   command: [\"$PY\", \"-m\", \"workerd_uvicorn\", \"app:app\", $UV_OPTS]$extra
   cwd: $APP_DIR

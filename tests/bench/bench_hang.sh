@@ -127,10 +127,10 @@ md "| supervisor | median s | each round, s | vs ${NAMES[$((n - 1))]} | workers 
 md "| --- | ---: | --- | ---: | ---: |"
 declare -a MED EACH
 for i in $(seq 0 $((n - 1))); do
-  xs=(); all=""
-  for r in $(seq "$ROUNDS"); do all+="${T[$i,$r]}, "; [[ ${T[$i,$r]} != - ]] && xs+=("${T[$i,$r]}"); done
+  xs=(); each=""
+  for r in $(seq "$ROUNDS"); do each+="${T[$i,$r]}, "; [[ ${T[$i,$r]} != - ]] && xs+=("${T[$i,$r]}"); done
   MED[$i]=$( ((${#xs[@]})) && medianof "${xs[@]}" || echo "-")
-  EACH[$i]=${all%, }
+  EACH[$i]=${each%, }
 done
 say ""
 for i in $(seq 0 $((n - 1))); do

@@ -71,7 +71,7 @@ say "  median: wrk $(printf '%.0f' "$MED_WRK") req/s, workerd load $(printf '%.0
 
 # --- open loop at about half the closed-loop rate ----------------------------------------------
 RATE=$(awk -v r="$MED_WL" 'BEGIN {h = r / 2; if (h >= 1000) h = int(h / 1000) * 1000; printf "%d\n", (h < 1 ? 1 : h)}')
-read -r o_rps o_p99 o_err o_offered < <(workerd_load --rate "$RATE")
+read -r o_rps o_p99 o_err _ < <(workerd_load --rate "$RATE")
 OPEN_DEV=$(awk -v a="$o_rps" -v b="$RATE" 'BEGIN {printf "%.2f", (a / b - 1) * 100}')
 OPEN_OK=$(awk -v d="$OPEN_DEV" -v e="$o_err" 'BEGIN {print ((d <= 2 && d >= -2 && e == 0) ? "PASS" : "FAIL")}')
 say "== open loop: workerd load --rate $RATE -c $CONNECTIONS -t $THREADS --duration ${DURATION}s"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts: sourced, not run. Loopback only; every process a script
 # starts goes into PIDS and is stopped by its pid on exit, even on failure.
 # Expects ROUNDS and DURATION to be set by the script.
@@ -11,7 +12,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORKERD=${WORKERD:-$ROOT/build/bin/workerd}
 WORKERCTL=${WORKERCTL:-$(dirname "$WORKERD")/workerctl}
 PY=/usr/bin/python3
+# shellcheck disable=SC2034  # read by the scripts that source this file
 APP_DIR=$ROOT/examples/fastapi
+# shellcheck disable=SC2034  # read by the scripts that source this file
 BENCH_DIR=$ROOT/tests/bench
 # As root, workerd runs workers as root only when told so (--allow-root; older builds, which
 # bench_compare.sh may run, have no such flag and no such check).
@@ -393,7 +396,9 @@ YAML
     cmp <(curl -fsS "http://127.0.0.1:$BI_PORT/$f") "$static/$f"
     cmp <(curl -fsS "http://127.0.0.1:$NG_PORT/$f") "$static/$f"
   done
+  # shellcheck disable=SC2034  # read by the scripts that source this file
   BI_CMD="\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {root: DIR}}\`, \`log: {level: warn}\`"
+  # shellcheck disable=SC2034  # read by the scripts that source this file
   NG_CMD="\`nginx -c CONF\`: \`worker_processes 2\`, \`access_log off\`, \`sendfile on\`, \`tcp_nopush on\`, \`keepalive_requests 1000000\`, \`open_file_cache max=1000 inactive=20s\`, \`open_file_cache_valid 1s\`, \`open_file_cache_errors on\`, \`location = /healthz { return 200 \"ok\\n\"; }\`, \`location / { root DIR; }\`"
 }
 
