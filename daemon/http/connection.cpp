@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,6 +31,9 @@ constexpr std::size_t kReadSize = 64 * 1024;
 /// (a fast reader of a large file would otherwise keep the loop to itself), as nginx's
 /// sendfile_max_chunk.
 constexpr std::uint64_t kSendPerTurn = 2 * 1024 * 1024;
+/// A file part this large goes from the worker on its client's CPU (Handoff); smaller answers
+/// gain more from the board's even spread than from where they are sent.
+constexpr std::uint64_t kHandOffFrom = 1024 * 1024;
 
 // A whole number query parameter (at most 9 digits); nullopt when absent or not one.
 std::optional<long> whole_param(const Target& target, const char* name) {
@@ -55,8 +59,15 @@ void append_number(std::string& out, std::uint64_t n) {
 
 }  // namespace
 
-Connection::Connection(Server& server, UniqueFd socket, bool tcp)
-    : server_(server), socket_(std::move(socket)), tcp_(tcp), last_activity_(Clock::now()) {}
+Connection::Connection(Server& server, UniqueFd socket, bool tcp, std::string_view handed)
+    : server_(server), socket_(std::move(socket)), tcp_(tcp), last_activity_(Clock::now()) {
+    if (!handed.empty()) {
+        handed_ = true;
+        const auto space = buffer_.prepare(handed.size());
+        std::memcpy(space.data(), handed.data(), handed.size());
+        buffer_.commit(handed.size());
+    }
+}
 
 Connection::~Connection() {
     // A request cut short by the worker's own exit still counts as finished: failed.
@@ -83,6 +94,9 @@ void Connection::on_events(std::uint32_t events) {
 
 void Connection::read_request() {
     phase_ = Phase::reading;
+    buffer_.consume(parsed_);  // the previous request's
+    parsed_ = 0;
+    request_whole_ = true;
     parser_.emplace(head_);
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_size));
     parser_->body_limit(server_.options().max_body_size);
@@ -90,10 +104,17 @@ void Connection::read_request() {
 }
 
 void Connection::parse_buffered() {
-    while (buffer_.size() > 0) {
+    while (buffer_.size() > parsed_) {
         beast::error_code ec;
-        const std::size_t used = parser_->put(buffer_.data(), ec);
-        buffer_.consume(used);
+        const auto data = buffer_.data();
+        const std::size_t used = parser_->put(
+            boost::asio::const_buffer(static_cast<const char*>(data.data()) + parsed_, data.size() - parsed_), ec);
+        parsed_ += used;
+        if (parsed_ > Handoff::kMaxBytes) {  // a long request (a body): not handed; as before
+            buffer_.consume(parsed_);
+            parsed_ = 0;
+            request_whole_ = false;
+        }
         if (ec == bhttp::error::need_more) break;
         if (ec) return on_request(ec);
         if (parser_->is_done()) return on_request({});
@@ -346,6 +367,7 @@ void Connection::serve_static() {
         return send();
     }
     const std::uint64_t length = file.file.size == 0 ? 0 : range.last - range.first + 1;
+    if (length >= kHandOffFrom && !head_only_ && hand_off()) return;
     // The common answer (the whole file, as it is, on a kept-alive HTTP/1.1 connection) reuses
     // the head made for the file's previous one within the same second, as /healthz does.
     const bool plain = kind == RangeKind::full && encoding.empty() && version_ == 11 && keep_alive_;
@@ -361,6 +383,31 @@ void Connection::serve_static() {
         }
     }
     body_for_file(std::move(chosen), range, length);
+}
+
+bool Connection::hand_off() {
+    if (!server_.hands_off()) return false;
+    server_.note_cpu();
+    if (handed_ || !tcp_ || !request_whole_ || server_.draining()) return false;
+    int incoming = -1;
+    socklen_t len = sizeof incoming;
+    if (::getsockopt(socket_.get(), SOL_SOCKET, SO_INCOMING_CPU, &incoming, &len) != 0 || incoming < 0 ||
+        incoming == ::sched_getcpu()) {
+        return false;
+    }
+    const auto data = buffer_.data();
+    if (!server_.hand_off(incoming, socket_.get(), std::string_view(static_cast<const char*>(data.data()), data.size()))) {
+        return false;
+    }
+    // The other worker holds the socket now. Out of this loop's epoll set first: closing this
+    // descriptor alone would not take it out while the other's stays open.
+    server_.request_handed_off();
+    request_started_.reset();
+    phase_ = Phase::closed;
+    server_.loop().remove(socket_.get());
+    socket_.reset();  // no shutdown: the connection goes on over there
+    server_.closed(this);
+    return true;
 }
 
 void Connection::representation(const CachedFile& file, std::string_view encoding, bool vary) {
@@ -552,7 +599,7 @@ void Connection::after_write() {
     file_.reset();
     if (!keep_alive_) return close();
     last_activity_ = Clock::now();
-    if (buffer_.size() > 0 || readable_) {
+    if (buffer_.size() > parsed_ || readable_) {
         // Something may be there already (a client pipelining, or a read that filled the
         // buffer): read it on the next turn, so that such a client takes turns with the others.
         phase_ = Phase::processing;

@@ -23,7 +23,8 @@ namespace workerd::http {
 class Connection final : public Watcher, public std::enable_shared_from_this<Connection> {
 public:
     /// `tcp`: the socket is TCP (corked while a large file goes out in several sendfile calls).
-    Connection(Server& server, UniqueFd socket, bool tcp);
+    /// `handed`: a connection another worker handed over (Handoff), with the bytes it had read.
+    Connection(Server& server, UniqueFd socket, bool tcp, std::string_view handed = {});
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -61,6 +62,10 @@ private:
     /// Sends `length` bytes of `chosen` from `range.first`, from memory or with sendfile.
     void body_for_file(std::shared_ptr<const CachedFile> chosen, const ByteRange& range, std::uint64_t length);
     void send_unavailable();
+    /// A large file's answer: when the connection's packets come in on the CPU another worker
+    /// runs on, hands the connection (and the request's bytes) to that worker. True when it went
+    /// (this connection is then closed here, and the other worker answers).
+    bool hand_off();
 
     // --- responses: a head built in place, a body from memory, and a file part ---
     /// Starts a response: status line, Server, Date.
@@ -96,6 +101,12 @@ private:
     bool corked_ = false;      ///< TCP_CORK is on: a large file is going out in several calls
     Phase phase_ = Phase::reading;
     boost::beast::flat_buffer buffer_;
+    /// Of buffer_, the bytes given to the parser for the request being read or answered: kept
+    /// until the next request starts, so a handed-off connection can carry them (up to
+    /// Handoff::kMaxBytes; a longer request lets them go as before, and is not handed).
+    std::size_t parsed_ = 0;
+    bool request_whole_ = true;  ///< buffer_ still starts at the current request
+    bool handed_ = false;        ///< came from another worker: answered here, never handed on
     RequestHead head_;
     std::optional<RequestParser> parser_;
     Target target_;

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -59,6 +61,10 @@ void Server::start(const std::vector<int>& listen_fds, const std::vector<std::pa
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
         listeners_.push_back(std::make_unique<Listener>(*this, fd, tcp, peer_slot));
     }
+    const bool any_tcp = std::any_of(listeners_.begin(), listeners_.end(), [](const auto& l) { return l->tcp; });
+    if (board_ && any_tcp) handoff_ = Handoff::open(board_->token());
+    note_cpu();
+    if (handoff_) loop_.add(handoff_->inbox(), EPOLLIN, &inbox_);
     for (auto& l : listeners_) {
         loop_.add(l->fd, EPOLLIN, l.get());
         accept(*l);  // what was queued before the edge this process will see
@@ -184,6 +190,32 @@ bool Server::accept_one(Listener& listener) {
     }
 }
 
+void Server::note_cpu() {
+    if (board_) board_->set_cpu(::sched_getcpu());
+}
+
+bool Server::hand_off(int cpu, int fd, std::string_view bytes) {
+    if (!handoff_ || draining_) return false;
+    const auto pid = board_->worker_on_cpu(cpu, static_cast<int>(connections_.size()), LoadBoard::now_ms());
+    return pid && handoff_->send(*pid, fd, bytes);
+}
+
+// Like an accept: counted on the board, bounded by max_connections. While draining too: the
+// sender saw this worker on the board a moment before it left, and the request is answered
+// (with Connection: close) rather than dropped.
+void Server::take_handed() {
+    while (auto handed = handoff_->receive()) {
+        if (static_cast<int>(connections_.size()) >= options_.max_connections) {
+            reject_busy(handed->fd.release());
+            continue;
+        }
+        auto c = std::make_shared<Connection>(*this, std::move(handed->fd), true, handed->bytes);
+        connections_.emplace(c.get(), c);
+        if (board_) board_->set_connections(static_cast<int>(connections_.size()));
+        c->start();
+    }
+}
+
 void Server::reject_busy(int fd) {
     static constexpr std::string_view kBusy =
         "HTTP/1.1 503 Service Unavailable\r\nServer: workerd\r\nContent-Type: text/plain\r\n"
@@ -210,6 +242,7 @@ void Server::drain(std::function<void()> on_done) {
         loop_.remove(l->fd);
         ::close(l->fd);  // this process's copy only; the daemon keeps the socket
     }
+    if (handoff_) take_handed();  // handed just before this worker left the board
     if (connections_.empty()) return finish_drain_soon();
     sweep();
 }
@@ -238,6 +271,7 @@ void Server::sweep() {
     // here instead of arming a timer per request.
     const auto now = Clock::now();
     if (board_ && !draining_) board_->touch(LoadBoard::now_ms());
+    note_cpu();
     std::vector<std::shared_ptr<Connection>> snapshot;
     snapshot.reserve(connections_.size());
     for (const auto& [_, c] : connections_) snapshot.push_back(c);

@@ -10,6 +10,7 @@
 #include "daemon/http/builtin_worker.hpp"
 #include "daemon/http/event_loop.hpp"
 #include "daemon/http/file_cache.hpp"
+#include "daemon/http/handoff.hpp"
 #include "daemon/http/http_date.hpp"
 #include "daemon/os/load_board.hpp"
 #include "daemon/wire/notifier.hpp"
@@ -88,6 +89,18 @@ public:
     /// A connection that has closed its socket: let go once the loop's current turn is over.
     void closed(Connection* c);
 
+    /// Whether this worker hands connections to, and takes them from, the fleet's other
+    /// bundled workers (Handoff): with the load board and a TCP listener.
+    bool hands_off() const { return handoff_.has_value(); }
+    /// Says on the board which CPU this worker runs on now.
+    void note_cpu();
+    /// Passes the connection `fd`, with `bytes` (its request onwards), to the worker that last
+    /// ran on `cpu`, when there is one besides this, live and not clearly busier. False when it
+    /// did not go: the caller serves the request.
+    bool hand_off(int cpu, int fd, std::string_view bytes);
+    /// The request of a connection handed off: no longer in flight here (counted where served).
+    void request_handed_off() { --stats_.inflight; }
+
 private:
     struct Listener final : Watcher {
         Listener(Server& s, int f, bool t, int peer) : server(s), fd(f), tcp(t), peer_slot(peer) {}
@@ -113,6 +126,13 @@ private:
     bool accept_one(Listener& listener);
     void retry_accept(Listener& listener, std::chrono::milliseconds after);
     void reject_busy(int fd);
+    /// Takes in the connections other workers have handed to this one.
+    void take_handed();
+    struct Inbox final : Watcher {
+        explicit Inbox(Server& s) : server(s) {}
+        void on_events(std::uint32_t) override { server.take_handed(); }
+        Server& server;
+    };
     void sweep();
     void heartbeat();
 
@@ -129,6 +149,8 @@ private:
     std::vector<std::shared_ptr<Connection>> closed_;
     EventLoop::TimerId sweep_timer_ = 0;
     std::optional<LoadBoard> board_;  ///< shared with the fleet's other bundled workers
+    std::optional<Handoff> handoff_;  ///< with the board and a TCP listener
+    Inbox inbox_{*this};
     bool steered_ = false;  ///< given other slots' sockets (`reuse_port: cpu`)
     /// The board's margin: wider when steered (LoadBoard::kStealMargin).
     int margin() const { return steered_ ? LoadBoard::kStealMargin : LoadBoard::kMargin; }

@@ -1,7 +1,9 @@
 #include "daemon/os/load_board.hpp"
 
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -18,6 +20,11 @@ UniqueFd LoadBoard::create() {
     // ftruncate zero-fills, which is every entry's "not taking part" state.
     if (::ftruncate(fd.get(), sizeof(Table)) != 0) {
         throw std::runtime_error(std::string("ftruncate load board failed: ") + std::strerror(errno));
+    }
+    unsigned char token[sizeof(Table::token)];
+    if (::getrandom(token, sizeof token, 0) != static_cast<ssize_t>(sizeof token) ||
+        ::pwrite(fd.get(), token, sizeof token, 0) != static_cast<ssize_t>(sizeof token)) {  // (at the table's start)
+        throw std::runtime_error(std::string("load board token: ") + std::strerror(errno));
     }
     return fd;
 }
@@ -36,6 +43,7 @@ std::optional<LoadBoard> LoadBoard::attach(int fd, int slot) {
            !table->slots_used.compare_exchange_weak(used, slot + 1, std::memory_order_relaxed)) {
     }
     LoadBoard board(table, slot);
+    table->entries[slot].pid.store(static_cast<std::int32_t>(::getpid()), std::memory_order_relaxed);
     board.set_connections(0);
     board.touch(now_ms());
     return board;
@@ -57,6 +65,35 @@ void LoadBoard::set_connections(int n) {
 
 void LoadBoard::touch(std::int64_t now) {
     table_->entries[slot_].seen_ms.store(now, std::memory_order_relaxed);
+}
+
+void LoadBoard::set_cpu(int cpu) {
+    table_->entries[slot_].cpu_plus_one.store(cpu + 1, std::memory_order_relaxed);
+}
+
+std::optional<std::int32_t> LoadBoard::worker_on_cpu(int cpu, int mine, std::int64_t now, int margin) const {
+    const int used = table_->slots_used.load(std::memory_order_relaxed);
+    for (int i = 0; i < used && i < kSlots; ++i) {
+        if (i == slot_) continue;
+        const Entry& e = table_->entries[i];
+        if (e.cpu_plus_one.load(std::memory_order_relaxed) != cpu + 1) continue;
+        const std::int64_t seen = e.seen_ms.load(std::memory_order_relaxed);
+        if (seen == 0 || now - seen > kStaleAfterMs) continue;
+        if (e.connections.load(std::memory_order_relaxed) >= mine + margin) continue;
+        const std::int32_t pid = e.pid.load(std::memory_order_relaxed);
+        if (pid > 0) return pid;
+    }
+    return std::nullopt;
+}
+
+std::string LoadBoard::token() const {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char b : table_->token) {
+        out += kHex[b >> 4];
+        out += kHex[b & 15];
+    }
+    return out;
 }
 
 void LoadBoard::leave() { table_->entries[slot_].seen_ms.store(0, std::memory_order_relaxed); }

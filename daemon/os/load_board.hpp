@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "daemon/os/unique_fd.hpp"
 
@@ -21,6 +22,11 @@ namespace workerd {
 /// The daemon creates the board (a memfd) and hands it to each bundled worker after the
 /// listeners, naming it in WORKERD_BOARD_FD; a worker's slot is WORKERD_SLOT. Workers that do
 /// not get one simply accept as they please.
+///
+/// The board also says where each worker last ran (its CPU) and who it is (its pid), and holds
+/// a random token only its holders can read: a worker hands a large answer's connection to the
+/// worker on its client's CPU through that worker's inbox, named by the token and the pid
+/// (http::Handoff).
 class LoadBoard {
 public:
     static constexpr int kSlots = 1024;                ///< slots past this do not take part
@@ -48,6 +54,13 @@ public:
     void set_connections(int n);
     /// "Still here", at `now_ms` (a CLOCK_MONOTONIC reading in ms; see now_ms()).
     void touch(std::int64_t now_ms);
+    /// The CPU this worker runs on now (sched_getcpu); one relaxed store.
+    void set_cpu(int cpu);
+    /// The pid of a live worker of another slot that last ran on `cpu` and holds fewer than
+    /// `mine + margin` connections; nullopt when there is none.
+    std::optional<std::int32_t> worker_on_cpu(int cpu, int mine, std::int64_t now_ms, int margin = kStealMargin) const;
+    /// The fleet's random token, in hex (32 characters): the same for every holder of the board.
+    std::string token() const;
     /// Leaves the board: peers stop deferring to this worker at once (used when draining).
     void leave();
 
@@ -63,8 +76,11 @@ private:
     struct alignas(64) Entry {
         std::atomic<std::int64_t> seen_ms;  ///< 0: not taking part
         std::atomic<std::int32_t> connections;
+        std::atomic<std::int32_t> cpu_plus_one;  ///< where the worker last ran, plus one; 0: not said
+        std::atomic<std::int32_t> pid;           ///< the worker that attached last
     };
     struct Table {
+        unsigned char token[16];               ///< random, written once at create(); first
         std::atomic<std::int32_t> slots_used;  ///< highest slot that ever attached, plus one
         Entry entries[kSlots];
     };

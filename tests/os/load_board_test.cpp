@@ -78,3 +78,35 @@ TEST_CASE("attach refuses what is not a board slot") {
     CHECK_FALSE(LoadBoard::attach(fd.get(), LoadBoard::kSlots));
     CHECK_FALSE(LoadBoard::attach(0, 0));  // stdin is not a board
 }
+
+TEST_CASE("the worker on a CPU: live, another slot, not clearly busier; and one token for the whole board") {
+    UniqueFd fd = LoadBoard::create();
+    auto a = LoadBoard::attach(fd.get(), 0);
+    auto b = LoadBoard::attach(fd.get(), 1);
+    REQUIRE(a);
+    REQUIRE(b);
+    const std::int64_t now = LoadBoard::now_ms();
+    a->touch(now);
+    b->touch(now);
+    CHECK_FALSE(a->worker_on_cpu(3, 0, now));  // nobody has said where it runs
+    a->set_cpu(2);
+    b->set_cpu(3);
+    CHECK_FALSE(a->worker_on_cpu(2, 0, now));  // its own CPU: no other worker there
+    const auto on3 = a->worker_on_cpu(3, 0, now);
+    REQUIRE(on3);
+    CHECK(*on3 == ::getpid());  // (both attached from this process)
+    const int m = LoadBoard::kStealMargin;
+    b->set_connections(10);
+    CHECK(a->worker_on_cpu(3, 10 - m + 1, now));
+    CHECK_FALSE(a->worker_on_cpu(3, 10 - m, now));  // b holds clearly more
+    CHECK_FALSE(a->worker_on_cpu(3, 100, now + LoadBoard::kStaleAfterMs + 1));  // silent
+    b->leave();
+    CHECK_FALSE(a->worker_on_cpu(3, 100, now));  // draining
+
+    CHECK(a->token().size() == 32);
+    CHECK(a->token() == b->token());
+    UniqueFd other = LoadBoard::create();
+    auto c = LoadBoard::attach(other.get(), 0);
+    REQUIRE(c);
+    CHECK(c->token() != a->token());
+}
