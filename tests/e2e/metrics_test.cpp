@@ -336,7 +336,11 @@ TEST_CASE("answers are counted by class and generation, and a reload's generatio
     CHECK(s[key("failed", 1)] == 0);
     const json status = fleet.daemon->status();
     double fives = 0;
-    for (const json& w : status["workers"]) fives += w["responses"]["5xx"].get<double>();
+    // (A worker that answered nothing has sent no STATS, so no responses: on a shared queue
+    // one worker can take all 39 connections, made one after another.)
+    for (const json& w : status["workers"]) {
+        if (w.contains("responses") && w["responses"].is_object()) fives += w["responses"].value("5xx", 0.0);
+    }
     CHECK(fives == 5);
 
     REQUIRE(fleet.daemon->ctl({"reload", "--wait"}).exit_code == 0);
