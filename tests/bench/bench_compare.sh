@@ -11,7 +11,8 @@
 #
 # Usage: tests/bench/bench_compare.sh REV [ROUNDS] [SECONDS] [PATH]
 #        tests/bench/bench_compare.sh REV scale [ROUNDS] [IDLE_SECONDS] [SIZE]
-#        REV is built in a temporary git worktree; PATH defaults to /healthz.
+#        REV is built in a temporary git worktree; PATH defaults to /healthz, and may name a
+#        static file both fleets serve: /small.html (1 KiB), /100k.bin, /10m.bin (transfer rate).
 set -euo pipefail
 
 REV=${1:?usage: bench_compare.sh REV [ROUNDS] [SECONDS] [PATH] | REV scale [ROUNDS] [IDLE] [SIZE]}
@@ -53,7 +54,7 @@ start_fleet() {  # start_fleet BINARY NAME WORKERS -> prints "PID PORT METRICS_P
 listen: ["127.0.0.1:$port"]
 workers: $3
 app:
-  builtin: {}
+  builtin: {root: $WORK/static}
 control: {socket: $WORK/$2.sock}
 metrics: {listen: "127.0.0.1:$mport"}
 log: {level: warn}
@@ -104,13 +105,16 @@ if [ "$MODE" = scale ]; then
   exit 0
 fi
 
+make_static_files  # what PATH may name: /small.html, /100k.bin, /10m.bin
 read -r NEW_PID NEW_PORT _ < <(start_fleet "$WORKERD" new 2); PIDS+=("$NEW_PID")
 read -r OLD_PID OLD_PORT _ < <(start_fleet "$BASE" old 2); PIDS+=("$OLD_PID")
 wait_http "http://127.0.0.1:$NEW_PORT/healthz"
 wait_http "http://127.0.0.1:$OLD_PORT/healthz"
 md_begin compare "The worker protocol's cost on the request path" "$REV" "$ROUNDS" "$DURATION" "$URL_PATH"
 side "workerd (this checkout)" "http://127.0.0.1:$NEW_PORT$URL_PATH" "$NEW_PORT" "$NEW_PID" \
-  "\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {}}\`, built from this checkout"
+  "\`workerd start SPEC\` with \`workers: 2\`, \`app: {builtin: {root: DIR}}\`, built from this checkout"
 side "workerd ($REV)" "http://127.0.0.1:$OLD_PORT$URL_PATH" "$OLD_PORT" "$OLD_PID" "the same, built from $REV"
-compare "this checkout vs $REV, bundled worker, $URL_PATH, 2 workers each"
+transfer=()
+[ "$URL_PATH" = /10m.bin ] && transfer=(--transfer)  # MB/s, as bench_core.sh's large file
+compare "${transfer[@]}" "this checkout vs $REV, bundled worker, $URL_PATH, 2 workers each"
 md_end

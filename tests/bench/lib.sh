@@ -361,14 +361,21 @@ STATIC_FILES=(small.html 100k.bin 10m.bin)
 # $WORK/static on free loopback ports. Sets BI_PID BI_PORT (workerd), NG_PID NG_PORT (nginx's
 # master) and BI_CMD NG_CMD (how they were started, for the markdown), adds both pids to PIDS,
 # waits until both answer, and checks that both return every file byte for byte.
-start_builtin_and_nginx() {
-  local static=$WORK/static f
-  mkdir -p "$static" "$WORK/nginx"
+# make_static_files: $WORK/static with small.html (1 KiB), 100k.bin and 10m.bin.
+make_static_files() {
+  local static=$WORK/static
+  mkdir -p "$static"
   chmod 755 "$WORK" "$static"   # nginx's workers run as another user when started as root
   "$PY" -c 'import sys; sys.stdout.write(("<p>" + "x" * 56 + "</p>\n") * 16)' >"$static/small.html"  # 1024 bytes
   head -c 102400 /dev/urandom >"$static/100k.bin"
   head -c 10485760 /dev/urandom >"$static/10m.bin"
   chmod 644 "$static"/*
+}
+
+start_builtin_and_nginx() {
+  local static=$WORK/static f
+  make_static_files
+  mkdir -p "$WORK/nginx"
   BI_PORT=$(free_port)
   cat >"$WORK/builtin.yaml" <<YAML
 listen: ["127.0.0.1:$BI_PORT"]
