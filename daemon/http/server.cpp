@@ -191,7 +191,8 @@ bool Server::accept_one(Listener& listener) {
 }
 
 void Server::note_cpu() {
-    if (board_) board_->set_cpu(::sched_getcpu());
+    // (Not once draining: the slot's entry may be its successor's already.)
+    if (board_ && !draining_) board_->set_cpu(::sched_getcpu());
 }
 
 bool Server::hand_off(int cpu, int fd, std::string_view bytes) {

@@ -72,6 +72,9 @@ void LoadBoard::set_cpu(int cpu) {
 }
 
 std::optional<std::int32_t> LoadBoard::worker_on_cpu(int cpu, int mine, std::int64_t now, int margin) const {
+    // Of several there (more workers than CPUs), the one holding the fewest.
+    std::optional<std::int32_t> best;
+    int fewest = mine + margin;
     const int used = table_->slots_used.load(std::memory_order_relaxed);
     for (int i = 0; i < used && i < kSlots; ++i) {
         if (i == slot_) continue;
@@ -79,11 +82,14 @@ std::optional<std::int32_t> LoadBoard::worker_on_cpu(int cpu, int mine, std::int
         if (e.cpu_plus_one.load(std::memory_order_relaxed) != cpu + 1) continue;
         const std::int64_t seen = e.seen_ms.load(std::memory_order_relaxed);
         if (seen == 0 || now - seen > kStaleAfterMs) continue;
-        if (e.connections.load(std::memory_order_relaxed) >= mine + margin) continue;
+        const int connections = e.connections.load(std::memory_order_relaxed);
         const std::int32_t pid = e.pid.load(std::memory_order_relaxed);
-        if (pid > 0) return pid;
+        if (connections < fewest && pid > 0) {
+            fewest = connections;
+            best = pid;
+        }
     }
-    return std::nullopt;
+    return best;
 }
 
 std::string LoadBoard::token() const {

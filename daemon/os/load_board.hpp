@@ -57,7 +57,8 @@ public:
     /// The CPU this worker runs on now (sched_getcpu); one relaxed store.
     void set_cpu(int cpu);
     /// The pid of a live worker of another slot that last ran on `cpu` and holds fewer than
-    /// `mine + margin` connections; nullopt when there is none.
+    /// `mine + margin` connections (of several, the one holding the fewest); nullopt when there
+    /// is none.
     std::optional<std::int32_t> worker_on_cpu(int cpu, int mine, std::int64_t now_ms, int margin = kStealMargin) const;
     /// The fleet's random token, in hex (32 characters): the same for every holder of the board.
     std::string token() const;

@@ -1,6 +1,12 @@
 #include "daemon/os/load_board.hpp"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <doctest/doctest.h>
+
+#include <csignal>
+#include <vector>
 
 using namespace workerd;
 
@@ -109,4 +115,41 @@ TEST_CASE("the worker on a CPU: live, another slot, not clearly busier; and one 
     auto c = LoadBoard::attach(other.get(), 0);
     REQUIRE(c);
     CHECK(c->token() != a->token());
+}
+
+TEST_CASE("of several workers on a CPU, the one holding the fewest connections") {
+    UniqueFd fd = LoadBoard::create();
+    auto a = LoadBoard::attach(fd.get(), 0);
+    REQUIRE(a);
+    const std::int64_t now = LoadBoard::now_ms();
+    // Peers attached from forked children, so each entry has a pid of its own.
+    std::vector<pid_t> children;
+    for (int slot = 1; slot <= 3; ++slot) {
+        int ready[2];
+        REQUIRE(::pipe(ready) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            auto b = LoadBoard::attach(fd.get(), slot);
+            if (!b) ::_exit(1);
+            b->set_cpu(1);
+            b->set_connections(slot == 2 ? 1 : 5);
+            b->touch(now);
+            (void)!::write(ready[1], "x", 1);
+            ::pause();
+            ::_exit(0);
+        }
+        ::close(ready[1]);
+        char c = 0;
+        REQUIRE(::read(ready[0], &c, 1) == 1);
+        ::close(ready[0]);
+        children.push_back(child);
+    }
+    const auto on1 = a->worker_on_cpu(1, 10, now);
+    for (pid_t child : children) {
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+    }
+    REQUIRE(on1);
+    CHECK(*on1 == children[1]);  // slot 2's, with 1 connection against the others' 5
 }
